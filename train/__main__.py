@@ -1,0 +1,55 @@
+"""Command line: python -m train {synth,fit,export} ...
+
+    python -m train synth --out data/green_tripdata_synthetic.parquet
+    python -m train fit --data data/green_tripdata_synthetic.parquet --model linear --name trip_duration
+    python -m train export --name trip_duration
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import data, export, fit, pipeline, synth
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("synth", help="write deterministic sample trips in the TLC green schema")
+    p.add_argument("--out", type=Path, default=Path("data/green_tripdata_synthetic.parquet"))
+    p.add_argument("--rows", type=int, default=synth.DEFAULT_ROWS)
+    p.add_argument("--seed", type=int, default=synth.DEFAULT_SEED)
+    p.add_argument("--month", default=synth.DEFAULT_MONTH, help="YYYY-MM")
+
+    p = commands.add_parser("fit", help="train a model family on TLC trip parquet files")
+    p.add_argument("--data", nargs="+", required=True, help="green or yellow TLC parquet files")
+    p.add_argument("--model", default="linear", choices=pipeline.FAMILIES)
+    p.add_argument("--name", default="trip_duration")
+    p.add_argument("--build", type=Path, default=Path("build"))
+    p.add_argument("--seed", type=int, default=0)
+
+    p = commands.add_parser("export", help="convert to ONNX, check against sklearn, publish the next version")
+    p.add_argument("--name", default="trip_duration")
+    p.add_argument("--build", type=Path, default=Path("build"))
+    p.add_argument("--models", type=Path, default=Path("models"))
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "synth":
+            path = synth.write(args.out, args.rows, args.seed, args.month)
+            print(f"[synth] wrote {args.rows:,} trips (seed {args.seed}, {args.month}) to {path}")
+        elif args.command == "fit":
+            fit.fit(args.data, args.model, args.name, args.build, args.seed)
+        else:
+            export.export(args.name, args.build, args.models)
+    except (data.NotTripData, export.ParityError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
