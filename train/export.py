@@ -36,6 +36,7 @@ METADATA_FILE = "model.json"
 # |onnx - sklearn| <= RTOL * max(|sklearn|, 1 minute): relative for real
 # durations, and not blown up by a linear model predicting ~0 minutes.
 RTOL = 1e-4
+N_EXAMPLES = 8
 # The tensor types the Go server maps from JSON, named as ONNX Runtime names them.
 ONNX_TYPES = {
     onnx.TensorProto.FLOAT: "tensor(float)",
@@ -104,13 +105,14 @@ def export(name: str, build_dir: Path, models_dir: Path) -> Path:
     log("check", f"ONNX Runtime matches sklearn on {parity.rows:,} held-out rows: "
         f"max abs error {parity.max_abs_error:.3g} min, max rel error {parity.max_rel_error:.3g}")
 
-    metadata = describe(onnx_model, onnx_bytes, training, X_val, parity)
+    metadata = describe(onnx_model, onnx_bytes, training, X_val, model.predict(X_val), parity)
     path = publish(Path(models_dir) / name, onnx_bytes, metadata, src / PIPELINE_FILE)
     log("export", f"published {path} in {time.perf_counter() - started:.1f}s")
     return path
 
 
-def describe(onnx_model: onnx.ModelProto, onnx_bytes: bytes, training: dict, X: pd.DataFrame, parity: Parity) -> dict:
+def describe(onnx_model: onnx.ModelProto, onnx_bytes: bytes, training: dict, X: pd.DataFrame,
+             predictions: np.ndarray, parity: Parity) -> dict:
     """Build model.json (everything but the version, set when publishing)."""
     return {
         "name": training["name"],
@@ -119,10 +121,16 @@ def describe(onnx_model: onnx.ModelProto, onnx_bytes: bytes, training: dict, X: 
         "family": training["family"],
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs": [
-            {"name": i.name, "type": _onnx_type(i.type), "shape": _shape(i.type), "example": _example(X[i.name])}
+            {"name": i.name, "type": _onnx_type(i.type), "shape": _shape(i.type), "example": _scalar(X[i.name].iloc[0])}
             for i in onnx_model.graph.input
         ],
         "outputs": [{"name": o.name, "type": _onnx_type(o.type), "shape": _shape(o.type)} for o in onnx_model.graph.output],
+        # Held-out rows with sklearn's own predictions: the server replays
+        # them when it loads the model and refuses a graph that disagrees.
+        "examples": [
+            {"instance": {c: _scalar(X[c].iloc[i]) for c in X.columns}, "prediction": float(predictions[i])}
+            for i in _spread(len(X), N_EXAMPLES)
+        ],
         "target": training["target"],
         "metrics": training["metrics"],
         "parity": {"rows": parity.rows, "max_abs_error": parity.max_abs_error,
@@ -170,11 +178,14 @@ def _onnx_type(t: onnx.TypeProto) -> str:
     return ONNX_TYPES[elem]
 
 
-def _example(column: pd.Series) -> int | float | str | bool:
-    value = column.iloc[0]
+def _scalar(value) -> int | float | str | bool:
     if isinstance(value, np.floating):
         return float(str(value))  # shortest text that reads back as the same float32
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _spread(n: int, k: int) -> list[int]:
+    return sorted(set(np.linspace(0, n - 1, num=min(n, k)).astype(int).tolist()))
 
 
 def _shape(t: onnx.TypeProto) -> list[int]:

@@ -1,0 +1,111 @@
+# skl2go: train a sklearn pipeline, export it to ONNX, serve it from Go
+# replicas behind nginx.
+#
+#   make demo     set everything up, train on sample data, serve, print a prediction
+#   make test     everything tested (Python, Go, the real topology)
+#
+#   make train export [DATA="a.parquet b.parquet"] [MODEL=linear] [NAME=trip_duration]
+#   make up [PORT=8080] [REPLICAS=2]      make down      make predict
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+SAMPLE   := data/green_tripdata_synthetic.parquet
+DATA     ?= $(SAMPLE)
+MODEL    ?= linear
+NAME     ?= trip_duration
+MODELS   ?= models
+PORT     ?= 8080
+REPLICAS ?= 2
+SERVER   := serve-go/bin/skl2go-server
+GO_SOURCES := $(shell find serve-go -name '*.go' -not -path '*/testdata/*') serve-go/go.mod serve-go/go.sum
+TESTDATA := build/testdata
+SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
+
+BASE_PORT ?= 9001
+STATE    ?= run
+
+export PORT REPLICAS BASE_PORT MODELS STATE
+
+.PHONY: demo test setup venv build nginx data train export up down status predict test-go test-python testdata compose-config clean distclean
+
+demo: setup train export up predict
+
+setup: venv build nginx
+
+# --- Python ---------------------------------------------------------------
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "skl2go needs Python 3.11 or newer, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+data: $(SAMPLE)
+$(SAMPLE): | $(VENV)/.installed
+	$(PY) -m train synth --out $@
+
+train: $(VENV)/.installed $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE))
+	$(PY) -m train fit --data $(DATA) --model $(MODEL) --name $(NAME)
+
+export: $(VENV)/.installed
+	$(PY) -m train export --name $(NAME) --models $(MODELS)
+
+# --- Go server ------------------------------------------------------------
+
+build: $(SERVER)
+$(SERVER): $(GO_SOURCES)
+	cd serve-go && go build -trimpath -o bin/skl2go-server ./cmd/skl2go-server
+
+# --- Local topology: REPLICAS Go servers on 127.0.0.1:9001… behind nginx on 127.0.0.1:$(PORT)
+
+nginx:
+	@command -v nginx >/dev/null || { echo "installing nginx with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx; }
+
+up: build nginx
+	nginx/topology.sh up
+
+down:
+	nginx/topology.sh down
+
+status:
+	nginx/topology.sh status
+
+predict:
+	@echo 'POST http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict  (a 2.5-mile trip from zone 74 to 75, Tuesday 08:00)'
+	@curl -sS --fail-with-body -H 'Content-Type: application/json' \
+		-d '{"instances": [{"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5, "pickup_hour": 8, "pickup_weekday": 1}]}' \
+		http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict
+	@echo
+
+# --- Tests ----------------------------------------------------------------
+
+test: setup testdata test-go test-python compose-config
+
+# A small model for the Go tests, made by the Python side like any other.
+testdata: $(TESTDATA)/models/.done
+$(TESTDATA)/models/.done: $(VENV)/.installed train/*.py
+	rm -rf $(TESTDATA)
+	$(PY) -m train synth --rows 30000 --out $(TESTDATA)/trips.parquet
+	$(PY) -m train fit --data $(TESTDATA)/trips.parquet --model linear --name trip_duration --build $(TESTDATA)/build
+	$(PY) -m train export --name trip_duration --build $(TESTDATA)/build --models $(TESTDATA)/models
+	@touch $@
+
+test-go: build testdata
+	cd serve-go && SKL2GO_TEST_MODELS=$(abspath $(TESTDATA)/models) go test -race -count=1 ./...
+
+test-python: setup
+	$(PY) -m pytest
+
+compose-config:
+	@if docker compose version >/dev/null 2>&1; then \
+		docker compose config --quiet && echo "docker-compose.yml: valid (docker compose config)"; \
+	else echo "docker-compose.yml: 'docker compose' not available here; its structure is checked by pytest"; fi
+
+clean: down
+	rm -rf build run data serve-go/bin
+
+distclean: clean
+	rm -rf $(VENV) $(MODELS)/*/
