@@ -106,7 +106,7 @@ def make_features(trips: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
             "DOLocationID": trips["DOLocationID"].astype("int64"),
             "trip_distance": trips["trip_distance"].astype("float32"),
             "pickup_hour": pickup.dt.hour.astype("int64"),
-            "pickup_weekday": pickup.dt.weekday.astype("int64"),
+            "pickup_weekday": pickup.dt.day_of_week.astype("int64"),
         }
     ).reset_index(drop=True)
     y = minutes.astype("float64").rename(TARGET).reset_index(drop=True)

@@ -1,0 +1,40 @@
+"""Shared fixtures: a small sample of trips and models trained on it.
+
+Everything goes through the same code paths as `make train export`, on
+fewer rows so the suite stays quick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from train import export, fit, synth
+
+ROWS = 40_000
+SEED = 7
+
+
+@dataclass
+class Repository:
+    trips: Path  # the sample parquet file
+    build: Path  # build/<name>/: fitted pipeline, validation rows
+    models: Path  # the model repository the server reads
+
+
+@pytest.fixture(scope="session")
+def trips_file(tmp_path_factory) -> Path:
+    return synth.write(tmp_path_factory.mktemp("data") / "green_tripdata_sample.parquet", rows=ROWS, seed=SEED)
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory, trips_file) -> Repository:
+    """Two published models: the linear baseline and a tree ensemble."""
+    root = tmp_path_factory.mktemp("repo")
+    repo = Repository(trips_file, root / "build", root / "models")
+    for name, family in [("trip_duration", "linear"), ("trip_duration_hgb", "hist_gradient_boosting")]:
+        fit.fit([str(trips_file)], family, name, repo.build)
+        export.export(name, repo.build, repo.models)
+    return repo

@@ -1,0 +1,91 @@
+"""Export: the ONNX graph must reproduce sklearn, or nothing is published."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import onnx
+import onnxruntime
+import pytest
+import sklearn
+
+from train import data, export, fit
+from train.__main__ import main
+
+
+def test_publishes_model_json_beside_the_graph(repository):
+    version = repository.models / "trip_duration" / "1"
+    assert sorted(p.name for p in version.iterdir()) == ["model.json", "model.onnx", "pipeline.joblib"]
+    meta = json.loads((version / "model.json").read_text())
+    assert (meta["name"], meta["version"], meta["task"], meta["family"]) == ("trip_duration", 1, "regression", "linear")
+    assert [(i["name"], i["type"], i["shape"]) for i in meta["inputs"]] == [
+        ("PULocationID", "tensor(int64)", [-1, 1]),
+        ("DOLocationID", "tensor(int64)", [-1, 1]),
+        ("trip_distance", "tensor(float)", [-1, 1]),
+        ("pickup_hour", "tensor(int64)", [-1, 1]),
+        ("pickup_weekday", "tensor(int64)", [-1, 1]),
+    ]
+    assert [i["name"] for i in meta["inputs"]] == list(data.FEATURES)
+    assert isinstance(meta["inputs"][0]["example"], int) and isinstance(meta["inputs"][2]["example"], float)
+    assert meta["outputs"] == [{"name": "variable", "type": "tensor(float)", "shape": [-1, 1]}]
+    assert {"rmse", "mae", "r2", "rows"} <= set(meta["metrics"]["validation"])
+    assert meta["metrics"]["validation"]["r2"] > 0.5  # the sample data is learnable
+    assert meta["data"]["fingerprint"] == data.fingerprint(data.load_trips([repository.trips]).files)
+    assert meta["libraries"]["onnxruntime"] == onnxruntime.__version__
+    assert meta["libraries"]["scikit-learn"] == sklearn.__version__
+    assert meta["files"]["onnx"]["sha256"] == hashlib.sha256((version / "model.onnx").read_bytes()).hexdigest()
+    assert meta["parity"]["max_rel_error"] <= export.RTOL
+    assert len(meta["examples"]) == export.N_EXAMPLES
+    assert set(meta["examples"][0]["instance"]) == set(data.FEATURES)
+
+
+def test_versions_are_the_next_integer_and_appear_whole(repository, tmp_path):
+    models = tmp_path / "models"
+    (models / "trip_duration" / "7").mkdir(parents=True)
+    (models / "trip_duration" / "not-a-version").mkdir()
+    first = export.export("trip_duration", repository.build, models)
+    second = export.export("trip_duration", repository.build, models)
+    assert (first.name, second.name) == ("8", "9")
+    assert json.loads((second / "model.json").read_text())["version"] == 9
+    leftovers = [p.name for p in (models / "trip_duration").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def tamper(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Nudge the linear model's distance coefficient, as a broken converter might."""
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.name == "coefficients":
+                attr.floats[-1] += 0.05
+                return model
+    raise AssertionError("no coefficients attribute in the graph")
+
+
+def test_a_model_that_differs_from_sklearn_is_refused_and_nothing_written(repository, tmp_path, monkeypatch, capsys):
+    convert = export.convert
+    monkeypatch.setattr(export, "convert", lambda model, example: tamper(convert(model, example)))
+    models = tmp_path / "models"
+    code = main(["export", "--name", "trip_duration", "--build", str(repository.build), "--models", str(models)])
+    assert code == 1
+    message = capsys.readouterr().err
+    assert "ONNX Runtime differs from sklearn" in message
+    assert "worst rows" in message and "trip_distance" in message and "rel_error" in message
+    assert not models.exists() or not any(models.rglob("*"))
+
+
+def test_tree_models_match_sklearn_on_every_held_out_row(repository):
+    meta = json.loads((repository.models / "trip_duration_hgb" / "1" / "model.json").read_text())
+    assert meta["family"] == "hist_gradient_boosting"
+    assert meta["parity"]["rows"] == meta["metrics"]["validation"]["rows"]
+    assert meta["parity"]["max_rel_error"] <= export.RTOL
+
+
+def test_export_without_training_says_what_to_run(tmp_path, capsys):
+    assert main(["export", "--name", "nothing", "--build", str(tmp_path), "--models", str(tmp_path / "m")]) == 1
+    assert "python -m train fit --name nothing" in capsys.readouterr().err
+
+
+def test_fit_refuses_an_unknown_family(trips_file, tmp_path):
+    with pytest.raises(ValueError, match="unknown model family 'xgboost'"):
+        fit.fit([str(trips_file)], "xgboost", "x", tmp_path)

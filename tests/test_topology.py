@@ -1,0 +1,199 @@
+"""The real topology: `make up` starts 2 Go replicas behind nginx on loopback;
+held-out trips sent through nginx must come back as sklearn predicts them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from train import data, export
+
+ROOT = Path(__file__).resolve().parents[1]
+REPLICAS = 2
+
+
+@dataclass
+class Topology:
+    url: str  # nginx
+    replicas: list[str]
+    state: Path
+    env: dict
+
+
+def free_ports(n: int) -> int:
+    """Return a port p such that p … p+n-1 are free on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n < 65536 and all(port_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def make(target: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-s", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def topology_env(models: Path, state: Path) -> dict:
+    base = free_ports(REPLICAS)
+    port = free_ports(1)
+    return {**os.environ, "PORT": str(port), "BASE_PORT": str(base), "REPLICAS": str(REPLICAS),
+            "MODELS": str(models), "STATE": str(state)}
+
+
+@pytest.fixture(scope="module")
+def topology(repository, tmp_path_factory):
+    state = tmp_path_factory.mktemp("run")
+    env = topology_env(repository.models, state)
+    started = make("up", env)
+    assert started.returncode == 0, f"make up failed:\n{started.stdout}\n{started.stderr}"
+    base = int(env["BASE_PORT"])
+    yield Topology(f"http://127.0.0.1:{env['PORT']}",
+                   [f"http://127.0.0.1:{base + i}" for i in range(REPLICAS)], state, env)
+    make("down", env)
+
+
+def request(method: str, url: str, body: bytes | None = None, content_type: str = "application/json"):
+    """Send one request; return (status, parsed JSON body or text)."""
+    req = urllib.request.Request(url, data=body, method=method)
+    if body is not None:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, raw = resp.status, resp.read()
+            ctype = resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as err:
+        status, raw, ctype = err.code, err.read(), err.headers.get("Content-Type", "")
+    return status, (json.loads(raw) if "json" in ctype else raw.decode())
+
+
+def predict(url: str, name: str, rows: pd.DataFrame) -> tuple[int, dict]:
+    body = json.dumps({"instances": rows.to_dict(orient="records")}).encode()
+    return request("POST", f"{url}/v1/models/{name}:predict", body)
+
+
+@pytest.mark.parametrize("name", ["trip_duration", "trip_duration_hgb"])
+def test_held_out_trips_through_nginx_match_sklearn(topology, repository, name):
+    held_out = pd.read_parquet(repository.build / name / "validation.parquet").drop(columns=[data.TARGET])
+    assert len(held_out) >= 1000
+    sklearn = joblib.load(repository.models / name / "1" / "pipeline.joblib")
+    want = sklearn.predict(held_out)
+
+    got = []
+    for start in range(0, 100):  # single-row requests, the common case
+        status, body = predict(topology.url, name, held_out.iloc[start:start + 1])
+        assert status == 200, body
+        got += body["predictions"]
+    for start in range(100, len(held_out), 500):  # and batches
+        status, body = predict(topology.url, name, held_out.iloc[start:start + 500])
+        assert status == 200, body
+        assert (body["model"], body["version"]) == (name, 1)
+        got += body["predictions"]
+
+    got = np.asarray(got, dtype=np.float64)
+    abs_err = np.abs(got - want)
+    rel_err = abs_err / np.maximum(np.abs(want), 1.0)
+    print(f"\n{name}: {len(got):,} held-out rows through nginx: "
+          f"max abs difference {abs_err.max():.3g} min, max relative difference {rel_err.max():.3g}")
+    assert len(got) == len(held_out)
+    assert rel_err.max() <= export.RTOL
+
+
+def test_both_replicas_serve(topology):
+    served = []
+    for replica in topology.replicas:
+        status, text = request("GET", f"{replica}/metrics")
+        assert status == 200
+        rows = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("skl2go_predict_rows_total{"))
+        served.append(rows)
+    assert all(rows > 0 for rows in served), f"rows predicted per replica: {served}"
+
+
+def test_metadata_through_nginx_is_model_json(topology, repository):
+    status, body = request("GET", f"{topology.url}/v1/models/trip_duration")
+    assert status == 200
+    assert body == json.loads((repository.models / "trip_duration" / "1" / "model.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "path, body, content_type, status, needle",
+    [
+        ("/v1/models/trip_duration:predict", {"instances": [{"PULocationID": 74, "DOLocationID": 75,
+                                                             "pickup_hour": 8, "pickup_weekday": 1}]},
+         "application/json", 400, "trip_distance"),
+        ("/v1/models/trip_duration:predict", {"instances": [{"PULocationID": 74, "DOLocationID": 75,
+                                                             "trip_distance": "far", "pickup_hour": 8,
+                                                             "pickup_weekday": 1}]},
+         "application/json", 400, "trip_distance"),
+        ("/v1/models/trip_duration:predict", {"instances": []}, "application/json", 400, "instances"),
+        ("/v1/models/no_such_model:predict", {"instances": [{}]}, "application/json", 404, "no_such_model"),
+        ("/v1/models/trip_duration:predict", {"instances": [{}]}, "text/plain", 415, "application/json"),
+    ],
+)
+def test_bad_requests_through_nginx_get_clear_json_errors(topology, path, body, content_type, status, needle):
+    got_status, got = request("POST", topology.url + path, json.dumps(body).encode(), content_type)
+    assert got_status == status
+    assert needle in got["error"]
+
+
+def test_metrics_are_not_exposed_through_nginx(topology):
+    status, body = request("GET", f"{topology.url}/metrics")
+    assert status == 404 and "error" in body
+
+
+def test_nginx_fails_over_when_a_replica_dies(topology, repository):
+    pid = int((topology.state / "replica-1.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    held_out = pd.read_parquet(repository.build / "trip_duration" / "validation.parquet").drop(columns=[data.TARGET])
+    statuses = [predict(topology.url, "trip_duration", held_out.iloc[i:i + 1])[0] for i in range(50)]
+    assert statuses == [200] * 50
+
+
+def test_down_stops_exactly_what_up_started(topology):
+    pids = [int(p.read_text()) for p in topology.state.glob("*.pid")]
+    assert len(pids) == REPLICAS + 1  # the replicas and nginx's master
+    done = make("down", topology.env)
+    assert done.returncode == 0, done.stderr
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert list(topology.state.glob("*.pid")) == []
+    assert all(port_free(int(url.rsplit(":", 1)[1])) for url in [topology.url, *topology.replicas])
+
+
+def test_up_refuses_a_model_repository_that_disagrees_with_its_graph(repository, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(repository.models / "trip_duration", models / "trip_duration")
+    meta_file = models / "trip_duration" / "1" / "model.json"
+    meta = json.loads(meta_file.read_text())
+    meta["inputs"][2]["type"] = "tensor(double)"  # the graph says tensor(float)
+    meta_file.write_text(json.dumps(meta))
+    env = topology_env(models, tmp_path / "run")
+    started = make("up", env)
+    make("down", env)
+    assert started.returncode != 0
+    assert "trip_distance" in started.stderr and "tensor(double)" in started.stderr
