@@ -47,10 +47,31 @@ def test_server_image_is_non_root_and_uses_the_pinned_runtime():
     assert "SKL2GO_ADDR=0.0.0.0:9000" in dockerfile  # matches nginx's server:9000
 
 
-def test_docker_compose_config_accepts_the_file():
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True) \
-        if shutil.which("docker") else None
-    if probe is None or probe.returncode != 0:
-        pytest.skip("'docker compose' is not available on this machine")
-    checked = subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+def compose_cli() -> list[str] | None:
+    """`docker compose`, or the standalone CLI `make compose-cli` builds."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    standalone = ROOT / "build" / "tools" / "docker-compose"
+    return [str(standalone)] if standalone.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def cli() -> list[str]:
+    found = compose_cli()
+    if found is None:
+        pytest.skip("no 'docker compose' here: run `make compose-cli` (make test does)")
+    return found
+
+
+def test_docker_compose_config_accepts_the_file(cli):
+    checked = subprocess.run([*cli, "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_docker_compose_config_rejects_a_broken_file(cli, tmp_path):
+    broken = (ROOT / "docker-compose.yml").read_text().replace("replicas: ${REPLICAS:-2}", "replicas: two")
+    (tmp_path / "docker-compose.yml").write_text(broken)
+    (tmp_path / "nginx").mkdir()
+    checked = subprocess.run([*cli, "config", "--quiet"], cwd=tmp_path, capture_output=True, text=True)
+    assert checked.returncode != 0
+    assert "replicas" in checked.stderr
