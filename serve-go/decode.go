@@ -1,0 +1,234 @@
+package skl2go
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// DecodeInstances reads a JSON array of instances (objects with one field
+// per model input) from dec, which must be positioned at the array and use
+// json.Decoder.UseNumber. It refuses, with an EINVALID error naming the row
+// and field, anything that does not map exactly onto the model's inputs:
+// missing, unknown, duplicate or null fields, wrong JSON types, non-integral
+// or out-of-range numbers. More than maxRows rows is ETOOLARGE.
+func (m *Metadata) DecodeInstances(dec *json.Decoder, maxRows int) (*Batch, error) {
+	if err := expectDelim(dec, '[', "instances", "an array of objects"); err != nil {
+		return nil, err
+	}
+	batch := &Batch{Columns: make([]Column, len(m.Inputs))}
+	for i, in := range m.Inputs {
+		batch.Columns[i] = Column{Name: in.Name, Type: in.Type}
+	}
+	seen := make([]bool, len(m.Inputs))
+	for dec.More() {
+		row := batch.Rows
+		if row >= maxRows {
+			return nil, Errorf(ETOOLARGE, "too many instances: at most %d per request", maxRows)
+		}
+		where := fmt.Sprintf("instances[%d]", row)
+		if err := expectDelim(dec, '{', where, "an object"); err != nil {
+			return nil, err
+		}
+		clear(seen)
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return nil, syntaxError(dec, err)
+			}
+			key := tok.(string) // object keys are always strings
+			i, ok := m.inputIndex[key]
+			if !ok {
+				return nil, Errorf(EINVALID, "%s.%s: unknown field (model %s expects %s)", where, key, m.Name, m.inputNames())
+			}
+			if seen[i] {
+				return nil, Errorf(EINVALID, "%s.%s: given twice", where, key)
+			}
+			seen[i] = true
+			if err := decodeValue(dec, &batch.Columns[i], where+"."+key); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := dec.Token(); err != nil { // the closing '}'
+			return nil, syntaxError(dec, err)
+		}
+		for i, ok := range seen {
+			if !ok {
+				return nil, Errorf(EINVALID, "%s.%s: missing", where, m.Inputs[i].Name)
+			}
+		}
+		batch.Rows++
+	}
+	if _, err := dec.Token(); err != nil { // the closing ']'
+		return nil, syntaxError(dec, err)
+	}
+	if batch.Rows == 0 {
+		return nil, Errorf(EINVALID, "instances: must contain at least one instance")
+	}
+	return batch, nil
+}
+
+func (m *Metadata) inputNames() string {
+	names := make([]string, len(m.Inputs))
+	for i, in := range m.Inputs {
+		names[i] = in.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// decodeValue reads one JSON value and appends it to col.
+func decodeValue(dec *json.Decoder, col *Column, where string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return syntaxError(dec, err)
+	}
+	switch v := tok.(type) {
+	case json.Number:
+		return appendNumber(col, v, where)
+	case string:
+		if col.Type != String {
+			return Errorf(EINVALID, "%s: expected %s, got string %s", where, describe(col.Type), quote(v))
+		}
+		col.String = append(col.String, v)
+		return nil
+	case bool:
+		if col.Type != Bool {
+			return Errorf(EINVALID, "%s: expected %s, got %t", where, describe(col.Type), v)
+		}
+		col.Bool = append(col.Bool, v)
+		return nil
+	case nil:
+		return Errorf(EINVALID, "%s: must not be null", where)
+	case json.Delim:
+		kind := "an array"
+		if v == '{' {
+			kind = "an object"
+		}
+		return Errorf(EINVALID, "%s: expected %s, got %s", where, describe(col.Type), kind)
+	}
+	return Errorf(EINVALID, "%s: unexpected value", where)
+}
+
+func appendNumber(col *Column, n json.Number, where string) error {
+	s := string(n)
+	switch col.Type {
+	case Float32:
+		f, err := strconv.ParseFloat(s, 32)
+		if err != nil {
+			return Errorf(EINVALID, "%s: %s is out of range for float32", where, s)
+		}
+		col.Float32 = append(col.Float32, float32(f))
+	case Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return Errorf(EINVALID, "%s: %s is out of range for float64", where, s)
+		}
+		col.Float64 = append(col.Float64, f)
+	case Int64:
+		i, err := parseInteger(s, 64)
+		if err != nil {
+			return Errorf(EINVALID, "%s: %v", where, err)
+		}
+		col.Int64 = append(col.Int64, i)
+	case Int32:
+		i, err := parseInteger(s, 32)
+		if err != nil {
+			return Errorf(EINVALID, "%s: %v", where, err)
+		}
+		col.Int32 = append(col.Int32, int32(i))
+	default:
+		return Errorf(EINVALID, "%s: expected %s, got number %s", where, describe(col.Type), s)
+	}
+	return nil
+}
+
+// parseInteger accepts integers, including integral numbers written as
+// floats (74.0, 7.4e1): JSON does not tell them apart.
+func parseInteger(s string, bits int) (int64, error) {
+	i, err := strconv.ParseInt(s, 10, bits)
+	if err == nil {
+		return i, nil
+	}
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("%s is out of range for int%d", s, bits)
+	}
+	f, ferr := strconv.ParseFloat(s, 64)
+	if ferr != nil || f != math.Trunc(f) {
+		return 0, fmt.Errorf("expected an integer, got %s", s)
+	}
+	limit := math.Ldexp(1, bits-1)
+	if f < -limit || f >= limit {
+		return 0, fmt.Errorf("%s is out of range for int%d", s, bits)
+	}
+	return int64(f), nil
+}
+
+func describe(t DataType) string {
+	switch t {
+	case Float32, Float64:
+		return "a number"
+	case Int64, Int32:
+		return "an integer"
+	case String:
+		return "a string"
+	case Bool:
+		return "true or false"
+	}
+	return string(t)
+}
+
+// quote shows a client's string in an error, shortened.
+func quote(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// expectDelim reads the next token and checks it opens an array or object.
+func expectDelim(dec *json.Decoder, want json.Delim, where, what string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return syntaxError(dec, err)
+	}
+	if d, ok := tok.(json.Delim); ok && d == want {
+		return nil
+	}
+	return Errorf(EINVALID, "%s: expected %s, got %s", where, what, describeToken(tok))
+}
+
+func describeToken(tok json.Token) string {
+	switch v := tok.(type) {
+	case json.Delim:
+		if v == '[' {
+			return "an array"
+		}
+		return "an object"
+	case string:
+		return "string " + quote(v)
+	case json.Number:
+		return "number " + string(v)
+	case bool:
+		return strconv.FormatBool(v)
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("%v", tok)
+}
+
+// syntaxError turns a decoder error into a client error with the offset.
+// Errors reading the body (such as the size limit) pass through unchanged.
+func syntaxError(dec *json.Decoder, err error) error {
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		return Errorf(EINVALID, "malformed JSON at byte %d: %s", syn.Offset, syn.Error())
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return Errorf(EINVALID, "malformed JSON: unexpected end of body at byte %d", dec.InputOffset())
+	}
+	return err
+}

@@ -1,0 +1,40 @@
+package http
+
+import (
+	"fmt"
+	"net/http"
+
+	"skl2go"
+)
+
+// codes maps skl2go error codes to HTTP statuses.
+var codes = map[string]int{
+	skl2go.EINVALID:     http.StatusBadRequest,
+	skl2go.ENOTFOUND:    http.StatusNotFound,
+	skl2go.ETOOLARGE:    http.StatusRequestEntityTooLarge,
+	skl2go.EUNSUPPORTED: http.StatusUnsupportedMediaType,
+	skl2go.EUNAVAILABLE: http.StatusServiceUnavailable,
+	skl2go.EINTERNAL:    http.StatusInternalServerError,
+	eMETHOD:             http.StatusMethodNotAllowed,
+}
+
+// eMETHOD is an HTTP-only code: the path exists, the method does not.
+const eMETHOD = "method_not_allowed"
+
+func errMethod(got, want string) error {
+	return &skl2go.Error{Code: eMETHOD, Message: fmt.Sprintf("method %s not allowed: use %s", got, want)}
+}
+
+// writeError answers with err's status and a JSON body {"error": message};
+// internal errors are logged with their detail and shown as "internal error".
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := skl2go.ErrorCode(err)
+	if code == skl2go.EINTERNAL {
+		s.logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	status, ok := codes[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	writeJSON(w, status, map[string]string{"error": skl2go.ErrorMessage(err)})
+}

@@ -1,0 +1,241 @@
+package http
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"skl2go"
+)
+
+// handlePredict serves POST /v1/models/{name}[/versions/{v}]:predict.
+func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, name string, version int) {
+	start := time.Now()
+	model, err := s.store.Model(name, version)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	meta := model.Metadata()
+	status, rows := s.predict(w, r, model)
+	labels := []string{meta.Name, strconv.Itoa(meta.Version)}
+	s.metrics.predictRequests.WithLabelValues(append(labels, strconv.Itoa(status))...).Inc()
+	s.metrics.predictDuration.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
+	if status == http.StatusOK {
+		s.metrics.predictRows.WithLabelValues(labels...).Add(float64(rows))
+	}
+}
+
+// predict decodes, runs and encodes; it returns the status written and the
+// rows predicted.
+func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Model) (status, rows int) {
+	fail := func(err error) (int, int) {
+		s.writeError(w, r, err)
+		return codes[skl2go.ErrorCode(err)], 0
+	}
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		return fail(err)
+	}
+	body := http.MaxBytesReader(w, r.Body, s.config.MaxBodyBytes)
+	batch, err := DecodeRequest(body, model.Metadata(), s.config.MaxRows)
+	if err != nil {
+		return fail(err)
+	}
+	outputs, err := model.Predict(r.Context(), batch)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return fail(skl2go.Errorf(skl2go.EUNAVAILABLE, "request cancelled"))
+		}
+		return fail(err)
+	}
+	meta := model.Metadata()
+	resp, err := AppendPredictions(make([]byte, 0, 64+16*batch.Rows), outputs, batch.Rows, meta.Name, meta.Version)
+	if err != nil {
+		return fail(err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(resp)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(resp)
+	return http.StatusOK, batch.Rows
+}
+
+// checkContentType accepts application/json (any parameters) or no type.
+func checkContentType(value string) error {
+	if value == "" {
+		return nil
+	}
+	mediaType, _, err := mime.ParseMediaType(value)
+	if err != nil || mediaType != "application/json" {
+		return skl2go.Errorf(skl2go.EUNSUPPORTED, "Content-Type must be application/json, got %s", value)
+	}
+	return nil
+}
+
+// DecodeRequest reads a predict body, {"instances": [ {field: value, …}, … ]},
+// into a batch for meta's inputs.
+func DecodeRequest(body io.Reader, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
+	dec := json.NewDecoder(body)
+	dec.UseNumber()
+	batch, err := decodeRequest(dec, meta, maxRows)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes", tooLarge.Limit)
+	}
+	return batch, err
+}
+
+func decodeRequest(dec *json.Decoder, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, skl2go.Errorf(skl2go.EINVALID, `empty body: expected {"instances": [...]}`)
+		}
+		return nil, bodyError(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, skl2go.Errorf(skl2go.EINVALID, `body must be a JSON object {"instances": [...]}`)
+	}
+	var batch *skl2go.Batch
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		key := tok.(string)
+		if key != "instances" {
+			return nil, skl2go.Errorf(skl2go.EINVALID, `unknown field %q in the body: expected only "instances"`, key)
+		}
+		if batch != nil {
+			return nil, skl2go.Errorf(skl2go.EINVALID, `"instances" given twice`)
+		}
+		if batch, err = meta.DecodeInstances(dec, maxRows); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return nil, bodyError(err)
+	}
+	if batch == nil {
+		return nil, skl2go.Errorf(skl2go.EINVALID, `missing field "instances"`)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		return nil, skl2go.Errorf(skl2go.EINVALID, "malformed JSON: data after the top-level object at byte %d", dec.InputOffset())
+	}
+	return batch, nil
+}
+
+func bodyError(err error) error {
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		return skl2go.Errorf(skl2go.EINVALID, "malformed JSON at byte %d: %s", syn.Offset, syn.Error())
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return skl2go.Errorf(skl2go.EINVALID, "malformed JSON: unexpected end of body")
+	}
+	return err
+}
+
+// AppendPredictions appends the response body to buf:
+// {"predictions": [...], "model": name, "version": v}. One output gives one
+// value per row (or an array when it has several columns); several outputs
+// give one object per row, keyed by output name.
+func AppendPredictions(buf []byte, outputs []skl2go.Output, rows int, name string, version int) ([]byte, error) {
+	buf = append(buf, `{"predictions":[`...)
+	for row := 0; row < rows; row++ {
+		if row > 0 {
+			buf = append(buf, ',')
+		}
+		if len(outputs) == 1 {
+			var err error
+			if buf, err = appendRow(buf, &outputs[0], row); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		buf = append(buf, '{')
+		for i := range outputs {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendString(buf, outputs[i].Name)
+			buf = append(buf, ':')
+			var err error
+			if buf, err = appendRow(buf, &outputs[i], row); err != nil {
+				return nil, err
+			}
+		}
+		buf = append(buf, '}')
+	}
+	buf = append(buf, `],"model":`...)
+	buf = appendString(buf, name)
+	buf = append(buf, `,"version":`...)
+	buf = strconv.AppendInt(buf, int64(version), 10)
+	return append(buf, '}'), nil
+}
+
+// appendRow appends one row of an output: a scalar when the row has one
+// value, else an array.
+func appendRow(buf []byte, out *skl2go.Output, row int) ([]byte, error) {
+	width := 1
+	for _, d := range out.Shape[1:] {
+		width *= int(d)
+	}
+	if width != 1 {
+		buf = append(buf, '[')
+	}
+	for i := row * width; i < (row+1)*width; i++ {
+		if i > row*width {
+			buf = append(buf, ',')
+		}
+		var err error
+		if buf, err = appendValue(buf, out, i); err != nil {
+			return nil, err
+		}
+	}
+	if width != 1 {
+		buf = append(buf, ']')
+	}
+	return buf, nil
+}
+
+func appendValue(buf []byte, out *skl2go.Output, i int) ([]byte, error) {
+	switch out.Type {
+	case skl2go.Float32:
+		return appendFloat(buf, float64(out.Float32[i]), 32, out.Name)
+	case skl2go.Float64:
+		return appendFloat(buf, out.Float64[i], 64, out.Name)
+	case skl2go.Int64:
+		return strconv.AppendInt(buf, out.Int64[i], 10), nil
+	case skl2go.Int32:
+		return strconv.AppendInt(buf, int64(out.Int32[i]), 10), nil
+	case skl2go.Bool:
+		return strconv.AppendBool(buf, out.Bool[i]), nil
+	case skl2go.String:
+		return appendString(buf, out.String[i]), nil
+	}
+	return nil, errors.New("output " + out.Name + ": unsupported type " + string(out.Type))
+}
+
+// appendFloat writes the shortest text that reads back as the same float of
+// that size. JSON has no NaN or Infinity: a model producing one is a fault.
+func appendFloat(buf []byte, f float64, bits int, name string) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, errors.New("output " + name + ": the model produced " + strconv.FormatFloat(f, 'g', -1, 64))
+	}
+	return strconv.AppendFloat(buf, f, 'g', -1, bits), nil
+}
+
+// appendString appends s as a JSON string.
+func appendString(buf []byte, s string) []byte {
+	quoted, _ := json.Marshal(s) // a string always marshals
+	return append(buf, quoted...)
+}

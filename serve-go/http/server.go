@@ -1,0 +1,190 @@
+// Package http serves skl2go models over HTTP: the TensorFlow Serving style
+// predict API, model metadata, health and readiness, and Prometheus metrics.
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"skl2go"
+)
+
+// Config holds the server's limits.
+type Config struct {
+	MaxBodyBytes int64 // larger bodies get 413
+	MaxRows      int   // more instances get 413
+}
+
+// Server is the HTTP front of a model store.
+type Server struct {
+	store   skl2go.ModelStore
+	config  Config
+	logger  *slog.Logger
+	metrics *metrics
+	ready   atomic.Bool
+	server  *http.Server
+}
+
+// NewServer returns a server for store, registering its metrics in reg.
+// It is not ready until SetReady(true).
+func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
+	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg)}
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", s.route("healthz", http.MethodGet, s.handleHealth))
+	mux.Handle("/readyz", s.route("readyz", http.MethodGet, s.handleReady))
+	mux.Handle("/metrics", s.route("metrics", http.MethodGet, s.metrics.handler(reg).ServeHTTP))
+	mux.Handle("/v1/models", s.route("list", http.MethodGet, s.handleList))
+	mux.Handle("/v1/models/", http.HandlerFunc(s.handleModels))
+	mux.Handle("/", s.route("not_found", "", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	}))
+	s.server = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Handler returns the server's routes, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.server.Handler }
+
+// SetReady sets what /readyz answers.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.server.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops being ready, then waits for in-flight requests to finish
+// (or ctx to end) before returning.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.SetReady(false)
+	return s.server.Shutdown(ctx)
+}
+
+// route wraps a handler with the method check, metrics and a debug log line.
+func (s *Server) route(name, method string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		if method != "" && r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			rec.Header().Set("Allow", method)
+			s.writeError(rec, r, errMethod(r.Method, method))
+		} else {
+			h(rec, r)
+		}
+		s.metrics.httpRequests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
+		s.logger.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"duration_ms", float64(time.Since(start).Microseconds())/1000)
+	})
+}
+
+// handleModels dispatches /v1/models/{name}[/versions/{v}][:predict].
+func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, "/v1/models/")
+	predict := strings.HasSuffix(rest, ":predict")
+	rest = strings.TrimSuffix(rest, ":predict")
+	name, version, err := parseModelPath(rest)
+	if predict {
+		s.route("predict", http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			s.handlePredict(w, r, name, version)
+		}).ServeHTTP(w, r)
+		return
+	}
+	s.route("metadata", http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.handleMetadata(w, r, name, version)
+	}).ServeHTTP(w, r)
+}
+
+// parseModelPath splits "{name}" or "{name}/versions/{v}"; version 0 means
+// the latest.
+func parseModelPath(p string) (name string, version int, err error) {
+	parts := strings.Split(p, "/")
+	switch {
+	case len(parts) == 1:
+	case len(parts) == 3 && parts[1] == "versions":
+		v, convErr := strconv.Atoi(parts[2])
+		if convErr != nil || v < 1 || strconv.Itoa(v) != parts[2] {
+			return "", 0, skl2go.Errorf(skl2go.EINVALID, "version must be a positive integer, got %q", parts[2])
+		}
+		version = v
+	default:
+		return "", 0, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: /v1/models/%s", p)
+	}
+	if !skl2go.ValidName(parts[0]) {
+		return "", 0, skl2go.Errorf(skl2go.EINVALID,
+			"invalid model name %q: use letters, digits, '_', '.', '-' (at most 128, no '..')", parts[0])
+	}
+	return parts[0], version, nil
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		s.writeError(w, r, skl2go.Errorf(skl2go.EUNAVAILABLE, "not ready"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"models": s.store.Models()})
+}
+
+func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request, name string, version int) {
+	m, err := s.store.Model(name, version)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(m.Metadata().Raw)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// statusRecorder remembers the status a handler wrote, for metrics and logs.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}

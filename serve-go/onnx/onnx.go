@@ -1,0 +1,320 @@
+package onnx
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"skl2go"
+)
+
+// Runtime owns the ONNX Runtime environment. ONNX Runtime allows one
+// environment per process, so a process creates one Runtime.
+type Runtime struct {
+	threads int
+	logger  *slog.Logger
+}
+
+// NewRuntime loads the shared library at lib and initialises ONNX Runtime.
+// Each session gets `threads` intra-op threads: with several replicas per
+// machine, replicas rather than threads should use the cores.
+func NewRuntime(lib string, threads int, logger *slog.Logger) (*Runtime, error) {
+	if threads < 1 {
+		return nil, fmt.Errorf("ORT threads must be at least 1, got %d", threads)
+	}
+	ort.SetSharedLibraryPath(lib)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		return nil, fmt.Errorf("initialising ONNX Runtime from %s: %w", lib, err)
+	}
+	return &Runtime{threads: threads, logger: logger}, nil
+}
+
+// Version returns ONNX Runtime's version, e.g. "1.32.0".
+func (r *Runtime) Version() string { return ort.GetVersion() }
+
+// Close destroys the environment; every model must be closed first.
+func (r *Runtime) Close() error { return ort.DestroyEnvironment() }
+
+// Model is a model version loaded in an ONNX Runtime session. Its Predict is
+// safe for concurrent use.
+type Model struct {
+	meta    *skl2go.Metadata
+	session *ort.DynamicAdvancedSession
+}
+
+var _ skl2go.Model = (*Model)(nil)
+
+// Load opens dir/model.onnx described by meta, checks that the graph has
+// exactly the inputs and outputs model.json declares, and replays
+// model.json's examples: a model whose predictions differ from sklearn's is
+// refused.
+func (r *Runtime) Load(dir string, meta *skl2go.Metadata) (*Model, error) {
+	path := filepath.Join(dir, meta.Files.ONNX.Path)
+	inputs, outputs, err := ort.GetInputOutputInfo(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: ONNX Runtime cannot read the graph: %w", path, err)
+	}
+	if err := checkSpecs("input", meta.Inputs, inputs); err != nil {
+		return nil, fmt.Errorf("%s: model.json disagrees with the graph: %w", dir, err)
+	}
+	if err := checkSpecs("output", meta.Outputs, outputs); err != nil {
+		return nil, fmt.Errorf("%s: model.json disagrees with the graph: %w", dir, err)
+	}
+
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	defer opts.Destroy()
+	for _, set := range []func() error{
+		func() error { return opts.SetIntraOpNumThreads(r.threads) },
+		func() error { return opts.SetInterOpNumThreads(1) },
+		func() error { return opts.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll) },
+	} {
+		if err := set(); err != nil {
+			return nil, fmt.Errorf("%s: session options: %w", dir, err)
+		}
+	}
+	session, err := ort.NewDynamicAdvancedSession(path, names(meta.Inputs), names(meta.Outputs), opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: creating the session: %w", path, err)
+	}
+	m := &Model{meta: meta, session: session}
+	if err := m.replayExamples(); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// Metadata implements skl2go.Model.
+func (m *Model) Metadata() *skl2go.Metadata { return m.meta }
+
+// Close implements skl2go.Model.
+func (m *Model) Close() error { return m.session.Destroy() }
+
+// Predict implements skl2go.Model.
+func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Output, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	inputs := make([]ort.Value, len(batch.Columns))
+	defer destroyAll(inputs)
+	for i := range batch.Columns {
+		v, err := newTensor(&batch.Columns[i], shapeFor(m.meta.Inputs[i].Shape, batch.Rows))
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", batch.Columns[i].Name, err)
+		}
+		inputs[i] = v
+	}
+	outputs := make([]ort.Value, len(m.meta.Outputs)) // nil: allocated by Run
+	defer destroyAll(outputs)
+	if err := m.session.Run(inputs, outputs); err != nil {
+		return nil, fmt.Errorf("model %s version %d: %w", m.meta.Name, m.meta.Version, err)
+	}
+	result := make([]skl2go.Output, len(outputs))
+	for i, v := range outputs {
+		out, err := readOutput(v, m.meta.Outputs[i])
+		if err != nil {
+			return nil, err
+		}
+		if out.Shape[0] != int64(batch.Rows) {
+			return nil, fmt.Errorf("output %s has %d rows for %d input rows", out.Name, out.Shape[0], batch.Rows)
+		}
+		result[i] = out
+	}
+	return result, nil
+}
+
+// replayExamples predicts model.json's examples and compares the first
+// output with the prediction sklearn recorded for each.
+func (m *Model) replayExamples() error {
+	if len(m.meta.Examples) == 0 {
+		return nil
+	}
+	instances := make([]json.RawMessage, len(m.meta.Examples))
+	for i, ex := range m.meta.Examples {
+		instances[i] = ex.Instance
+	}
+	data, err := json.Marshal(instances)
+	if err != nil {
+		return fmt.Errorf("model.json examples: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	batch, err := m.meta.DecodeInstances(dec, len(instances))
+	if err != nil {
+		return fmt.Errorf("model.json examples: %s", skl2go.ErrorMessage(err))
+	}
+	outputs, err := m.Predict(context.Background(), batch)
+	if err != nil {
+		return fmt.Errorf("predicting model.json examples: %w", err)
+	}
+	got := outputs[0].Float64s()
+	if len(got) != len(instances) {
+		return fmt.Errorf("model.json examples: output %s is not one number per row", outputs[0].Name)
+	}
+	var bad []string
+	for i, ex := range m.meta.Examples {
+		var want float64
+		if err := json.Unmarshal(ex.Prediction, &want); err != nil {
+			return fmt.Errorf("model.json examples[%d].prediction is not a number", i)
+		}
+		if !skl2go.WithinTolerance(got[i], want) {
+			bad = append(bad, fmt.Sprintf("examples[%d]: graph %g, sklearn %g", i, got[i], want))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("the graph does not reproduce sklearn's predictions recorded in model.json: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// checkSpecs compares model.json's tensors with the graph's, by name.
+func checkSpecs(kind string, declared []skl2go.TensorSpec, graph []ort.InputOutputInfo) error {
+	byName := make(map[string]ort.InputOutputInfo, len(graph))
+	for _, g := range graph {
+		byName[g.Name] = g
+	}
+	for _, d := range declared {
+		g, ok := byName[d.Name]
+		if !ok {
+			return fmt.Errorf("%s %q is not in the graph (graph %ss: %s)", kind, d.Name, kind, infoNames(graph))
+		}
+		delete(byName, d.Name)
+		if g.OrtValueType != ort.ONNXTypeTensor {
+			return fmt.Errorf("%s %q is a %v in the graph, not a tensor", kind, d.Name, g.OrtValueType)
+		}
+		if got := dataType(g.DataType); got != d.Type {
+			return fmt.Errorf("%s %q: model.json says %s, the graph has %s", kind, d.Name, d.Type, got)
+		}
+		if len(g.Dimensions) != len(d.Shape) {
+			return fmt.Errorf("%s %q: model.json says shape %v, the graph has %v", kind, d.Name, d.Shape, g.Dimensions)
+		}
+		for i, dim := range g.Dimensions {
+			if dim != d.Shape[i] && !(dim < 0 && d.Shape[i] < 0) {
+				return fmt.Errorf("%s %q: model.json says shape %v, the graph has %v", kind, d.Name, d.Shape, g.Dimensions)
+			}
+		}
+	}
+	for name := range byName {
+		return fmt.Errorf("graph %s %q is not described in model.json", kind, name)
+	}
+	return nil
+}
+
+func dataType(t ort.TensorElementDataType) skl2go.DataType {
+	switch t {
+	case ort.TensorElementDataTypeFloat:
+		return skl2go.Float32
+	case ort.TensorElementDataTypeDouble:
+		return skl2go.Float64
+	case ort.TensorElementDataTypeInt64:
+		return skl2go.Int64
+	case ort.TensorElementDataTypeInt32:
+		return skl2go.Int32
+	case ort.TensorElementDataTypeString:
+		return skl2go.String
+	case ort.TensorElementDataTypeBool:
+		return skl2go.Bool
+	}
+	return skl2go.DataType("unsupported " + t.String())
+}
+
+// shapeFor replaces the variable (batch) dimension with the row count.
+func shapeFor(spec []int64, rows int) ort.Shape {
+	shape := make(ort.Shape, len(spec))
+	for i, d := range spec {
+		if d < 0 {
+			d = int64(rows)
+		}
+		shape[i] = d
+	}
+	return shape
+}
+
+func newTensor(col *skl2go.Column, shape ort.Shape) (ort.Value, error) {
+	switch col.Type {
+	case skl2go.Float32:
+		return ort.NewTensor(shape, col.Float32)
+	case skl2go.Float64:
+		return ort.NewTensor(shape, col.Float64)
+	case skl2go.Int64:
+		return ort.NewTensor(shape, col.Int64)
+	case skl2go.Int32:
+		return ort.NewTensor(shape, col.Int32)
+	case skl2go.Bool:
+		return ort.NewTensor(shape, col.Bool)
+	case skl2go.String:
+		t, err := ort.NewStringTensor(shape)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.SetContents(col.String); err != nil {
+			t.Destroy()
+			return nil, err
+		}
+		return t, nil
+	}
+	return nil, fmt.Errorf("unsupported type %s", col.Type)
+}
+
+// readOutput copies an ORT output into Go memory (the value is destroyed
+// after the call).
+func readOutput(v ort.Value, spec skl2go.TensorSpec) (skl2go.Output, error) {
+	out := skl2go.Output{Name: spec.Name, Type: spec.Type, Shape: append([]int64(nil), v.GetShape()...)}
+	if len(out.Shape) == 0 {
+		return out, fmt.Errorf("output %s is a scalar, expected a batch", spec.Name)
+	}
+	switch t := v.(type) {
+	case *ort.Tensor[float32]:
+		out.Float32 = append([]float32(nil), t.GetData()...)
+	case *ort.Tensor[float64]:
+		out.Float64 = append([]float64(nil), t.GetData()...)
+	case *ort.Tensor[int64]:
+		out.Int64 = append([]int64(nil), t.GetData()...)
+	case *ort.Tensor[int32]:
+		out.Int32 = append([]int32(nil), t.GetData()...)
+	case *ort.Tensor[bool]:
+		out.Bool = append([]bool(nil), t.GetData()...)
+	case *ort.StringTensor:
+		s, err := t.GetContents()
+		if err != nil {
+			return out, err
+		}
+		out.String = s
+	default:
+		return out, fmt.Errorf("output %s has unsupported value type %T", spec.Name, v)
+	}
+	return out, nil
+}
+
+func destroyAll(values []ort.Value) {
+	for _, v := range values {
+		if v != nil {
+			v.Destroy()
+		}
+	}
+}
+
+func names(specs []skl2go.TensorSpec) []string {
+	out := make([]string, len(specs))
+	for i, s := range specs {
+		out[i] = s.Name
+	}
+	return out
+}
+
+func infoNames(infos []ort.InputOutputInfo) string {
+	out := make([]string, len(infos))
+	for i, s := range infos {
+		out[i] = s.Name
+	}
+	return strings.Join(out, ", ")
+}
