@@ -1,0 +1,206 @@
+package onnx_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"skl2go"
+	"skl2go/internal/fixture"
+	"skl2go/onnx"
+	"skl2go/repository"
+)
+
+var (
+	runtime *onnx.Runtime
+	models  string
+)
+
+func TestMain(m *testing.M) { fixture.Main(m, &runtime, &models) }
+
+func load(t *testing.T, root string, version int) (*onnx.Model, error) {
+	t.Helper()
+	entry, err := repository.Read(root, fixture.Model, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runtime.Load(entry.Dir, entry.Metadata)
+}
+
+// examplesBatch decodes model.json's examples, returning them with sklearn's predictions.
+func examplesBatch(t *testing.T, meta *skl2go.Metadata) (*skl2go.Batch, []float64) {
+	t.Helper()
+	var instances []json.RawMessage
+	var want []float64
+	for _, ex := range meta.Examples {
+		instances = append(instances, ex.Instance)
+		var p float64
+		json.Unmarshal(ex.Prediction, &p)
+		want = append(want, p)
+	}
+	data, _ := json.Marshal(instances)
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.UseNumber()
+	batch, err := meta.DecodeInstances(dec, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return batch, want
+}
+
+func TestPredictMatchesSklearn(t *testing.T) {
+	m, err := load(t, models, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	batch, want := examplesBatch(t, m.Metadata())
+	if len(want) < 4 {
+		t.Fatalf("fixture has %d examples, want several", len(want))
+	}
+	out, err := m.Predict(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0].Name != "variable" || out[0].Shape[0] != int64(len(want)) {
+		t.Fatalf("outputs = %+v", out)
+	}
+	for i, got := range out[0].Float64s() {
+		if !skl2go.WithinTolerance(got, want[i]) {
+			t.Errorf("row %d: got %g, sklearn %g", i, got, want[i])
+		}
+	}
+}
+
+func TestConcurrentPredictionsAgree(t *testing.T) {
+	m, err := load(t, models, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	batch, want := examplesBatch(t, m.Metadata())
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				out, err := m.Predict(context.Background(), batch)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for r, got := range out[0].Float64s() {
+					if !skl2go.WithinTolerance(got, want[r]) {
+						errs <- &skl2go.Error{Code: "mismatch", Message: "concurrent prediction differs"}
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestPredictHonoursCancelledContext(t *testing.T) {
+	m, err := load(t, models, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	batch, _ := examplesBatch(t, m.Metadata())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.Predict(ctx, batch); err == nil {
+		t.Fatal("predicted with a cancelled context")
+	}
+}
+
+func TestLoadRefusesModelsThatDisagreeWithTheirGraph(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+		want   string
+	}{
+		{"wrong input type", func(t *testing.T, dir string) {
+			fixture.EditMetadata(t, dir, func(m map[string]any) {
+				m["inputs"].([]any)[2].(map[string]any)["type"] = "tensor(double)"
+			})
+		}, `input "trip_distance": model.json says tensor(double), the graph has tensor(float)`},
+		{"wrong input name", func(t *testing.T, dir string) {
+			fixture.EditMetadata(t, dir, func(m map[string]any) {
+				m["inputs"].([]any)[0].(map[string]any)["name"] = "pickup_zone"
+			})
+		}, `input "pickup_zone" is not in the graph`},
+		{"input left out", func(t *testing.T, dir string) {
+			fixture.EditMetadata(t, dir, func(m map[string]any) {
+				m["inputs"] = m["inputs"].([]any)[1:]
+			})
+		}, `graph input "PULocationID" is not described in model.json`},
+		{"wrong output rank", func(t *testing.T, dir string) {
+			fixture.EditMetadata(t, dir, func(m map[string]any) {
+				m["outputs"].([]any)[0].(map[string]any)["shape"] = []int{-1}
+			})
+		}, `output "variable": model.json says shape [-1], the graph has [-1 1]`},
+		{"sklearn predicted otherwise", func(t *testing.T, dir string) {
+			fixture.EditMetadata(t, dir, func(m map[string]any) {
+				ex := m["examples"].([]any)[3].(map[string]any)
+				ex["prediction"] = ex["prediction"].(float64) + 0.5
+			})
+		}, "the graph does not reproduce sklearn's predictions recorded in model.json: examples[3]"},
+		{"corrupt graph", func(t *testing.T, dir string) {
+			data, _ := os.ReadFile(filepath.Join(dir, "model.onnx"))
+			os.WriteFile(filepath.Join(dir, "model.onnx"), data[:len(data)/2], 0o644)
+		}, "ONNX Runtime cannot read the graph"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			dir := fixture.CopyVersion(t, models, root, 1)
+			tt.damage(t, dir)
+			entry := repository.Entry{Dir: dir}
+			data, _ := os.ReadFile(filepath.Join(dir, "model.json"))
+			meta, err := skl2go.ParseMetadata(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entry.Metadata = meta
+			m, err := runtime.Load(entry.Dir, entry.Metadata)
+			if err == nil {
+				m.Close()
+				t.Fatal("loaded; want a refusal")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFindLibrary(t *testing.T) {
+	if _, err := onnx.FindLibrary("/no/such/libonnxruntime.so"); err == nil || !strings.Contains(err.Error(), "/no/such/libonnxruntime.so") {
+		t.Errorf("explicit missing path: err = %v", err)
+	}
+	root := t.TempDir()
+	capi := filepath.Join(root, ".venv", "lib", "python3.11", "site-packages", "onnxruntime", "capi")
+	os.MkdirAll(capi, 0o755)
+	for _, name := range []string{"libonnxruntime.so.1.32.0", "libonnxruntime_providers_shared.so"} {
+		os.WriteFile(filepath.Join(capi, name), nil, 0o644)
+	}
+	deep := filepath.Join(root, "serve-go", "http")
+	os.MkdirAll(deep, 0o755)
+	t.Chdir(deep)
+	got, err := onnx.FindLibrary("")
+	if err != nil || got != filepath.Join(capi, "libonnxruntime.so.1.32.0") {
+		t.Errorf("FindLibrary from %s = %q, %v", deep, got, err)
+	}
+}
