@@ -131,17 +131,22 @@ func ParseMetadata(data []byte) (*Metadata, error) {
 	return &m, nil
 }
 
-// Column holds one input's values for every row of a batch; only the slice
-// matching Type is used.
-type Column struct {
-	Name    string
-	Type    DataType
+// Values holds a tensor's elements, flattened; only the slice matching the
+// tensor's DataType is used.
+type Values struct {
 	Float32 []float32
 	Float64 []float64
 	Int64   []int64
 	Int32   []int32
 	String  []string
 	Bool    []bool
+}
+
+// Column holds one input's values for every row of a batch.
+type Column struct {
+	Name string
+	Type DataType
+	Values
 }
 
 // Batch is a decoded request: one Column per model input, in the order of
@@ -154,15 +159,10 @@ type Batch struct {
 // Output is one model output for a batch, flattened row-major; Shape is the
 // real shape (first dimension = rows).
 type Output struct {
-	Name    string
-	Type    DataType
-	Shape   []int64
-	Float32 []float32
-	Float64 []float64
-	Int64   []int64
-	Int32   []int32
-	String  []string
-	Bool    []bool
+	Name  string
+	Type  DataType
+	Shape []int64
+	Values
 }
 
 // Float64s returns numeric output values as float64 (nil for strings).

@@ -87,14 +87,7 @@ func do(t testing.TB, h http.Handler, method, path, contentType, body string) re
 
 // examples returns the predict body for model.json's examples and sklearn's predictions.
 func examples(meta *skl2go.Metadata) (string, []float64) {
-	var instances []json.RawMessage
-	var want []float64
-	for _, ex := range meta.Examples {
-		instances = append(instances, ex.Instance)
-		var p float64
-		json.Unmarshal(ex.Prediction, &p)
-		want = append(want, p)
-	}
+	instances, want := fixture.Examples(meta)
 	body, _ := json.Marshal(map[string]any{"instances": instances})
 	return string(body), want
 }

@@ -185,7 +185,7 @@ func checkSpecs(kind string, declared []skl2go.TensorSpec, graph []ort.InputOutp
 	for _, d := range declared {
 		g, ok := byName[d.Name]
 		if !ok {
-			return fmt.Errorf("%s %q is not in the graph (graph %ss: %s)", kind, d.Name, kind, infoNames(graph))
+			return fmt.Errorf("%s %q is not in the graph (graph %ss: %s)", kind, d.Name, kind, strings.Join(names(graph), ", "))
 		}
 		delete(byName, d.Name)
 		if g.OrtValueType != ort.ONNXTypeTensor {
@@ -303,18 +303,16 @@ func destroyAll(values []ort.Value) {
 	}
 }
 
-func names(specs []skl2go.TensorSpec) []string {
-	out := make([]string, len(specs))
-	for i, s := range specs {
-		out[i] = s.Name
+// names lists the Name of each tensor description.
+func names[T skl2go.TensorSpec | ort.InputOutputInfo](items []T) []string {
+	out := make([]string, len(items))
+	for i, item := range items {
+		switch v := any(item).(type) {
+		case skl2go.TensorSpec:
+			out[i] = v.Name
+		case ort.InputOutputInfo:
+			out[i] = v.Name
+		}
 	}
 	return out
-}
-
-func infoNames(infos []ort.InputOutputInfo) string {
-	out := make([]string, len(infos))
-	for i, s := range infos {
-		out[i] = s.Name
-	}
-	return strings.Join(out, ", ")
 }

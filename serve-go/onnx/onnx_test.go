@@ -34,14 +34,7 @@ func load(t *testing.T, root string, version int) (*onnx.Model, error) {
 // examplesBatch decodes model.json's examples, returning them with sklearn's predictions.
 func examplesBatch(t *testing.T, meta *skl2go.Metadata) (*skl2go.Batch, []float64) {
 	t.Helper()
-	var instances []json.RawMessage
-	var want []float64
-	for _, ex := range meta.Examples {
-		instances = append(instances, ex.Instance)
-		var p float64
-		json.Unmarshal(ex.Prediction, &p)
-		want = append(want, p)
-	}
+	instances, want := fixture.Examples(meta)
 	data, _ := json.Marshal(instances)
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.UseNumber()
@@ -52,12 +45,19 @@ func examplesBatch(t *testing.T, meta *skl2go.Metadata) (*skl2go.Batch, []float6
 	return batch, want
 }
 
-func TestPredictMatchesSklearn(t *testing.T) {
+// loadFixture loads the fixture model and closes it when the test ends.
+func loadFixture(t *testing.T) *onnx.Model {
+	t.Helper()
 	m, err := load(t, models, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func TestPredictMatchesSklearn(t *testing.T) {
+	m := loadFixture(t)
 	batch, want := examplesBatch(t, m.Metadata())
 	if len(want) < 4 {
 		t.Fatalf("fixture has %d examples, want several", len(want))
@@ -77,11 +77,7 @@ func TestPredictMatchesSklearn(t *testing.T) {
 }
 
 func TestConcurrentPredictionsAgree(t *testing.T) {
-	m, err := load(t, models, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := loadFixture(t)
 	batch, want := examplesBatch(t, m.Metadata())
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)
@@ -112,11 +108,7 @@ func TestConcurrentPredictionsAgree(t *testing.T) {
 }
 
 func TestPredictHonoursCancelledContext(t *testing.T) {
-	m, err := load(t, models, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := loadFixture(t)
 	batch, _ := examplesBatch(t, m.Metadata())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
