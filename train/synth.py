@@ -171,4 +171,8 @@ def _draw_dropoffs(rng: np.random.Generator, pu: np.ndarray, pos: np.ndarray, po
     cdf = np.cumsum(weight, axis=1)
     cdf /= cdf[:, -1:]
     u = rng.random(len(pu))
-    return np.minimum((cdf[pu] < u[:, None]).sum(axis=1), N_ZONES).astype(np.int64)
+    dropoff = np.empty(len(pu), dtype=np.int64)
+    for zone in np.unique(pu):  # per pickup zone, so memory stays O(rows)
+        rows = pu == zone
+        dropoff[rows] = np.searchsorted(cdf[zone], u[rows], side="left")
+    return np.minimum(dropoff, N_ZONES)
