@@ -188,9 +188,9 @@ func appendRow(buf []byte, out *skl2go.Output, row int) ([]byte, error) {
 func appendValue(buf []byte, out *skl2go.Output, i int) ([]byte, error) {
 	switch out.Type {
 	case skl2go.Float32:
-		return appendFloat(buf, float64(out.Float32[i]), 32, out.Name)
+		return appendFloat(buf, float64(out.Float32[i]), 32, out, i)
 	case skl2go.Float64:
-		return appendFloat(buf, out.Float64[i], 64, out.Name)
+		return appendFloat(buf, out.Float64[i], 64, out, i)
 	case skl2go.Int64:
 		return strconv.AppendInt(buf, out.Int64[i], 10), nil
 	case skl2go.Int32:
@@ -204,10 +204,13 @@ func appendValue(buf []byte, out *skl2go.Output, i int) ([]byte, error) {
 }
 
 // appendFloat writes the shortest text that reads back as the same float of
-// that size. JSON has no NaN or Infinity: a model producing one is a fault.
-func appendFloat(buf []byte, f float64, bits int, name string) ([]byte, error) {
+// that size. JSON has no NaN or Infinity. A model produces them from inputs
+// far outside its training data (a float32 linear model overflows on a
+// distance of 1e38): the request is refused, naming the output element.
+func appendFloat(buf []byte, f float64, bits int, out *skl2go.Output, i int) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, errors.New("output " + name + ": the model produced " + strconv.FormatFloat(f, 'g', -1, 64))
+		return nil, skl2go.Errorf(skl2go.EINVALID, "output %s, element %d: the model produced %v, which JSON cannot carry; "+
+			"the inputs are probably far outside the range the model was trained on", skl2go.Quote(out.Name), i, f)
 	}
 	return strconv.AppendFloat(buf, f, 'g', -1, bits), nil
 }
