@@ -28,6 +28,7 @@ import onnxruntime as ort
 import pandas as pd
 from skl2onnx import to_onnx
 
+from . import graph
 from .data import TARGET
 from .fit import PIPELINE_FILE, TRAINING_FILE, VALIDATION_FILE, log
 
@@ -96,10 +97,12 @@ def export(name: str, build_dir: Path, models_dir: Path) -> Path:
     validation = pd.read_parquet(src / VALIDATION_FILE)
     X_val = validation.drop(columns=[TARGET])
 
-    onnx_model = convert(model, X_val)
+    onnx_model, rewrites = graph.simplify(convert(model, X_val))
     onnx_bytes = onnx_model.SerializeToString()
     opsets = ", ".join(f"{o.domain or 'ai.onnx'}={o.version}" for o in onnx_model.opset_import)
     log("convert", f"{training['family']} -> ONNX, {len(onnx_bytes) / 1e6:.2f} MB, opsets {opsets}")
+    if rewrites:
+        log("simplify", f"{len(rewrites)} contiguous Gather(s) -> Slice (same results, faster in ONNX Runtime)")
 
     parity = check_against_sklearn(onnx_bytes, model, X_val)
     log("check", f"ONNX Runtime matches sklearn on {parity.rows:,} held-out rows: "
