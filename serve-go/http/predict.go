@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -22,8 +23,13 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Mo
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
 		return err
 	}
-	body := http.MaxBytesReader(w, r.Body, s.config.MaxBodyBytes)
-	batch, err := DecodeRequest(body, model.Metadata(), s.config.MaxRows)
+	buf := s.bodies.Get().(*bytes.Buffer)
+	defer s.releaseBody(buf)
+	body, err := readBodyInto(buf, w, r, s.config.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	batch, err := DecodeRequestBytes(body, model.Metadata(), s.config.MaxRows)
 	if err != nil {
 		return err
 	}
@@ -58,14 +64,27 @@ func checkContentType(value string) error {
 // DecodeRequest reads a predict body, {"instances": [ {field: value, …}, … ]},
 // into a batch for meta's inputs.
 func DecodeRequest(body io.Reader, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
-	dec := json.NewDecoder(body)
-	dec.UseNumber()
-	batch, err := decodeRequest(dec, meta, maxRows)
+	data, err := io.ReadAll(body)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return nil, skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes", tooLarge.Limit)
 	}
-	return batch, err
+	if err != nil {
+		return nil, skl2go.Errorf(skl2go.EINVALID, "reading the body: %v", err)
+	}
+	return DecodeRequestBytes(data, meta, maxRows)
+}
+
+// DecodeRequestBytes decodes a predict body held in memory. Well-formed
+// bodies take Metadata.ScanRequest's single pass; anything it does not
+// accept goes through the token decoder, which says what is wrong.
+func DecodeRequestBytes(body []byte, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
+	if batch, ok := meta.ScanRequest(body, maxRows); ok {
+		return batch, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	return decodeRequest(dec, meta, maxRows)
 }
 
 func decodeRequest(dec *json.Decoder, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {

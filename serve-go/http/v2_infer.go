@@ -105,6 +105,12 @@ func checkV2ContentType(value string) error {
 // readBody reads the whole body, decompressing gzip or deflate bodies; the
 // size limit applies before and after decompression.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	return readBodyInto(new(bytes.Buffer), w, r, limit)
+}
+
+// readBodyInto is readBody into buf (reset first), for callers that reuse
+// buffers; the bytes returned are buf's.
+func readBodyInto(buf *bytes.Buffer, w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	limited := http.MaxBytesReader(w, r.Body, limit)
 	var body io.Reader = limited
 	encoding := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
@@ -120,7 +126,8 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	}
 	var data []byte
 	if err == nil {
-		buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 512), limit)+1))
+		buf.Reset()
+		buf.Grow(int(min(max(r.ContentLength, 512), limit) + 1))
 		_, err = buf.ReadFrom(io.LimitReader(body, limit+1))
 		data = buf.Bytes()
 	}
