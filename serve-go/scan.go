@@ -85,20 +85,7 @@ func (m *Metadata) scanInstances(s *scanner, maxRows int) (*Batch, bool) {
 func reserve(batch *Batch, rows int) {
 	for i := range batch.Columns {
 		c := &batch.Columns[i]
-		switch c.Type {
-		case Float32:
-			c.Float32 = append(make([]float32, 0, rows), c.Float32...)
-		case Float64:
-			c.Float64 = append(make([]float64, 0, rows), c.Float64...)
-		case Int64:
-			c.Int64 = append(make([]int64, 0, rows), c.Int64...)
-		case Int32:
-			c.Int32 = append(make([]int32, 0, rows), c.Int32...)
-		case String:
-			c.String = append(make([]string, 0, rows), c.String...)
-		case Bool:
-			c.Bool = append(make([]bool, 0, rows), c.Bool...)
-		}
+		c.Values.Grow(c.Type, rows-batch.Rows)
 	}
 }
 

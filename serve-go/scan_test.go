@@ -127,9 +127,9 @@ func TestScanRequestAllocatesPerColumnNotPerValue(t *testing.T) {
 			t.Fatal("not taken")
 		}
 	})
-	// the batch, its columns, one slice per column (twice: the first row,
-	// then sized for all), and one string per row of the string column
-	if limit := 3.0 + 2*6 + 1000; allocs > limit {
+	// One string per row of the string column, and a few per column (the
+	// race detector adds some): not one per number, as the token decoder.
+	if limit := 1000.0 + 50; allocs > limit {
 		t.Errorf("%.0f allocations for 1,000 rows, want at most %.0f", allocs, limit)
 	}
 }

@@ -54,7 +54,7 @@ func (s *Server) releaseBody(buf *bytes.Buffer) {
 // NewServer returns a server for store, registering its metrics in reg.
 // It is not ready until SetReady(true).
 func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
-	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg), version: buildVersion()}
+	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg, store), version: buildVersion()}
 	s.bodies.New = func() any { return new(bytes.Buffer) }
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", s.route("healthz", http.MethodGet, s.handleHealth))
