@@ -204,13 +204,19 @@ type ModelSummary struct {
 	Latest   int    `json:"latest"`
 }
 
-// ModelStore finds the models being served.
+// ModelStore finds the models being served. Versions may be swapped while
+// requests run: a request acquires the version it uses and releases it when
+// done, and a version is closed only after its last release.
 type ModelStore interface {
-	// Model returns the given version of a model, or its latest version when
-	// version is 0. The error has code ENOTFOUND when there is none.
-	Model(name string, version int) (Model, error)
+	// Acquire returns the given version of a model, or its latest version
+	// when version is 0, with the function to call (once) when done with
+	// it. The error has code ENOTFOUND when there is none.
+	Acquire(name string, version int) (m Model, release func(), err error)
 	// Models lists every model served, sorted by name.
 	Models() []ModelSummary
+	// LoadFailures counts, by model name, the versions that failed to load
+	// or to validate since start-up (and were refused).
+	LoadFailures() map[string]int
 }
 
 // WithinTolerance reports whether got is close enough to sklearn's want: the

@@ -2,10 +2,13 @@ package http
 
 import (
 	"net/http"
+	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"skl2go"
 )
 
 // metrics are the server's Prometheus series. Label values are bounded:
@@ -17,7 +20,7 @@ type metrics struct {
 	httpRequests    *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry) *metrics {
+func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore) *metrics {
 	m := &metrics{
 		predictRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skl2go_predict_requests_total",
@@ -37,11 +40,58 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
 	}
-	reg.MustRegister(m.predictRequests, m.predictDuration, m.predictRows, m.httpRequests,
+	reg.MustRegister(m.predictRequests, m.predictDuration, m.predictRows, m.httpRequests, newStoreCollector(store),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// storeCollector reports, at each scrape, which versions the store serves
+// and how many versions it refused: the signs of a model roll-out.
+type storeCollector struct {
+	store                    skl2go.ModelStore
+	latest, loaded, refusals *prometheus.Desc
+}
+
+func newStoreCollector(store skl2go.ModelStore) *storeCollector {
+	return &storeCollector{
+		store: store,
+		latest: prometheus.NewDesc("skl2go_model_latest_version",
+			"The version that answers requests without a pinned version, by model.", []string{"model"}, nil),
+		loaded: prometheus.NewDesc("skl2go_model_versions_loaded",
+			"Versions of the model loaded and addressable, by model.", []string{"model"}, nil),
+		refusals: prometheus.NewDesc("skl2go_model_load_failures_total",
+			"Versions that failed to load or to validate and were refused (the versions serving kept serving), by model.",
+			[]string{"model"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.latest
+	ch <- c.loaded
+	ch <- c.refusals
+}
+
+// Collect implements prometheus.Collector.
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	failures := c.store.LoadFailures()
+	names := make([]string, 0, len(failures))
+	for name := range failures {
+		names = append(names, name)
+	}
+	for _, m := range c.store.Models() {
+		ch <- prometheus.MustNewConstMetric(c.latest, prometheus.GaugeValue, float64(m.Latest), m.Name)
+		ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.GaugeValue, float64(len(m.Versions)), m.Name)
+		if _, ok := failures[m.Name]; !ok {
+			names = append(names, m.Name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ch <- prometheus.MustNewConstMetric(c.refusals, prometheus.CounterValue, float64(failures[name]), name)
+	}
 }

@@ -16,11 +16,14 @@ import (
 // handlePredict serves POST /v1/models/{name}[/versions/{v}]:predict.
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, name string, version int) {
 	start := time.Now()
-	model, err := s.store.Model(name, version)
+	// The version is held until the answer is written: a newer version
+	// may replace it meanwhile, but it is not closed before release.
+	model, release, err := s.store.Acquire(name, version)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	defer release()
 	meta := model.Metadata()
 	status, rows := s.predict(w, r, model)
 	labels := []string{meta.Name, strconv.Itoa(meta.Version)}

@@ -38,7 +38,7 @@ type Server struct {
 // NewServer returns a server for store, registering its metrics in reg.
 // It is not ready until SetReady(true).
 func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
-	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg)}
+	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg, store)}
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", s.route("healthz", http.MethodGet, s.handleHealth))
 	mux.Handle("/readyz", s.route("readyz", http.MethodGet, s.handleReady))
@@ -162,11 +162,12 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request, name string, version int) {
-	m, err := s.store.Model(name, version)
+	m, release, err := s.store.Acquire(name, version)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	defer release()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	w.Write(m.Metadata().Raw)

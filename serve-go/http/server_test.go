@@ -160,7 +160,7 @@ func TestPredictRefusesBadRequests(t *testing.T) {
 		{"wrong media type", "POST", predict, "text/plain", good, 415, "Content-Type must be application/json, got text/plain"},
 		{"form post", "POST", predict, "application/x-www-form-urlencoded", good, 415, "Content-Type must be application/json"},
 		{"unknown model", "POST", "/v1/models/nope:predict", "application/json", good, 404, `model "nope" not found (serving: trip_duration)`},
-		{"unknown version", "POST", "/v1/models/trip_duration/versions/7:predict", "application/json", good, 404, `has no version 7 loaded (serving version 2)`},
+		{"unknown version", "POST", "/v1/models/trip_duration/versions/7:predict", "application/json", good, 404, `has no version 7 loaded (serving versions 1, 2)`},
 		{"bad version", "POST", "/v1/models/trip_duration/versions/x:predict", "application/json", good, 400, `version must be a positive integer, got "x"`},
 		{"path traversal", "POST", "/v1/models/..:predict", "application/json", good, 400, `invalid model name ".."`},
 		{"GET predict", "GET", predict, "", "", 405, "method GET not allowed: use POST"},
@@ -230,6 +230,9 @@ func TestMetricsCountRequestsRowsAndErrors(t *testing.T) {
 		`skl2go_predict_rows_total{model="trip_duration",version="2"} ` + itoa(2*len(want)),
 		`skl2go_predict_duration_seconds_count{model="trip_duration",version="2"} 3`,
 		`skl2go_http_requests_total{code="404",route="predict"} 1`,
+		`skl2go_model_latest_version{model="trip_duration"} 2`,
+		`skl2go_model_versions_loaded{model="trip_duration"} 2`,
+		`skl2go_model_load_failures_total{model="trip_duration"} 0`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(r.raw, line) {

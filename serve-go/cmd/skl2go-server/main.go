@@ -39,6 +39,9 @@ type config struct {
 	maxBodyBytes    int64
 	maxRows         int
 	shutdownTimeout time.Duration
+	pollInterval    time.Duration
+	versionsKept    int
+	check           bool
 	logLevel        string
 	logFormat       string
 }
@@ -60,6 +63,9 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	maxBody := fs.String("max-body-bytes", env("MAX_BODY_BYTES", strconv.Itoa(32<<20)), "largest request body (env SKL2GO_MAX_BODY_BYTES)")
 	maxRows := fs.String("max-rows", env("MAX_ROWS", "100000"), "most instances per request (env SKL2GO_MAX_ROWS)")
 	timeout := fs.String("shutdown-timeout", env("SHUTDOWN_TIMEOUT", "20s"), "time for in-flight requests at shutdown (env SKL2GO_SHUTDOWN_TIMEOUT)")
+	poll := fs.String("poll-interval", env("POLL_INTERVAL", "5s"), "how often to look for new model versions; 0 = only on SIGHUP (env SKL2GO_POLL_INTERVAL)")
+	kept := fs.String("versions-kept", env("VERSIONS_KEPT", "1"), "versions of each model served: the latest N that load (env SKL2GO_VERSIONS_KEPT)")
+	fs.BoolVar(&c.check, "check", false, "load and check every model version that would be served, then exit (0 if all load)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
@@ -76,11 +82,16 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	c.ortThreads = int(number("ort-threads", *threads, 1))
 	c.maxBodyBytes = number("max-body-bytes", *maxBody, 1)
 	c.maxRows = int(number("max-rows", *maxRows, 1))
-	d, err := time.ParseDuration(*timeout)
-	if err != nil || d < 0 {
-		errs = append(errs, fmt.Errorf("--shutdown-timeout must be a duration such as 20s, got %q", *timeout))
+	c.versionsKept = int(number("versions-kept", *kept, 1))
+	duration := func(name, s string) time.Duration {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("--%s must be a duration such as 20s, got %q", name, s))
+		}
+		return d
 	}
-	c.shutdownTimeout = d
+	c.shutdownTimeout = duration("shutdown-timeout", *timeout)
+	c.pollInterval = duration("poll-interval", *poll)
 	return c, errors.Join(errs...)
 }
 
@@ -110,6 +121,11 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads the repository. Caught from the start: by default it
+	// would end the process, even while the models load.
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	defer signal.Stop(reload)
 
 	lib, err := onnx.FindLibrary(c.ortLib)
 	if err != nil {
@@ -119,29 +135,25 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	defer runtime.Close()
+	// runtime.Close comes after every model is closed; on an error exit the
+	// process ends with ONNX Runtime still initialised, which is harmless.
 	logger.Info("onnx runtime ready", "version", runtime.Version(), "library", lib, "intra_op_threads", c.ortThreads)
 
-	entries, err := repository.Latest(c.models)
+	// The one way a version is loaded and checked, at start-up and on reload.
+	load := func(e repository.Entry) (skl2go.Model, error) { return runtime.Load(e.Dir, e.Metadata) }
+	store, err := repository.Open(c.models, load, repository.Options{Keep: c.versionsKept, Logger: logger})
 	if err != nil {
 		return err
 	}
-	var models []skl2go.Model
-	for _, e := range entries {
-		start := time.Now()
-		m, err := runtime.Load(e.Dir, e.Metadata)
-		if err != nil {
-			for _, loaded := range models {
-				loaded.Close()
-			}
-			return err
+	if c.check {
+		models := store.Models()
+		store.Close()
+		runtime.Close()
+		for _, m := range models {
+			fmt.Printf("%s: %s versions %v load and reproduce their examples\n", c.models, m.Name, m.Versions)
 		}
-		models = append(models, m)
-		logger.Info("model loaded", "model", e.Metadata.Name, "version", e.Metadata.Version, "path", e.Dir,
-			"inputs", len(e.Metadata.Inputs), "load_ms", time.Since(start).Milliseconds())
+		return nil
 	}
-	store := repository.NewStore(models...)
-	defer store.Close()
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -149,21 +161,33 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	}
 	server := skhttp.NewServer(store, skhttp.Config{MaxBodyBytes: c.maxBodyBytes, MaxRows: c.maxRows}, logger, prometheus.NewRegistry())
 	server.SetReady(true)
-	logger.Info("listening", "addr", ln.Addr().String(), "models", len(models))
+	logger.Info("listening", "addr", ln.Addr().String(), "models", store.Models(),
+		"poll_interval", c.pollInterval.String(), "versions_kept", c.versionsKept)
+
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	go func() { defer close(watching); store.Watch(watchCtx, c.pollInterval, reload) }()
 
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(ln) }()
 	select {
-	case err := <-served:
-		return err
+	case err = <-served:
 	case <-ctx.Done():
+		logger.Info("shutting down", "timeout", c.shutdownTimeout.String())
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+		defer cancel()
+		if err = server.Shutdown(shutdownCtx); err != nil {
+			err = fmt.Errorf("shutdown: %w", err)
+		}
 	}
-	logger.Info("shutting down", "timeout", c.shutdownTimeout.String())
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
-	defer cancel()
-	if err := server.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	stopWatching()
+	<-watching
+	if err != nil {
+		// Requests may still hold models: exit without closing them.
+		return err
 	}
+	store.Close()
+	runtime.Close()
 	logger.Info("stopped")
 	return nil
 }
