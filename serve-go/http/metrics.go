@@ -20,7 +20,7 @@ type metrics struct {
 	httpRequests    *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore) *metrics {
+func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore, limiter *skl2go.Limiter) *metrics {
 	m := &metrics{
 		predictRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skl2go_predict_requests_total",
@@ -42,6 +42,18 @@ func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore) *metrics {
 	}
 	reg.MustRegister(m.predictRequests, m.predictDuration, m.predictRows, m.httpRequests, newStoreCollector(store),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if limiter != nil {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "skl2go_predictions_running",
+				Help: "Predictions running now (at most --max-inflight).",
+			}, func() float64 { running, _ := limiter.Load(); return float64(running) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "skl2go_predictions_waiting",
+				Help: "Predictions waiting for a slot now (at most --max-queue; beyond, 503).",
+			}, func() float64 { _, waiting := limiter.Load(); return float64(waiting) }),
+		)
+	}
 	return m
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -81,16 +82,27 @@ func checkContentType(value string) error {
 }
 
 // DecodeRequest reads a predict body, {"instances": [ {field: value, …}, … ]},
-// into a batch for meta's inputs.
+// into a batch for meta's inputs. Every error it returns is a client error
+// (*skl2go.Error with a 4xx code): a body that does not read to its end
+// (over the size limit, too slow, cut off) is the client's problem too.
 func DecodeRequest(body io.Reader, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
 	dec := json.NewDecoder(body)
 	dec.UseNumber()
 	batch, err := decodeRequest(dec, meta, maxRows)
+	var clientErr *skl2go.Error
 	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return batch, nil
+	case errors.As(err, &clientErr):
+		return nil, err
+	case errors.As(err, &tooLarge):
 		return nil, skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes", tooLarge.Limit)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return nil, skl2go.Errorf(skl2go.ETIMEOUT, "request body not received in time (after %d bytes)", dec.InputOffset())
 	}
-	return batch, err
+	return nil, skl2go.Errorf(skl2go.EINVALID, "reading the request body: %v", err)
 }
 
 func decodeRequest(dec *json.Decoder, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {

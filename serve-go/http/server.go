@@ -19,10 +19,26 @@ import (
 	"skl2go"
 )
 
-// Config holds the server's limits.
+// Config holds the server's limits. Zero timeouts take the defaults below.
 type Config struct {
 	MaxBodyBytes int64 // larger bodies get 413
 	MaxRows      int   // more instances get 413
+
+	ReadHeaderTimeout time.Duration // to read a request's headers (5 s)
+	ReadTimeout       time.Duration // to read a whole request, body included (30 s)
+	WriteTimeout      time.Duration // from the end of the headers to the end of the answer (60 s)
+	IdleTimeout       time.Duration // a keep-alive connection may stay idle (120 s; nginx closes its own after 30 s)
+
+	// Limiter, if set, is the bound on predictions the models were wrapped
+	// with; the server reports its load as metrics.
+	Limiter *skl2go.Limiter
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // Server is the HTTP front of a model store.
@@ -38,7 +54,7 @@ type Server struct {
 // NewServer returns a server for store, registering its metrics in reg.
 // It is not ready until SetReady(true).
 func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
-	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg, store)}
+	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg, store, config.Limiter)}
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", s.route("healthz", http.MethodGet, s.handleHealth))
 	mux.Handle("/readyz", s.route("readyz", http.MethodGet, s.handleReady))
@@ -49,11 +65,11 @@ func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg 
 		s.writeError(w, r, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	}))
 	s.server = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		Handler:           s.refuseUncleanPaths(mux),
+		ReadHeaderTimeout: orDefault(config.ReadHeaderTimeout, 5*time.Second),
+		ReadTimeout:       orDefault(config.ReadTimeout, 30*time.Second),
+		WriteTimeout:      orDefault(config.WriteTimeout, 60*time.Second),
+		IdleTimeout:       orDefault(config.IdleTimeout, 120*time.Second),
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return s
@@ -79,6 +95,25 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.SetReady(false)
 	return s.server.Shutdown(ctx)
+}
+
+// refuseUncleanPaths answers 400 to a path with ".", ".." or empty
+// segments, which http.ServeMux would redirect (a 307 to a POST) to another
+// path: a URL names one resource, or none.
+func (s *Server) refuseUncleanPaths(next http.Handler) http.Handler {
+	refuse := s.route("bad_path", "", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, skl2go.Errorf(skl2go.EINVALID, "path %q: '.', '..' and empty segments are not allowed", r.URL.Path))
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		segments := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		for i, seg := range segments {
+			if seg == "." || seg == ".." || (seg == "" && i < len(segments)-1) {
+				refuse.ServeHTTP(w, r)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // route wraps a handler with the method check, metrics and a debug log line.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,18 +33,21 @@ func main() {
 }
 
 type config struct {
-	models          string
-	addr            string
-	ortLib          string
-	ortThreads      int
-	maxBodyBytes    int64
-	maxRows         int
-	shutdownTimeout time.Duration
-	pollInterval    time.Duration
-	versionsKept    int
-	check           bool
-	logLevel        string
-	logFormat       string
+	models           string
+	addr             string
+	allowNonLoopback bool
+	ortLib           string
+	ortThreads       int
+	http             skhttp.Config // body and row limits, timeouts
+	maxInflight      int
+	maxQueue         int
+	queueTimeout     time.Duration
+	shutdownTimeout  time.Duration
+	pollInterval     time.Duration
+	versionsKept     int
+	check            bool
+	logLevel         string
+	logFormat        string
 }
 
 // parseFlags reads flags, each defaulting to its SKL2GO_* environment variable.
@@ -57,12 +61,20 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		return def
 	}
 	fs.StringVar(&c.models, "models", env("MODELS", "models"), "model repository `dir` (env SKL2GO_MODELS)")
-	fs.StringVar(&c.addr, "addr", env("ADDR", "127.0.0.1:9001"), "listen `address` (env SKL2GO_ADDR)")
+	fs.StringVar(&c.addr, "addr", env("ADDR", "127.0.0.1:9001"), "listen `address`, on loopback (env SKL2GO_ADDR)")
+	allow := fs.String("allow-non-loopback", env("ALLOW_NON_LOOPBACK", "false"), "allow an --addr that is not loopback, as in a container network behind nginx (env SKL2GO_ALLOW_NON_LOOPBACK)")
 	fs.StringVar(&c.ortLib, "ort-lib", env("ORT_LIB", ""), "libonnxruntime.so `path` (env SKL2GO_ORT_LIB; default: the .venv's onnxruntime wheel)")
 	threads := fs.String("ort-threads", env("ORT_THREADS", "1"), "ONNX Runtime intra-op threads per model (env SKL2GO_ORT_THREADS)")
 	maxBody := fs.String("max-body-bytes", env("MAX_BODY_BYTES", strconv.Itoa(32<<20)), "largest request body (env SKL2GO_MAX_BODY_BYTES)")
 	maxRows := fs.String("max-rows", env("MAX_ROWS", "100000"), "most instances per request (env SKL2GO_MAX_ROWS)")
-	timeout := fs.String("shutdown-timeout", env("SHUTDOWN_TIMEOUT", "20s"), "time for in-flight requests at shutdown (env SKL2GO_SHUTDOWN_TIMEOUT)")
+	inflight := fs.String("max-inflight", env("MAX_INFLIGHT", strconv.Itoa(goruntime.GOMAXPROCS(0))), "predictions run at once (default: the cores) (env SKL2GO_MAX_INFLIGHT)")
+	queue := fs.String("max-queue", env("MAX_QUEUE", "256"), "predictions that may wait for a slot; more get 503 (env SKL2GO_MAX_QUEUE)")
+	queueTimeout := fs.String("queue-timeout", env("QUEUE_TIMEOUT", "1s"), "longest wait for a slot before 503 (env SKL2GO_QUEUE_TIMEOUT)")
+	headerTimeout := fs.String("read-header-timeout", env("READ_HEADER_TIMEOUT", "5s"), "time to read a request's headers (env SKL2GO_READ_HEADER_TIMEOUT)")
+	readTimeout := fs.String("read-timeout", env("READ_TIMEOUT", "30s"), "time to read a whole request (env SKL2GO_READ_TIMEOUT)")
+	writeTimeout := fs.String("write-timeout", env("WRITE_TIMEOUT", "60s"), "time to answer, after the request's headers (env SKL2GO_WRITE_TIMEOUT)")
+	idleTimeout := fs.String("idle-timeout", env("IDLE_TIMEOUT", "120s"), "time a keep-alive connection may stay idle (env SKL2GO_IDLE_TIMEOUT)")
+	shutdown := fs.String("shutdown-timeout", env("SHUTDOWN_TIMEOUT", "20s"), "time for in-flight requests at shutdown (env SKL2GO_SHUTDOWN_TIMEOUT)")
 	poll := fs.String("poll-interval", env("POLL_INTERVAL", "5s"), "how often to look for new model versions; 0 = only on SIGHUP (env SKL2GO_POLL_INTERVAL)")
 	kept := fs.String("versions-kept", env("VERSIONS_KEPT", "1"), "versions of each model served: the latest N that load (env SKL2GO_VERSIONS_KEPT)")
 	fs.BoolVar(&c.check, "check", false, "load and check every model version that would be served, then exit (0 if all load)")
@@ -79,20 +91,55 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		}
 		return n
 	}
-	c.ortThreads = int(number("ort-threads", *threads, 1))
-	c.maxBodyBytes = number("max-body-bytes", *maxBody, 1)
-	c.maxRows = int(number("max-rows", *maxRows, 1))
-	c.versionsKept = int(number("versions-kept", *kept, 1))
-	duration := func(name, s string) time.Duration {
+	duration := func(name, s string, min time.Duration) time.Duration {
 		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("--%s must be a duration such as 20s, got %q", name, s))
+		if err != nil || d < min {
+			errs = append(errs, fmt.Errorf("--%s must be a duration of at least %v such as 20s, got %q", name, min, s))
 		}
 		return d
 	}
-	c.shutdownTimeout = duration("shutdown-timeout", *timeout)
-	c.pollInterval = duration("poll-interval", *poll)
+	c.ortThreads = int(number("ort-threads", *threads, 1))
+	c.http.MaxBodyBytes = number("max-body-bytes", *maxBody, 1)
+	c.http.MaxRows = int(number("max-rows", *maxRows, 1))
+	c.maxInflight = int(number("max-inflight", *inflight, 1))
+	c.maxQueue = int(number("max-queue", *queue, 0))
+	c.versionsKept = int(number("versions-kept", *kept, 1))
+	c.queueTimeout = duration("queue-timeout", *queueTimeout, 0)
+	c.http.ReadHeaderTimeout = duration("read-header-timeout", *headerTimeout, time.Millisecond)
+	c.http.ReadTimeout = duration("read-timeout", *readTimeout, time.Millisecond)
+	c.http.WriteTimeout = duration("write-timeout", *writeTimeout, time.Millisecond)
+	c.http.IdleTimeout = duration("idle-timeout", *idleTimeout, time.Millisecond)
+	c.shutdownTimeout = duration("shutdown-timeout", *shutdown, 0)
+	c.pollInterval = duration("poll-interval", *poll, 0)
+	var err error
+	if c.allowNonLoopback, err = strconv.ParseBool(*allow); err != nil {
+		errs = append(errs, fmt.Errorf("--allow-non-loopback must be true or false, got %q", *allow))
+	}
+	if err := checkAddr(c.addr, c.allowNonLoopback); err != nil {
+		errs = append(errs, err)
+	}
 	return c, errors.Join(errs...)
+}
+
+// checkAddr refuses to listen beyond loopback unless allowed: replicas sit
+// behind nginx, the only listener meant to face a network.
+func checkAddr(addr string, allowNonLoopback bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr must be host:port, got %q", addr)
+	}
+	if allowNonLoopback || host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	if host == "" {
+		host = "every interface"
+	}
+	return fmt.Errorf("--addr %s listens on %s, not loopback: replicas serve nginx on the same host "+
+		"(pass --allow-non-loopback, or SKL2GO_ALLOW_NON_LOOPBACK=true, where nginx reaches them over a private network, as in docker-compose.yml)",
+		addr, host)
 }
 
 func newLogger(c config) (*slog.Logger, error) {
@@ -140,7 +187,15 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	logger.Info("onnx runtime ready", "version", runtime.Version(), "library", lib, "intra_op_threads", c.ortThreads)
 
 	// The one way a version is loaded and checked, at start-up and on reload.
-	load := func(e repository.Entry) (skl2go.Model, error) { return runtime.Load(e.Dir, e.Metadata) }
+	// Every model shares one bound on the predictions running at once.
+	limiter := skl2go.NewLimiter(c.maxInflight, c.maxQueue, c.queueTimeout)
+	load := func(e repository.Entry) (skl2go.Model, error) {
+		m, err := runtime.Load(e.Dir, e.Metadata)
+		if err != nil {
+			return nil, err
+		}
+		return limiter.Wrap(m), nil
+	}
 	store, err := repository.Open(c.models, load, repository.Options{Keep: c.versionsKept, Logger: logger})
 	if err != nil {
 		return err
@@ -159,10 +214,12 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	server := skhttp.NewServer(store, skhttp.Config{MaxBodyBytes: c.maxBodyBytes, MaxRows: c.maxRows}, logger, prometheus.NewRegistry())
+	c.http.Limiter = limiter
+	server := skhttp.NewServer(store, c.http, logger, prometheus.NewRegistry())
 	server.SetReady(true)
 	logger.Info("listening", "addr", ln.Addr().String(), "models", store.Models(),
-		"poll_interval", c.pollInterval.String(), "versions_kept", c.versionsKept)
+		"poll_interval", c.pollInterval.String(), "versions_kept", c.versionsKept,
+		"max_inflight", c.maxInflight, "max_queue", c.maxQueue)
 
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	watching := make(chan struct{})
