@@ -53,6 +53,14 @@ pid_alive() {
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2"
 }
 
+# running PID: the process exists and has not exited (an exited process
+# stays a zombie until its parent, here init, reaps it: kill -0 still works).
+running() {
+    local state
+    state=$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
 # stop PIDFILE NAME SIGNAL: signal the process, wait up to 30 s, then kill it.
 stop() {
     local pidfile=$1 name=$2 signal=$3 pid
@@ -60,10 +68,10 @@ stop() {
         pid=$(cat "$pidfile")
         kill "-$signal" "$pid" 2>/dev/null || true
         for _ in $(seq 300); do
-            kill -0 "$pid" 2>/dev/null || break
+            running "$pid" || break
             sleep 0.1
         done
-        if kill -0 "$pid" 2>/dev/null; then
+        if running "$pid"; then
             say "$name (pid $pid) did not stop in 30 s; killing it"
             kill -KILL "$pid" 2>/dev/null || true
         fi

@@ -8,11 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -20,80 +15,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from chaos.topology import listening, request, start
 from train import data, export
 
-ROOT = Path(__file__).resolve().parents[1]
 REPLICAS = 2
-
-
-@dataclass
-class Topology:
-    url: str  # nginx
-    replicas: list[str]
-    state: Path
-    env: dict
-
-
-def free_ports(n: int) -> int:
-    """Return a port p such that p … p+n-1 are free on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n < 65536 and all(port_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError(f"no {n} consecutive free ports")
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def make(target: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def topology_env(models: Path, state: Path) -> dict:
-    base = free_ports(REPLICAS)
-    port = free_ports(1)
-    return {**os.environ, "PORT": str(port), "BASE_PORT": str(base), "REPLICAS": str(REPLICAS),
-            "MODELS": str(models), "STATE": str(state)}
 
 
 @pytest.fixture(scope="module")
 def topology(repository, tmp_path_factory):
-    state = tmp_path_factory.mktemp("run")
-    env = topology_env(repository.models, state)
-    started = make("up", env)
-    assert started.returncode == 0, f"make up failed:\n{started.stdout}\n{started.stderr}"
-    base = int(env["BASE_PORT"])
-    yield Topology(f"http://127.0.0.1:{env['PORT']}",
-                   [f"http://127.0.0.1:{base + i}" for i in range(REPLICAS)], state, env)
-    make("down", env)
-
-
-def request(method: str, url: str, body: bytes | None = None, content_type: str = "application/json"):
-    """Send one request; return (status, parsed JSON body or text)."""
-    req = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        req.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            status, raw = resp.status, resp.read()
-            ctype = resp.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as err:
-        status, raw, ctype = err.code, err.read(), err.headers.get("Content-Type", "")
-    return status, (json.loads(raw) if "json" in ctype else raw.decode())
+    topo = start(repository.models, tmp_path_factory.mktemp("run"), replicas=REPLICAS)
+    yield topo
+    topo.down()
 
 
 def predict(url: str, name: str, rows: pd.DataFrame) -> tuple[int, dict]:
@@ -183,7 +115,7 @@ def test_nginx_fails_over_when_a_replica_dies(topology, repository):
 def test_down_stops_exactly_what_up_started(topology):
     pids = [int(p.read_text()) for p in topology.state.glob("*.pid")]
     assert len(pids) == REPLICAS + 1  # the replicas and nginx's master
-    done = make("down", topology.env)
+    done = topology.down()
     assert done.returncode == 0, done.stderr
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
@@ -198,8 +130,6 @@ def test_up_refuses_a_model_repository_that_disagrees_with_its_graph(repository,
     meta = json.loads(meta_file.read_text())
     meta["inputs"][2]["type"] = "tensor(double)"  # the graph says tensor(float)
     meta_file.write_text(json.dumps(meta))
-    env = topology_env(models, tmp_path / "run")
-    started = make("up", env)
-    make("down", env)
-    assert started.returncode != 0
-    assert "trip_distance" in started.stderr and "tensor(double)" in started.stderr
+    with pytest.raises(RuntimeError, match="make up failed") as refused:
+        start(models, tmp_path / "run")
+    assert "trip_distance" in str(refused.value) and "tensor(double)" in str(refused.value)
