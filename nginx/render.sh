@@ -7,6 +7,8 @@
 #   RATE_LIMIT      requests per second per client address, e.g. 100r/s (default: no limit)
 #   RATE_BURST      requests above the rate accepted at once (default: the rate per second)
 #   FAIL_TIMEOUT    seconds a replica rests after 3 failed attempts (default 5)
+#   BENCH_LISTEN    address:port (make bench): the template's "#bench " lines
+#                   are kept, a server answering by itself there.
 set -eu
 if [ $# -lt 3 ]; then
     echo "usage: $0 LISTEN STATE_DIR REPLICA [REPLICA ...]" >&2
@@ -42,8 +44,9 @@ if [ -n "${RATE_LIMIT:-}" ]; then
     limit="            limit_req zone=per_client burst=${burst} nodelay;"
 fi
 awk -v listen="$listen" -v state="$state" -v servers="$servers" -v timeout="$client_timeout" \
-    -v zone="$zone" -v limit="$limit" '
+    -v zone="$zone" -v limit="$limit" -v bench="${BENCH_LISTEN:-}" '
     /^#/ { print; next }
+    /^[ \t]*#bench / { if (bench == "") next; sub(/#bench /, ""); gsub(/@BENCH_LISTEN@/, bench) }
     $0 == "@SERVERS@" { printf "%s", servers; next }
     $0 == "@RATE_LIMIT_ZONE@" { if (zone != "") print zone; next }
     $0 == "@RATE_LIMIT@" { if (limit != "") print limit; next }

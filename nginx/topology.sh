@@ -21,10 +21,12 @@
 #   SERVER=serve-go/bin/skl2go-server
 #   SKL2GO_*         server settings (flags), passed to every replica, e.g.
 #                    SKL2GO_POLL_INTERVAL=1s, SKL2GO_VERSIONS_KEPT=2, SKL2GO_ORT_LIB
+#                    (libonnxruntime.so; default: the server finds the .venv's)
 #   RATE_LIMIT       nginx rate limit per client address, e.g. 100r/s (off by default)
-#   RATE_BURST       requests above the rate accepted at once (default 2x the rate per second)
+#   RATE_BURST       requests above the rate accepted at once (default: the rate per second)
 #   CLIENT_TIMEOUT   nginx client header/body/send timeout (default 10s)
 #   FAIL_TIMEOUT     seconds nginx rests a replica after 3 failed attempts (default 5)
+#   BENCH_LISTEN     (make bench) also let nginx answer by itself on this address:port
 set -euo pipefail
 
 PORT=${PORT:-8080}
@@ -117,6 +119,9 @@ up() {
         replicas+=("127.0.0.1:$port")
     done
     port_in_use "$PORT" && fail "port $PORT is already in use (set PORT to move nginx)"
+    if [[ -n ${BENCH_LISTEN:-} ]]; then
+        port_in_use "${BENCH_LISTEN##*:}" && fail "port ${BENCH_LISTEN##*:} (BENCH_LISTEN) is already in use"
+    fi
 
     # What rollout and start-replica need to start the same processes again.
     {
@@ -166,10 +171,10 @@ wait_ready() {
     done
 }
 
-# predictions N: predict requests replica N has answered.
+# predictions N: inference requests replica N has answered (v1 and v2).
 predictions() {
     curl -fsS "http://$(replica_addr "$1")/metrics" 2>/dev/null |
-        awk '/^skl2go_predict_requests_total/ { n += $NF } END { print n + 0 }'
+        awk '/^skl2go_inference_request_success_total/ { n += $NF } END { print n + 0 }'
 }
 
 # wait_in_rotation N: nginx counts the refused connections of a restart as

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small sample of trips and models trained on it.
+"""Shared fixtures: a small sample of trips, models trained on it, and the
+real topology (`make up`: Go replicas behind nginx) serving them.
 
 Everything goes through the same code paths as `make train export`, on
 fewer rows so the suite stays quick.
@@ -6,15 +7,20 @@ fewer rows so the suite stays quick.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from chaos.topology import ROOT, Topology, start
 from train import export, fit, synth
+
 
 ROWS = 40_000
 SEED = 7
+REPLICAS = 2
 
 
 @dataclass
@@ -38,3 +44,22 @@ def repository(tmp_path_factory, trips_file) -> Repository:
         fit.fit([str(trips_file)], family, name, repo.build)
         export.export(name, repo.build, repo.models)
     return repo
+
+
+@contextlib.contextmanager
+def running_topology(models: Path, state: Path) -> Iterator[Topology]:
+    """`make up` on free loopback ports; `make down` on exit."""
+    topology = start(models, state, replicas=REPLICAS)
+    try:
+        yield topology
+    finally:
+        topology.down()
+
+
+@pytest.fixture(scope="session")
+def topology(repository, tmp_path_factory) -> Iterator[Topology]:
+    """The repository's models served by REPLICAS replicas behind nginx, shared
+    by every test that only sends requests (tests that break a topology start
+    their own)."""
+    with running_topology(repository.models, tmp_path_factory.mktemp("run")) as topology:
+        yield topology

@@ -26,7 +26,7 @@ def body(rows: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def topology(repository, tmp_path_factory):
+def limited(repository, tmp_path_factory):
     topo = start(repository.models, tmp_path_factory.mktemp("run"), SKL2GO_MAX_ROWS="1000",
                  CLIENT_TIMEOUT=f"{CLIENT_TIMEOUT}s")
     yield topo
@@ -48,14 +48,14 @@ def raw(url: str, method: str, path: str, payload: bytes = b"", headers: dict | 
         conn.close()
 
 
-def test_a_body_over_32_mib_is_refused_by_nginx_with_json(topology):
-    status, _, answer = raw(topology.url, "POST", PREDICT, b" " * (33 << 20))
+def test_a_body_over_32_mib_is_refused_by_nginx_with_json(limited):
+    status, _, answer = raw(limited.url, "POST", PREDICT, b" " * (33 << 20))
     assert status == 413 and answer == {"error": "request body too large: the limit is 32 MiB"}
 
 
-def test_too_many_rows_are_refused_by_the_replica_through_nginx(topology):
-    assert raw(topology.url, "POST", PREDICT, body(1000))[0] == 200
-    status, _, answer = raw(topology.url, "POST", PREDICT, body(1001))
+def test_too_many_rows_are_refused_by_the_replica_through_nginx(limited):
+    assert raw(limited.url, "POST", PREDICT, body(1000))[0] == 200
+    status, _, answer = raw(limited.url, "POST", PREDICT, body(1001))
     assert status == 413 and answer["error"] == "too many instances: at most 1000 per request"
 
 
@@ -81,20 +81,20 @@ TRAVERSALS = [
 
 @pytest.mark.parametrize("path", TRAVERSALS)
 @pytest.mark.parametrize("tier", ["nginx", "replica"])
-def test_paths_that_try_to_leave_the_api_get_a_json_4xx(topology, path, tier):
+def test_paths_that_try_to_leave_the_api_get_a_json_4xx(limited, path, tier):
     if tier == "replica" and path in ("/metrics", "/metrics?format=json", "/%6detrics"):
         pytest.skip("the replica serves its own metrics on loopback")
-    url = topology.url if tier == "nginx" else topology.replicas[0]
+    url = limited.url if tier == "nginx" else limited.replicas[0]
     status, _, answer = raw(url, "POST", path, body(1))
     assert 400 <= status < 500, (status, answer)
     assert answer and "error" in answer, f"{status} without a JSON error"
 
 
-def test_metrics_are_served_by_replicas_on_loopback_only(topology):
-    assert request("GET", f"{topology.replicas[0]}/metrics")[0] == 200
-    assert request("GET", f"{topology.url}/metrics")[0] == 404
+def test_metrics_are_served_by_replicas_on_loopback_only(limited):
+    assert request("GET", f"{limited.replicas[0]}/metrics")[0] == 200
+    assert request("GET", f"{limited.url}/metrics")[0] == 404
     # Every replica listens on 127.0.0.1 (no wildcard socket), see /proc/net/tcp.
-    ports = {int(url.rsplit(":", 1)[1]) for url in topology.replicas}
+    ports = {int(url.rsplit(":", 1)[1]) for url in limited.replicas}
     listeners = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in open(table).read().splitlines()[1:]:
@@ -106,15 +106,15 @@ def test_metrics_are_served_by_replicas_on_loopback_only(topology):
     assert all(addresses == ["0100007F"] for addresses in listeners.values()), listeners
 
 
-def test_slow_clients_are_cut_off_by_nginx_and_others_are_served_meanwhile(topology):
-    host, port = topology.url.removeprefix("http://").split(":")
+def test_slow_clients_are_cut_off_by_nginx_and_others_are_served_meanwhile(limited):
+    host, port = limited.url.removeprefix("http://").split(":")
     slow = faults.slow_clients(host, int(port), 50, PREDICT, hold=CLIENT_TIMEOUT * 5)
     slow_body = socket.create_connection((host, int(port)))
     full = body(1)
     slow_body.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                       f"Content-Length: {len(full)}\r\n\r\n".encode() + full[: len(full) // 2])
     try:
-        statuses = [raw(topology.url, "POST", PREDICT, full)[0] for _ in range(20)]
+        statuses = [raw(limited.url, "POST", PREDICT, full)[0] for _ in range(20)]
         assert statuses == [200] * 20
         # nginx closes (resets: reset_timedout_connection) connections quiet
         # for longer than its client timeouts, headers or body unfinished.
@@ -161,7 +161,8 @@ def test_overload_gets_a_fast_503_from_the_replica_and_nginx_does_not_retry_it(t
     errors = (tight.state / "logs" / "nginx-error.log").read_text()
     assert "temporarily disabled" not in errors and "no live upstreams" not in errors
     assert all(raw(tight.url, "POST", PREDICT, body(1))[0] == 200 for _ in range(10))
-    assert sum(tight.metric(r, "skl2go_predict_requests_total", 'code="503"') for r in (1, 2)) == len(overloaded)
+    assert sum(tight.metric(r, "skl2go_inference_request_failure_total", 'reason="overloaded"')
+               for r in (1, 2)) == len(overloaded)
 
 
 def test_rate_limit_answers_429_in_json_when_switched_on(repository, tmp_path):
@@ -172,13 +173,13 @@ def test_rate_limit_answers_429_in_json_when_switched_on(repository, tmp_path):
         topo.down()
     statuses = [status for status, _, _ in answers]
     assert 200 in statuses and 429 in statuses and set(statuses) == {200, 429}
-    limited = next(a for a in answers if a[0] == 429)
-    assert limited[1]["Retry-After"] == "1" and "too many requests" in limited[2]["error"]
+    refused = next(a for a in answers if a[0] == 429)
+    assert refused[1]["Retry-After"] == "1" and "too many requests" in refused[2]["error"]
     # The first requests, within the burst, all pass.
     assert statuses[:5] == [200] * 5
 
 
-def test_no_rate_limit_by_default(topology):
-    statuses = [raw(topology.url, "POST", PREDICT, body(1))[0] for _ in range(60)]
+def test_no_rate_limit_by_default(limited):
+    statuses = [raw(limited.url, "POST", PREDICT, body(1))[0] for _ in range(60)]
     assert statuses == [200] * 60
-    assert "limit_req zone=" not in (topology.state / "nginx.conf").read_text()
+    assert "limit_req zone=" not in (limited.state / "nginx.conf").read_text()

@@ -38,7 +38,7 @@ def models(repository, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def topology(models, tmp_path_factory):
+def rolling(models, tmp_path_factory):
     topo = start(models, tmp_path_factory.mktemp("run"), SKL2GO_POLL_INTERVAL=f"{POLL}s", SKL2GO_VERSIONS_KEPT="2")
     yield topo
     topo.down()
@@ -56,28 +56,28 @@ def log_records(path: Path, msg: str) -> list[dict]:
     return [r for r in records if r["msg"] == msg]
 
 
-def test_a_published_version_is_served_by_every_replica_and_the_previous_stays_addressable(topology, models, repository):
-    assert topology.served_versions(MODEL) == [[1], [1]]
+def test_a_published_version_is_served_by_every_replica_and_the_previous_stays_addressable(rolling, models, repository):
+    assert rolling.served_versions(MODEL) == [[1], [1]]
     published = export.export(MODEL, repository.build, models)  # the real exporter: temp dir, then rename
     assert published.name == "2"
-    wait_until("every replica serving versions 1 and 2", lambda: topology.served_versions(MODEL) == [[1, 2], [1, 2]])
-    assert {predict_version(topology.url) for _ in range(10)} == {2}
-    assert predict_version(topology.url, 1) == 1  # versions kept: 2
+    wait_until("every replica serving versions 1 and 2", lambda: rolling.served_versions(MODEL) == [[1, 2], [1, 2]])
+    assert {predict_version(rolling.url) for _ in range(10)} == {2}
+    assert predict_version(rolling.url, 1) == 1  # versions kept: 2
     for replica in range(1, 3):
-        assert topology.metric(replica, "skl2go_model_latest_version", f'model="{MODEL}"') == 2
-        assert topology.metric(replica, "skl2go_model_versions_loaded", f'model="{MODEL}"') == 2
+        assert rolling.metric(replica, "skl2go_model_latest_version", f'model="{MODEL}"') == 2
+        assert rolling.metric(replica, "skl2go_model_versions_loaded", f'model="{MODEL}"') == 2
 
 
-def test_a_corrupt_version_is_refused_once_and_the_serving_one_keeps_serving(topology, models):
+def test_a_corrupt_version_is_refused_once_and_the_serving_one_keeps_serving(rolling, models):
     broken = faults.publish_corrupt(models / MODEL)
     assert broken.name == "3"
     failures = f'model="{MODEL}"'
     wait_until("both replicas to refuse version 3",
-               lambda: all(topology.metric(r, "skl2go_model_load_failures_total", failures) == 1 for r in (1, 2)))
-    assert topology.served_versions(MODEL) == [[1, 2], [1, 2]]
-    assert {predict_version(topology.url) for _ in range(10)} == {2}
+               lambda: all(rolling.metric(r, "skl2go_model_load_failures_total", failures) == 1 for r in (1, 2)))
+    assert rolling.served_versions(MODEL) == [[1, 2], [1, 2]]
+    assert {predict_version(rolling.url) for _ in range(10)} == {2}
     for replica in range(1, 3):
-        refusals = log_records(topology.state / "logs" / f"replica-{replica}.log",
+        refusals = log_records(rolling.state / "logs" / f"replica-{replica}.log",
                                "model version refused; the versions serving keep serving")
         assert len(refusals) == 1
         assert refusals[0]["path"] == str(broken) and refusals[0]["level"] == "ERROR"
@@ -86,7 +86,7 @@ def test_a_corrupt_version_is_refused_once_and_the_serving_one_keeps_serving(top
 
     # Not retried while its files stay the same: several polls later, still one failure each.
     time.sleep(5 * POLL)
-    assert [topology.metric(r, "skl2go_model_load_failures_total", failures) for r in (1, 2)] == [1, 1]
+    assert [rolling.metric(r, "skl2go_model_load_failures_total", failures) for r in (1, 2)] == [1, 1]
     shutil.rmtree(broken)
 
 
@@ -154,14 +154,14 @@ class Load:
             t.join(timeout=60)
 
 
-def test_rollout_restarts_every_replica_without_losing_a_request(topology):
-    before = topology.pids()
-    with Load(topology.url) as load:
+def test_rollout_restarts_every_replica_without_losing_a_request(rolling):
+    before = rolling.pids()
+    with Load(rolling.url) as load:
         time.sleep(0.5)
-        done = topology.rollout()
+        done = rolling.rollout()
         time.sleep(0.5)
     assert done.returncode == 0, done.stderr
-    after = topology.pids()
+    after = rolling.pids()
     assert all(a != b for a, b in zip(before, after)), f"pids {before} -> {after}"
     answers = dict(load.counts)
     assert sum(answers.values()) > 100, answers
@@ -169,21 +169,21 @@ def test_rollout_restarts_every_replica_without_losing_a_request(topology):
     assert "rollout done: 2 replica(s) restarted one at a time" in done.stdout
 
 
-def test_rollout_touches_nothing_when_the_repository_would_not_load(topology, models):
+def test_rollout_touches_nothing_when_the_repository_would_not_load(rolling, models):
     latest = max(int(p.name) for p in (models / MODEL).iterdir() if p.name.isdigit())
     meta_file = models / MODEL / str(latest) / "model.json"
     good = meta_file.read_text()
     meta = json.loads(good)
     meta["inputs"][2]["type"] = "tensor(double)"  # disagrees with the graph
-    before = topology.pids()
+    before = rolling.pids()
     try:
         meta_file.write_text(json.dumps(meta))
-        done = topology.rollout()
+        done = rolling.rollout()
     finally:
         meta_file.write_text(good)
     assert done.returncode != 0
     assert "no replica restarted" in done.stderr and "tensor(double)" in done.stderr
-    assert topology.pids() == before
+    assert rolling.pids() == before
     assert all(os.path.exists(f"/proc/{pid}") for pid in before)
 
 

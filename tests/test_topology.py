@@ -16,16 +16,15 @@ import pandas as pd
 import pytest
 
 from chaos.topology import listening, request, start
+from conftest import REPLICAS, running_topology
 from train import data, export
-
-REPLICAS = 2
 
 
 @pytest.fixture(scope="module")
-def topology(repository, tmp_path_factory):
-    topo = start(repository.models, tmp_path_factory.mktemp("run"), replicas=REPLICAS)
-    yield topo
-    topo.down()
+def own_topology(repository, tmp_path_factory):
+    """A topology of this module's own, for the tests that break it."""
+    with running_topology(repository.models, tmp_path_factory.mktemp("run")) as topology:
+        yield topology
 
 
 def predict(url: str, name: str, rows: pd.DataFrame) -> tuple[int, dict]:
@@ -67,7 +66,7 @@ def test_both_replicas_serve(topology):
         status, text = request("GET", f"{replica}/metrics")
         assert status == 200
         rows = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("skl2go_predict_rows_total{"))
+                   if line.startswith("skl2go_inference_count_total{"))
         served.append(rows)
     assert all(rows > 0 for rows in served), f"rows predicted per replica: {served}"
 
@@ -104,7 +103,8 @@ def test_metrics_are_not_exposed_through_nginx(topology):
     assert status == 404 and "error" in body
 
 
-def test_nginx_fails_over_when_a_replica_dies(topology, repository):
+def test_nginx_fails_over_when_a_replica_dies(own_topology, repository):
+    topology = own_topology
     pid = int((topology.state / "replica-1.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     held_out = pd.read_parquet(repository.build / "trip_duration" / "validation.parquet").drop(columns=[data.TARGET])
@@ -112,7 +112,8 @@ def test_nginx_fails_over_when_a_replica_dies(topology, repository):
     assert statuses == [200] * 50
 
 
-def test_down_stops_exactly_what_up_started(topology):
+def test_down_stops_exactly_what_up_started(own_topology):
+    topology = own_topology
     pids = [int(p.read_text()) for p in topology.state.glob("*.pid")]
     assert len(pids) == REPLICAS + 1  # the replicas and nginx's master
     done = topology.down()

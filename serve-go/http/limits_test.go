@@ -61,7 +61,9 @@ func TestOverloadAnswersAFast503WithRetryAfter(t *testing.T) {
 	s.SetReady(true)
 	body, _ := examples(model.meta)
 	first := make(chan response, 1)
-	go func() { first <- do(t, s.Handler(), "POST", "/v1/models/trip_duration:predict", "application/json", body) }()
+	go func() {
+		first <- do(t, s.Handler(), "POST", "/v1/models/trip_duration:predict", "application/json", body)
+	}()
 	<-model.started
 
 	r := do(t, s.Handler(), "POST", "/v1/models/trip_duration:predict", "application/json", body)
@@ -70,7 +72,7 @@ func TestOverloadAnswersAFast503WithRetryAfter(t *testing.T) {
 	}
 	metrics := do(t, s.Handler(), "GET", "/metrics", "", "").raw
 	for _, line := range []string{"skl2go_predictions_running 1", "skl2go_predictions_waiting 0",
-		`skl2go_predict_requests_total{code="503",model="trip_duration",version="1"} 1`} {
+		`skl2go_inference_request_failure_total{model="trip_duration",protocol="v1",reason="overloaded",version="1"} 1`} {
 		if !strings.Contains(metrics, line) {
 			t.Errorf("metrics lack %q", line)
 		}

@@ -9,64 +9,39 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"time"
 
 	"skl2go"
 )
 
 // handlePredict serves POST /v1/models/{name}[/versions/{v}]:predict.
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, name string, version int) {
-	start := time.Now()
-	// The version is held until the answer is written: a newer version
-	// may replace it meanwhile, but it is not closed before release.
-	model, release, err := s.store.Acquire(name, version)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	defer release()
-	meta := model.Metadata()
-	status, rows := s.predict(w, r, model)
-	labels := []string{meta.Name, strconv.Itoa(meta.Version)}
-	s.metrics.predictRequests.WithLabelValues(append(labels, strconv.Itoa(status))...).Inc()
-	s.metrics.predictDuration.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
-	if status == http.StatusOK {
-		s.metrics.predictRows.WithLabelValues(labels...).Add(float64(rows))
-	}
+	s.serveInference(w, r, name, version, "v1", s.predict)
 }
 
-// predict decodes, runs and encodes; it returns the status written and the
-// rows predicted.
-func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Model) (status, rows int) {
-	fail := func(err error) (int, int) {
-		s.writeError(w, r, err)
-		return codes[skl2go.ErrorCode(err)], 0
-	}
+// predict decodes, runs and encodes one v1 predict request.
+func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Model, inf *inference) error {
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
-		return fail(err)
+		return err
 	}
 	body := http.MaxBytesReader(w, r.Body, s.config.MaxBodyBytes)
 	batch, err := DecodeRequest(body, model.Metadata(), s.config.MaxRows)
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	outputs, err := model.Predict(r.Context(), batch)
+	outputs, err := inf.run(r.Context(), model, batch)
 	if err != nil {
-		if r.Context().Err() != nil {
-			return fail(skl2go.Errorf(skl2go.EUNAVAILABLE, "request cancelled"))
-		}
-		return fail(err)
+		return err
 	}
 	meta := model.Metadata()
 	resp, err := AppendPredictions(make([]byte, 0, 64+16*batch.Rows), outputs, batch.Rows, meta.Name, meta.Version)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(resp)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(resp)
-	return http.StatusOK, batch.Rows
+	return nil
 }
 
 // checkContentType accepts application/json (any parameters) or no type.
@@ -225,9 +200,9 @@ func appendRow(buf []byte, out *skl2go.Output, row int) ([]byte, error) {
 func appendValue(buf []byte, out *skl2go.Output, i int) ([]byte, error) {
 	switch out.Type {
 	case skl2go.Float32:
-		return appendFloat(buf, float64(out.Float32[i]), 32, out.Name)
+		return appendFloat(buf, float64(out.Float32[i]), 32, out, i)
 	case skl2go.Float64:
-		return appendFloat(buf, out.Float64[i], 64, out.Name)
+		return appendFloat(buf, out.Float64[i], 64, out, i)
 	case skl2go.Int64:
 		return strconv.AppendInt(buf, out.Int64[i], 10), nil
 	case skl2go.Int32:
@@ -241,10 +216,13 @@ func appendValue(buf []byte, out *skl2go.Output, i int) ([]byte, error) {
 }
 
 // appendFloat writes the shortest text that reads back as the same float of
-// that size. JSON has no NaN or Infinity: a model producing one is a fault.
-func appendFloat(buf []byte, f float64, bits int, name string) ([]byte, error) {
+// that size. JSON has no NaN or Infinity. A model produces them from inputs
+// far outside its training data (a float32 linear model overflows on a
+// distance of 1e38): the request is refused, naming the output element.
+func appendFloat(buf []byte, f float64, bits int, out *skl2go.Output, i int) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, errors.New("output " + name + ": the model produced " + strconv.FormatFloat(f, 'g', -1, 64))
+		return nil, skl2go.Errorf(skl2go.EINVALID, "output %s, element %d: the model produced %v, which JSON cannot carry; "+
+			"the inputs are probably far outside the range the model was trained on", skl2go.Quote(out.Name), i, f)
 	}
 	return strconv.AppendFloat(buf, f, 'g', -1, bits), nil
 }

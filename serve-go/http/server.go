@@ -1,5 +1,6 @@
 // Package http serves skl2go models over HTTP: the TensorFlow Serving style
-// predict API, model metadata, health and readiness, and Prometheus metrics.
+// predict API (v1), the Open Inference Protocol (KServe V2, as Triton speaks
+// it), model metadata, health and readiness, and Prometheus metrics.
 package http
 
 import (
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -49,23 +51,25 @@ type Server struct {
 	metrics *metrics
 	ready   atomic.Bool
 	server  *http.Server
+	version string // reported by the V2 server metadata
 }
 
 // NewServer returns a server for store, registering its metrics in reg.
 // It is not ready until SetReady(true).
 func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
-	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg, store, config.Limiter)}
+	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg, store, config.Limiter), version: buildVersion()}
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", s.route("healthz", http.MethodGet, s.handleHealth))
 	mux.Handle("/readyz", s.route("readyz", http.MethodGet, s.handleReady))
 	mux.Handle("/metrics", s.route("metrics", http.MethodGet, s.metrics.handler(reg).ServeHTTP))
+	mux.Handle("/openapi.yaml", s.route("openapi", http.MethodGet, handleOpenAPI))
 	mux.Handle("/v1/models", s.route("list", http.MethodGet, s.handleList))
 	mux.Handle("/v1/models/", http.HandlerFunc(s.handleModels))
-	mux.Handle("/", s.route("not_found", "", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	}))
+	mux.Handle("/v2", http.HandlerFunc(s.handleV2))
+	mux.Handle("/v2/", http.HandlerFunc(s.handleV2))
+	mux.Handle("/", s.route("not_found", "", s.handleNotFound))
 	s.server = &http.Server{
-		Handler:           s.refuseUncleanPaths(mux),
+		Handler:           s.canonicalPaths(mux),
 		ReadHeaderTimeout: orDefault(config.ReadHeaderTimeout, 5*time.Second),
 		ReadTimeout:       orDefault(config.ReadTimeout, 30*time.Second),
 		WriteTimeout:      orDefault(config.WriteTimeout, 60*time.Second),
@@ -73,6 +77,23 @@ func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return s
+}
+
+// canonicalPaths answers 404 for paths with "//", "." or ".." segments,
+// where http.ServeMux would redirect: an API has one spelling per resource.
+func (s *Server) canonicalPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		clean := path.Clean(p)
+		if strings.HasSuffix(p, "/") && clean != "/" {
+			clean += "/"
+		}
+		if clean != p {
+			s.route("not_found", "", s.handleNotFound).ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Handler returns the server's routes, for tests and embedding.
@@ -97,25 +118,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.server.Shutdown(ctx)
 }
 
-// refuseUncleanPaths answers 400 to a path with ".", ".." or empty
-// segments, which http.ServeMux would redirect (a 307 to a POST) to another
-// path: a URL names one resource, or none.
-func (s *Server) refuseUncleanPaths(next http.Handler) http.Handler {
-	refuse := s.route("bad_path", "", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, skl2go.Errorf(skl2go.EINVALID, "path %q: '.', '..' and empty segments are not allowed", r.URL.Path))
-	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		segments := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
-		for i, seg := range segments {
-			if seg == "." || seg == ".." || (seg == "" && i < len(segments)-1) {
-				refuse.ServeHTTP(w, r)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 // route wraps a handler with the method check, metrics and a debug log line.
 func (s *Server) route(name, method string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -138,7 +140,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/v1/models/")
 	predict := strings.HasSuffix(rest, ":predict")
 	rest = strings.TrimSuffix(rest, ":predict")
-	name, version, err := parseModelPath(rest)
+	name, version, err := parseModelPath("/v1/models/", rest)
 	if predict {
 		s.route("predict", http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
@@ -158,9 +160,9 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	}).ServeHTTP(w, r)
 }
 
-// parseModelPath splits "{name}" or "{name}/versions/{v}"; version 0 means
-// the latest.
-func parseModelPath(p string) (name string, version int, err error) {
+// parseModelPath splits "{name}" or "{name}/versions/{v}", found after
+// prefix in the URL; version 0 means the latest.
+func parseModelPath(prefix, p string) (name string, version int, err error) {
 	parts := strings.Split(p, "/")
 	switch {
 	case len(parts) == 1:
@@ -171,13 +173,17 @@ func parseModelPath(p string) (name string, version int, err error) {
 		}
 		version = v
 	default:
-		return "", 0, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: /v1/models/%s", p)
+		return "", 0, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: %s%s", prefix, p)
 	}
 	if !skl2go.ValidName(parts[0]) {
 		return "", 0, skl2go.Errorf(skl2go.EINVALID,
 			"invalid model name %q: use letters, digits, '_', '.', '-' (at most 128, no '..')", parts[0])
 	}
 	return parts[0], version, nil
+}
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

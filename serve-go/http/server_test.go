@@ -164,13 +164,13 @@ func TestPredictRefusesBadRequests(t *testing.T) {
 		{"bad version", "POST", "/v1/models/trip_duration/versions/x:predict", "application/json", good, 400, `version must be a positive integer, got "x"`},
 		{"path traversal", "POST", "/v1/models/..:predict", "application/json", good, 400, `invalid model name ".."`},
 		{"encoded dots as the name", "POST", "/v1/models/%2e%2e:predict", "application/json", good, 400, `invalid model name ".."`},
-		{"encoded slashes in the name", "POST", "/v1/models/..%2f..%2fetc:predict", "application/json", good, 400, "'.', '..' and empty segments are not allowed"},
-		{"encoded slashes in the version", "POST", "/v1/models/trip_duration/versions/..%2f1:predict", "application/json", good, 400, "'.', '..' and empty segments are not allowed"},
+		{"encoded slashes in the name", "POST", "/v1/models/..%2f..%2fetc:predict", "application/json", good, 404, "no such endpoint"},
+		{"encoded slashes in the version", "POST", "/v1/models/trip_duration/versions/..%2f1:predict", "application/json", good, 404, "no such endpoint"},
 		{"NUL in the name", "POST", "/v1/models/trip_duration%00:predict", "application/json", good, 400, `invalid model name "trip_duration\x00"`},
-		{"dot-dot segments", "POST", "/v1/models/trip_duration/versions/1/../../trip_duration:predict", "application/json", good, 400, "'.', '..' and empty segments are not allowed"},
-		{"dot-dot out of the API", "GET", "/v1/../metrics", "", "", 400, "'.', '..' and empty segments are not allowed"},
-		{"dot segment", "GET", "/v1/./models", "", "", 400, "'.', '..' and empty segments are not allowed"},
-		{"double slash", "GET", "//metrics", "", "", 400, "'.', '..' and empty segments are not allowed"},
+		{"dot-dot segments", "POST", "/v1/models/trip_duration/versions/1/../../trip_duration:predict", "application/json", good, 404, "no such endpoint"},
+		{"dot-dot out of the API", "GET", "/v1/../metrics", "", "", 404, "no such endpoint"},
+		{"dot segment", "GET", "/v1/./models", "", "", 404, "no such endpoint"},
+		{"double slash", "GET", "//metrics", "", "", 404, "no such endpoint"},
 		{"version zero", "POST", "/v1/models/trip_duration/versions/0:predict", "application/json", good, 400, `version must be a positive integer, got "0"`},
 		{"version with a sign", "POST", "/v1/models/trip_duration/versions/+1:predict", "application/json", good, 400, `version must be a positive integer, got "+1"`},
 		{"huge version", "POST", "/v1/models/trip_duration/versions/99999999999999999999:predict", "application/json", good, 400, "version must be a positive integer"},
@@ -179,6 +179,10 @@ func TestPredictRefusesBadRequests(t *testing.T) {
 		{"POST metadata", "POST", "/v1/models/trip_duration", "application/json", good, 405, "method POST not allowed: use GET"},
 		{"unknown endpoint", "GET", "/v2/models", "", "", 404, "no such endpoint: GET /v2/models"},
 		{"deep model path", "GET", "/v1/models/trip_duration/labels", "", "", 404, "no such endpoint"},
+		{"prediction JSON cannot carry", "POST", predict, "application/json", row(func(r map[string]any) { r["trip_distance"] = 3e38 }), 400,
+			`output "variable", element 0: the model produced +Inf, which JSON cannot carry`},
+		{"dot-dot segment", "GET", "/v1/models/../healthz", "", "", 404, "no such endpoint: GET /v1/models/../healthz"},
+		{"empty segment", "GET", "/v1//models", "", "", 404, "no such endpoint"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,22 +238,39 @@ func TestMetricsCountRequestsRowsAndErrors(t *testing.T) {
 	do(t, h, "POST", "/v1/models/trip_duration:predict", "", body)
 	do(t, h, "POST", "/v1/models/trip_duration:predict", "", body)
 	do(t, h, "POST", "/v1/models/trip_duration:predict", "", `{"instances": []}`)
+	do(t, h, "POST", "/v1/models/trip_duration/versions/1:predict", "text/plain", body)
 	do(t, h, "POST", "/v1/models/nope:predict", "", body)
+	cols, _ := v2Columns(meta)
+	do(t, h, "POST", "/v2/models/trip_duration/infer", "", string(mustJSON(map[string]any{"inputs": v2JSONInputs(meta, cols, false)})))
+	do(t, h, "POST", "/v2/models/trip_duration/infer", "", `{"inputs": []}`)
 	r := do(t, h, "GET", "/metrics", "", "")
+	rows := len(want)
 	for _, line := range []string{
-		`skl2go_predict_requests_total{code="200",model="trip_duration",version="2"} 2`,
-		`skl2go_predict_requests_total{code="400",model="trip_duration",version="2"} 1`,
-		`skl2go_predict_rows_total{model="trip_duration",version="2"} ` + itoa(2*len(want)),
-		`skl2go_predict_duration_seconds_count{model="trip_duration",version="2"} 3`,
+		`skl2go_inference_request_success_total{model="trip_duration",protocol="v1",version="2"} 2`,
+		`skl2go_inference_request_success_total{model="trip_duration",protocol="v2",version="2"} 1`,
+		`skl2go_inference_request_failure_total{model="trip_duration",protocol="v1",reason="invalid",version="2"} 1`,
+		`skl2go_inference_request_failure_total{model="trip_duration",protocol="v1",reason="unsupported_media_type",version="1"} 1`,
+		`skl2go_inference_request_failure_total{model="trip_duration",protocol="v2",reason="invalid",version="2"} 1`,
+		`skl2go_inference_count_total{model="trip_duration",protocol="v1",version="2"} ` + itoa(2*rows),
+		`skl2go_inference_count_total{model="trip_duration",protocol="v2",version="2"} ` + itoa(rows),
+		`skl2go_inference_exec_count_total{model="trip_duration",version="2"} 3`,
+		`skl2go_inference_request_duration_seconds_count{model="trip_duration",protocol="v1",version="2"} 2`,
+		`skl2go_inference_compute_input_duration_seconds_count{model="trip_duration",version="2"} 3`,
+		`skl2go_inference_compute_infer_duration_seconds_count{model="trip_duration",version="2"} 3`,
+		`skl2go_inference_compute_output_duration_seconds_count{model="trip_duration",version="2"} 3`,
 		`skl2go_http_requests_total{code="404",route="predict"} 1`,
 		`skl2go_model_latest_version{model="trip_duration"} 2`,
 		`skl2go_model_versions_loaded{model="trip_duration"} 2`,
 		`skl2go_model_load_failures_total{model="trip_duration"} 0`,
+		`skl2go_http_requests_total{code="200",route="v2_infer"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(r.raw, line) {
 			t.Errorf("metrics lack %q", line)
 		}
+	}
+	if strings.Contains(r.raw, `model="nope"`) {
+		t.Error("an unknown model got a series")
 	}
 }
 
