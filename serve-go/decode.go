@@ -49,7 +49,7 @@ func (m *Metadata) DecodeInstances(dec *json.Decoder, maxRows int) (*Batch, erro
 				return nil, Errorf(EINVALID, "%s.%s: given twice", where, key)
 			}
 			seen[i] = true
-			if err := decodeValue(dec, &batch.Columns[i], where+"."+key); err != nil {
+			if err := decodeValue(dec, &batch.Columns[i], &m.Inputs[i], where+"."+key); err != nil {
 				return nil, err
 			}
 		}
@@ -81,14 +81,14 @@ func (m *Metadata) inputNames() string {
 }
 
 // decodeValue reads one JSON value and appends it to col.
-func decodeValue(dec *json.Decoder, col *Column, where string) error {
+func decodeValue(dec *json.Decoder, col *Column, spec *TensorSpec, where string) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return syntaxError(dec, err)
 	}
 	switch v := tok.(type) {
 	case json.Number:
-		return appendNumber(col, v, where)
+		return appendNumber(col, spec, v, where)
 	case string:
 		if col.Type != String {
 			return Errorf(EINVALID, "%s: expected %s, got string %s", where, describe(col.Type), quote(v))
@@ -113,8 +113,11 @@ func decodeValue(dec *json.Decoder, col *Column, where string) error {
 	return Errorf(EINVALID, "%s: unexpected value", where)
 }
 
-func appendNumber(col *Column, n json.Number, where string) error {
+// appendNumber parses a JSON number as col's type and appends it, refusing
+// values the type cannot hold and values outside spec's range.
+func appendNumber(col *Column, spec *TensorSpec, n json.Number, where string) error {
 	s := string(n)
+	var value float64 // as the model will see it, for the range check
 	switch col.Type {
 	case Float32:
 		f, err := strconv.ParseFloat(s, 32)
@@ -122,26 +125,33 @@ func appendNumber(col *Column, n json.Number, where string) error {
 			return Errorf(EINVALID, "%s: %s is out of range for float32", where, s)
 		}
 		col.Float32 = append(col.Float32, float32(f))
+		value = f
 	case Float64:
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
 			return Errorf(EINVALID, "%s: %s is out of range for float64", where, s)
 		}
 		col.Float64 = append(col.Float64, f)
+		value = f
 	case Int64:
 		i, err := parseInteger(s, 64)
 		if err != nil {
 			return Errorf(EINVALID, "%s: %v", where, err)
 		}
 		col.Int64 = append(col.Int64, i)
+		value = float64(i)
 	case Int32:
 		i, err := parseInteger(s, 32)
 		if err != nil {
 			return Errorf(EINVALID, "%s: %v", where, err)
 		}
 		col.Int32 = append(col.Int32, int32(i))
+		value = float64(i)
 	default:
 		return Errorf(EINVALID, "%s: expected %s, got number %s", where, describe(col.Type), s)
+	}
+	if !spec.InRange(value) {
+		return Errorf(EINVALID, "%s: %s is out of range: the model accepts %g to %g", where, s, spec.Range[0], spec.Range[1])
 	}
 	return nil
 }

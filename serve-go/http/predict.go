@@ -3,6 +3,7 @@ package http
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"mime"
@@ -147,7 +148,9 @@ func bodyError(err error) error {
 // AppendPredictions appends the response body to buf:
 // {"predictions": [...], "model": name, "version": v}. One output gives one
 // value per row (or an array when it has several columns); several outputs
-// give one object per row, keyed by output name.
+// give one object per row, keyed by output name (a classifier's
+// {"label": 1, "probabilities": [p0, p1]}). A NaN or infinite output, which
+// JSON cannot carry, is an EINVALID error naming the instance.
 func AppendPredictions(buf []byte, outputs []skl2go.Output, rows int, name string, version int) ([]byte, error) {
 	buf = append(buf, `{"predictions":[`...)
 	for row := 0; row < rows; row++ {
@@ -157,7 +160,7 @@ func AppendPredictions(buf []byte, outputs []skl2go.Output, rows int, name strin
 		if len(outputs) == 1 {
 			var err error
 			if buf, err = appendRow(buf, &outputs[0], row); err != nil {
-				return nil, err
+				return nil, rowError(err, row)
 			}
 			continue
 		}
@@ -170,7 +173,7 @@ func AppendPredictions(buf []byte, outputs []skl2go.Output, rows int, name strin
 			buf = append(buf, ':')
 			var err error
 			if buf, err = appendRow(buf, &outputs[i], row); err != nil {
-				return nil, err
+				return nil, rowError(err, row)
 			}
 		}
 		buf = append(buf, '}')
@@ -226,12 +229,35 @@ func appendValue(buf []byte, out *skl2go.Output, i int) ([]byte, error) {
 }
 
 // appendFloat writes the shortest text that reads back as the same float of
-// that size. JSON has no NaN or Infinity: a model producing one is a fault.
+// that size. JSON has no NaN or Infinity.
 func appendFloat(buf []byte, f float64, bits int, name string) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, errors.New("output " + name + ": the model produced " + strconv.FormatFloat(f, 'g', -1, 64))
+		return nil, &nonFinite{output: name, value: f}
 	}
 	return strconv.AppendFloat(buf, f, 'g', -1, bits), nil
+}
+
+// nonFinite is a NaN or infinite model output.
+type nonFinite struct {
+	output string
+	value  float64
+}
+
+func (e *nonFinite) Error() string {
+	return fmt.Sprintf("output %s: the model produced %g", e.output, e.value)
+}
+
+// rowError turns a non-finite output into a client error naming the
+// instance. Inputs within the ranges model.json declares never produce one
+// (export checks the range ends); an input of a model without ranges can
+// still overflow the graph's float32 arithmetic.
+func rowError(err error, row int) error {
+	var nf *nonFinite
+	if errors.As(err, &nf) {
+		return skl2go.Errorf(skl2go.EINVALID, "instances[%d]: the model's output %s is %g, which JSON cannot carry: "+
+			"an input is too large for the model's float32 arithmetic", row, nf.output, nf.value)
+	}
+	return err
 }
 
 // appendString appends s as a JSON string.
