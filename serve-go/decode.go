@@ -22,7 +22,7 @@ func (m *Metadata) DecodeInstances(dec *json.Decoder, maxRows int) (*Batch, erro
 	}
 	batch := &Batch{Columns: make([]Column, len(m.Inputs))}
 	for i, in := range m.Inputs {
-		batch.Columns[i] = Column{Name: in.Name, Type: in.Type}
+		batch.Columns[i] = in.NewColumn()
 	}
 	seen := make([]bool, len(m.Inputs))
 	for dec.More() {
@@ -43,13 +43,13 @@ func (m *Metadata) DecodeInstances(dec *json.Decoder, maxRows int) (*Batch, erro
 			key := tok.(string) // object keys are always strings
 			i, ok := m.inputIndex[key]
 			if !ok {
-				return nil, Errorf(EINVALID, "%s.%s: unknown field (model %s expects %s)", where, key, m.Name, m.inputNames())
+				return nil, Errorf(EINVALID, "%s.%s: unknown field (model %s expects %s)", where, key, m.Name, m.InputNames())
 			}
 			if seen[i] {
 				return nil, Errorf(EINVALID, "%s.%s: given twice", where, key)
 			}
 			seen[i] = true
-			if err := decodeValue(dec, &batch.Columns[i], &m.Inputs[i], where+"."+key); err != nil {
+			if err := decodeValue(dec, &batch.Columns[i], where+"."+key); err != nil {
 				return nil, err
 			}
 		}
@@ -72,88 +72,100 @@ func (m *Metadata) DecodeInstances(dec *json.Decoder, maxRows int) (*Batch, erro
 	return batch, nil
 }
 
-func (m *Metadata) inputNames() string {
-	names := make([]string, len(m.Inputs))
-	for i, in := range m.Inputs {
-		names[i] = in.Name
+// InputNames lists the model's input names, for messages.
+func (m *Metadata) InputNames() string { return tensorNames(m.Inputs) }
+
+// OutputNames lists the model's output names, for messages.
+func (m *Metadata) OutputNames() string { return tensorNames(m.Outputs) }
+
+func tensorNames(specs []TensorSpec) string {
+	names := make([]string, len(specs))
+	for i, t := range specs {
+		names[i] = t.Name
 	}
 	return strings.Join(names, ", ")
 }
 
 // decodeValue reads one JSON value and appends it to col.
-func decodeValue(dec *json.Decoder, col *Column, spec *TensorSpec, where string) error {
+func decodeValue(dec *json.Decoder, col *Column, where string) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return syntaxError(dec, err)
 	}
+	if err := appendToken(col, tok); err != nil {
+		return Errorf(EINVALID, "%s: %v", where, err)
+	}
+	return nil
+}
+
+// appendToken appends one JSON scalar to col; the error says what is wrong
+// with it, the caller says where.
+func appendToken(col *Column, tok json.Token) error {
 	switch v := tok.(type) {
 	case json.Number:
-		return appendNumber(col, spec, v, where)
+		return appendNumber(col, v)
 	case string:
 		if col.Type != String {
-			return Errorf(EINVALID, "%s: expected %s, got string %s", where, describe(col.Type), quote(v))
+			return fmt.Errorf("expected %s, got string %s", describe(col.Type), Quote(v))
 		}
 		col.String = append(col.String, v)
 		return nil
 	case bool:
 		if col.Type != Bool {
-			return Errorf(EINVALID, "%s: expected %s, got %t", where, describe(col.Type), v)
+			return fmt.Errorf("expected %s, got %t", describe(col.Type), v)
 		}
 		col.Bool = append(col.Bool, v)
 		return nil
 	case nil:
-		return Errorf(EINVALID, "%s: must not be null", where)
+		return errors.New("must not be null")
 	case json.Delim:
 		kind := "an array"
 		if v == '{' {
 			kind = "an object"
 		}
-		return Errorf(EINVALID, "%s: expected %s, got %s", where, describe(col.Type), kind)
+		return fmt.Errorf("expected %s, got %s", describe(col.Type), kind)
 	}
-	return Errorf(EINVALID, "%s: unexpected value", where)
+	return errors.New("unexpected value")
 }
 
 // appendNumber parses a JSON number as col's type and appends it, refusing
-// values the type cannot hold and values outside spec's range.
-func appendNumber(col *Column, spec *TensorSpec, n json.Number, where string) error {
+// values the type cannot hold and values outside col's range.
+func appendNumber(col *Column, n json.Number) error {
 	s := string(n)
 	var value float64 // as the model will see it, for the range check
 	switch col.Type {
 	case Float32:
 		f, err := strconv.ParseFloat(s, 32)
 		if err != nil {
-			return Errorf(EINVALID, "%s: %s is out of range for float32", where, s)
+			return fmt.Errorf("%s is out of range for float32", s)
 		}
 		col.Float32 = append(col.Float32, float32(f))
 		value = f
 	case Float64:
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
-			return Errorf(EINVALID, "%s: %s is out of range for float64", where, s)
+			return fmt.Errorf("%s is out of range for float64", s)
 		}
 		col.Float64 = append(col.Float64, f)
 		value = f
 	case Int64:
 		i, err := parseInteger(s, 64)
 		if err != nil {
-			return Errorf(EINVALID, "%s: %v", where, err)
+			return err
 		}
 		col.Int64 = append(col.Int64, i)
 		value = float64(i)
 	case Int32:
 		i, err := parseInteger(s, 32)
 		if err != nil {
-			return Errorf(EINVALID, "%s: %v", where, err)
+			return err
 		}
 		col.Int32 = append(col.Int32, int32(i))
 		value = float64(i)
 	default:
-		return Errorf(EINVALID, "%s: expected %s, got number %s", where, describe(col.Type), s)
+		return fmt.Errorf("expected %s, got number %s", describe(col.Type), s)
 	}
-	if !spec.InRange(value) {
-		return Errorf(EINVALID, "%s: %s is out of range: the model accepts %g to %g", where, s, spec.Range[0], spec.Range[1])
-	}
-	return nil
+	return col.checkRange(value, s)
 }
 
 // parseInteger accepts integers, including integral numbers written as
@@ -191,8 +203,8 @@ func describe(t DataType) string {
 	return string(t)
 }
 
-// quote shows a client's string in an error, shortened.
-func quote(s string) string {
+// Quote shows a client's string in an error message, shortened.
+func Quote(s string) string {
 	if len(s) > 40 {
 		s = s[:40] + "…"
 	}
@@ -219,7 +231,7 @@ func describeToken(tok json.Token) string {
 		}
 		return "an object"
 	case string:
-		return "string " + quote(v)
+		return "string " + Quote(v)
 	case json.Number:
 		return "number " + string(v)
 	case bool:

@@ -57,10 +57,9 @@ type TensorSpec struct {
 	Range []float64 `json:"range,omitempty"`
 }
 
-// InRange reports whether v lies within the spec's Range (always true
-// without one).
-func (s *TensorSpec) InRange(v float64) bool {
-	return len(s.Range) != 2 || (v >= s.Range[0] && v <= s.Range[1])
+// NewColumn returns an empty column for this input.
+func (s *TensorSpec) NewColumn() Column {
+	return Column{Name: s.Name, Type: s.Type, Range: s.Range}
 }
 
 // Example is a held-out row with the prediction sklearn made for it; the
@@ -238,11 +237,23 @@ type Values struct {
 	Bool    []bool
 }
 
-// Column holds one input's values for every row of a batch.
+// Column holds one input's values for every row of a batch. Range, when
+// set, is the [min, max] of its input's TensorSpec: decoding refuses values
+// outside it.
 type Column struct {
-	Name string
-	Type DataType
+	Name  string
+	Type  DataType
+	Range []float64
 	Values
+}
+
+// checkRange refuses v (written as text in messages) when it lies outside
+// the column's range; the caller says where.
+func (c *Column) checkRange(v float64, text string) error {
+	if len(c.Range) == 2 && !(v >= c.Range[0] && v <= c.Range[1]) {
+		return fmt.Errorf("%s is out of range: the model accepts %g to %g", text, c.Range[0], c.Range[1])
+	}
+	return nil
 }
 
 // Batch is a decoded request: one Column per model input, in the order of

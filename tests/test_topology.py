@@ -155,7 +155,7 @@ def test_both_replicas_serve(topology):
         status, text = request("GET", f"{replica}/metrics")
         assert status == 200
         rows = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("skl2go_predict_rows_total{"))
+                   if line.startswith("skl2go_inference_count_total{"))
         served.append(rows)
     assert all(rows > 0 for rows in served), f"rows predicted per replica: {served}"
 

@@ -3,67 +3,44 @@ package http
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"mime"
 	"net/http"
 	"strconv"
-	"time"
 
 	"skl2go"
 )
 
 // handlePredict serves POST /v1/models/{name}[/versions/{v}]:predict.
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, name string, version int) {
-	start := time.Now()
-	model, err := s.store.Model(name, version)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	meta := model.Metadata()
-	status, rows := s.predict(w, r, model)
-	labels := []string{meta.Name, strconv.Itoa(meta.Version)}
-	s.metrics.predictRequests.WithLabelValues(append(labels, strconv.Itoa(status))...).Inc()
-	s.metrics.predictDuration.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
-	if status == http.StatusOK {
-		s.metrics.predictRows.WithLabelValues(labels...).Add(float64(rows))
-	}
+	s.serveInference(w, r, name, version, "v1", s.predict)
 }
 
-// predict decodes, runs and encodes; it returns the status written and the
-// rows predicted.
-func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Model) (status, rows int) {
-	fail := func(err error) (int, int) {
-		s.writeError(w, r, err)
-		return codes[skl2go.ErrorCode(err)], 0
-	}
+// predict decodes, runs and encodes one v1 predict request.
+func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Model, inf *inference) error {
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
-		return fail(err)
+		return err
 	}
 	body := http.MaxBytesReader(w, r.Body, s.config.MaxBodyBytes)
 	batch, err := DecodeRequest(body, model.Metadata(), s.config.MaxRows)
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	outputs, err := model.Predict(r.Context(), batch)
+	outputs, err := inf.run(r.Context(), model, batch)
 	if err != nil {
-		if r.Context().Err() != nil {
-			return fail(skl2go.Errorf(skl2go.EUNAVAILABLE, "request cancelled"))
-		}
-		return fail(err)
+		return err
 	}
 	meta := model.Metadata()
 	resp, err := AppendPredictions(make([]byte, 0, 64+16*batch.Rows), outputs, batch.Rows, meta.Name, meta.Version)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(resp)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(resp)
-	return http.StatusOK, batch.Rows
+	return nil
 }
 
 // checkContentType accepts application/json (any parameters) or no type.
@@ -229,33 +206,23 @@ func appendValue(buf []byte, out *skl2go.Output, i int) ([]byte, error) {
 }
 
 // appendFloat writes the shortest text that reads back as the same float of
-// that size. JSON has no NaN or Infinity.
+// that size. JSON has no NaN or Infinity: such an output is an EINVALID
+// error. Inputs within the ranges model.json declares never produce one
+// (export checks the range ends); an input of a model without ranges can
+// overflow the graph's float32 arithmetic.
 func appendFloat(buf []byte, f float64, bits int, name string) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, &nonFinite{output: name, value: f}
+		return nil, skl2go.Errorf(skl2go.EINVALID, "the model's output %s is %g, which JSON cannot carry: "+
+			"an input is too large for the model's float32 arithmetic", name, f)
 	}
 	return strconv.AppendFloat(buf, f, 'g', -1, bits), nil
 }
 
-// nonFinite is a NaN or infinite model output.
-type nonFinite struct {
-	output string
-	value  float64
-}
-
-func (e *nonFinite) Error() string {
-	return fmt.Sprintf("output %s: the model produced %g", e.output, e.value)
-}
-
-// rowError turns a non-finite output into a client error naming the
-// instance. Inputs within the ranges model.json declares never produce one
-// (export checks the range ends); an input of a model without ranges can
-// still overflow the graph's float32 arithmetic.
+// rowError names the instance in a client error about one row's output.
 func rowError(err error, row int) error {
-	var nf *nonFinite
-	if errors.As(err, &nf) {
-		return skl2go.Errorf(skl2go.EINVALID, "instances[%d]: the model's output %s is %g, which JSON cannot carry: "+
-			"an input is too large for the model's float32 arithmetic", row, nf.output, nf.value)
+	var e *skl2go.Error
+	if errors.As(err, &e) {
+		return skl2go.Errorf(e.Code, "instances[%d]: %s", row, e.Message)
 	}
 	return err
 }

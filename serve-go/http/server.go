@@ -1,5 +1,6 @@
 // Package http serves skl2go models over HTTP: the TensorFlow Serving style
-// predict API, model metadata, health and readiness, and Prometheus metrics.
+// predict API (v1), the Open Inference Protocol (KServe V2, as Triton speaks
+// it), model metadata, health and readiness, and Prometheus metrics.
 package http
 
 import (
@@ -33,21 +34,22 @@ type Server struct {
 	metrics *metrics
 	ready   atomic.Bool
 	server  *http.Server
+	version string // reported by the V2 server metadata
 }
 
 // NewServer returns a server for store, registering its metrics in reg.
 // It is not ready until SetReady(true).
 func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
-	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg)}
+	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg), version: buildVersion()}
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", s.route("healthz", http.MethodGet, s.handleHealth))
 	mux.Handle("/readyz", s.route("readyz", http.MethodGet, s.handleReady))
 	mux.Handle("/metrics", s.route("metrics", http.MethodGet, s.metrics.handler(reg).ServeHTTP))
 	mux.Handle("/v1/models", s.route("list", http.MethodGet, s.handleList))
 	mux.Handle("/v1/models/", http.HandlerFunc(s.handleModels))
-	mux.Handle("/", s.route("not_found", "", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	}))
+	mux.Handle("/v2", http.HandlerFunc(s.handleV2))
+	mux.Handle("/v2/", http.HandlerFunc(s.handleV2))
+	mux.Handle("/", s.route("not_found", "", s.handleNotFound))
 	s.server = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -103,7 +105,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/v1/models/")
 	predict := strings.HasSuffix(rest, ":predict")
 	rest = strings.TrimSuffix(rest, ":predict")
-	name, version, err := parseModelPath(rest)
+	name, version, err := parseModelPath("/v1/models/", rest)
 	if predict {
 		s.route("predict", http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
@@ -123,9 +125,9 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	}).ServeHTTP(w, r)
 }
 
-// parseModelPath splits "{name}" or "{name}/versions/{v}"; version 0 means
-// the latest.
-func parseModelPath(p string) (name string, version int, err error) {
+// parseModelPath splits "{name}" or "{name}/versions/{v}", found after
+// prefix in the URL; version 0 means the latest.
+func parseModelPath(prefix, p string) (name string, version int, err error) {
 	parts := strings.Split(p, "/")
 	switch {
 	case len(parts) == 1:
@@ -136,13 +138,17 @@ func parseModelPath(p string) (name string, version int, err error) {
 		}
 		version = v
 	default:
-		return "", 0, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: /v1/models/%s", p)
+		return "", 0, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: %s%s", prefix, p)
 	}
 	if !skl2go.ValidName(parts[0]) {
 		return "", 0, skl2go.Errorf(skl2go.EINVALID,
 			"invalid model name %q: use letters, digits, '_', '.', '-' (at most 128, no '..')", parts[0])
 	}
 	return parts[0], version, nil
+}
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

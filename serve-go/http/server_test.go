@@ -222,19 +222,36 @@ func TestMetricsCountRequestsRowsAndErrors(t *testing.T) {
 	do(t, h, "POST", "/v1/models/trip_duration:predict", "", body)
 	do(t, h, "POST", "/v1/models/trip_duration:predict", "", body)
 	do(t, h, "POST", "/v1/models/trip_duration:predict", "", `{"instances": []}`)
+	do(t, h, "POST", "/v1/models/trip_duration/versions/1:predict", "text/plain", body)
 	do(t, h, "POST", "/v1/models/nope:predict", "", body)
+	cols, _ := v2Columns(meta)
+	do(t, h, "POST", "/v2/models/trip_duration/infer", "", string(mustJSON(map[string]any{"inputs": v2JSONInputs(meta, cols, false)})))
+	do(t, h, "POST", "/v2/models/trip_duration/infer", "", `{"inputs": []}`)
 	r := do(t, h, "GET", "/metrics", "", "")
+	rows := len(want)
 	for _, line := range []string{
-		`skl2go_predict_requests_total{code="200",model="trip_duration",version="2"} 2`,
-		`skl2go_predict_requests_total{code="400",model="trip_duration",version="2"} 1`,
-		`skl2go_predict_rows_total{model="trip_duration",version="2"} ` + itoa(2*len(want)),
-		`skl2go_predict_duration_seconds_count{model="trip_duration",version="2"} 3`,
+		`skl2go_inference_request_success_total{model="trip_duration",protocol="v1",version="2"} 2`,
+		`skl2go_inference_request_success_total{model="trip_duration",protocol="v2",version="2"} 1`,
+		`skl2go_inference_request_failure_total{model="trip_duration",protocol="v1",reason="invalid",version="2"} 1`,
+		`skl2go_inference_request_failure_total{model="trip_duration",protocol="v1",reason="unsupported_media_type",version="1"} 1`,
+		`skl2go_inference_request_failure_total{model="trip_duration",protocol="v2",reason="invalid",version="2"} 1`,
+		`skl2go_inference_count_total{model="trip_duration",protocol="v1",version="2"} ` + itoa(2*rows),
+		`skl2go_inference_count_total{model="trip_duration",protocol="v2",version="2"} ` + itoa(rows),
+		`skl2go_inference_exec_count_total{model="trip_duration",version="2"} 3`,
+		`skl2go_inference_request_duration_seconds_count{model="trip_duration",protocol="v1",version="2"} 2`,
+		`skl2go_inference_compute_input_duration_seconds_count{model="trip_duration",version="2"} 3`,
+		`skl2go_inference_compute_infer_duration_seconds_count{model="trip_duration",version="2"} 3`,
+		`skl2go_inference_compute_output_duration_seconds_count{model="trip_duration",version="2"} 3`,
 		`skl2go_http_requests_total{code="404",route="predict"} 1`,
+		`skl2go_http_requests_total{code="200",route="v2_infer"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(r.raw, line) {
 			t.Errorf("metrics lack %q", line)
 		}
+	}
+	if strings.Contains(r.raw, `model="nope"`) {
+		t.Error("an unknown model got a series")
 	}
 }
 

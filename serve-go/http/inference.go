@@ -1,0 +1,51 @@
+package http
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"skl2go"
+)
+
+// inference is what the metrics record about one predict (v1) or infer
+// (v2) request for a loaded model.
+type inference struct {
+	meta     *skl2go.Metadata
+	protocol string    // "v1" or "v2"
+	start    time.Time // request handling began
+	decoded  time.Time // the body was decoded into a batch
+	computed time.Time // the model returned (zero if it never ran)
+	rows     int
+}
+
+// serveInference finds the model, lets serve decode, run and encode the
+// request, writes serve's error if any, and records the request in the
+// metrics. It is the one path both protocols take to a model.
+func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, name string, version int, protocol string,
+	serve func(http.ResponseWriter, *http.Request, skl2go.Model, *inference) error) {
+	model, err := s.store.Model(name, version)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	inf := &inference{meta: model.Metadata(), protocol: protocol, start: time.Now()}
+	if err := serve(w, r, model, inf); err != nil {
+		s.writeError(w, r, err)
+		s.metrics.observeFailure(inf, skl2go.ErrorCode(err))
+		return
+	}
+	s.metrics.observeSuccess(inf, time.Now())
+}
+
+// run predicts a decoded batch with the model, timing it.
+func (inf *inference) run(ctx context.Context, model skl2go.Model, batch *skl2go.Batch) ([]skl2go.Output, error) {
+	inf.decoded = time.Now()
+	inf.rows = batch.Rows
+	outputs, err := model.Predict(ctx, batch)
+	inf.computed = time.Now()
+	if err != nil && ctx.Err() != nil {
+		return nil, skl2go.Errorf(skl2go.EUNAVAILABLE, "request cancelled")
+	}
+	return outputs, err
+}
