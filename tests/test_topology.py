@@ -8,11 +8,8 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -20,66 +17,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPLICAS, listening, make, running_topology, topology_env
 from train import agreement, data, export
-
-ROOT = Path(__file__).resolve().parents[1]
-REPLICAS = 2
-
-
-@dataclass
-class Topology:
-    url: str  # nginx
-    replicas: list[str]
-    state: Path
-    env: dict
-
-
-def free_ports(n: int) -> int:
-    """Return a port p such that p … p+n-1 are free on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n < 65536 and all(port_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError(f"no {n} consecutive free ports")
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def make(target: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def topology_env(models: Path, state: Path) -> dict:
-    base = free_ports(REPLICAS)
-    port = free_ports(1)
-    return {**os.environ, "PORT": str(port), "BASE_PORT": str(base), "REPLICAS": str(REPLICAS),
-            "MODELS": str(models), "STATE": str(state)}
 
 
 @pytest.fixture(scope="module")
-def topology(repository, tmp_path_factory):
-    state = tmp_path_factory.mktemp("run")
-    env = topology_env(repository.models, state)
-    started = make("up", env)
-    assert started.returncode == 0, f"make up failed:\n{started.stdout}\n{started.stderr}"
-    base = int(env["BASE_PORT"])
-    yield Topology(f"http://127.0.0.1:{env['PORT']}",
-                   [f"http://127.0.0.1:{base + i}" for i in range(REPLICAS)], state, env)
-    make("down", env)
+def own_topology(repository, tmp_path_factory):
+    """A topology of this module's own, for the tests that break it."""
+    with running_topology(repository.models, tmp_path_factory.mktemp("run")) as topology:
+        yield topology
 
 
 def request(method: str, url: str, body: bytes | None = None, content_type: str = "application/json"):
@@ -192,7 +138,8 @@ def test_metrics_are_not_exposed_through_nginx(topology):
     assert status == 404 and "error" in body
 
 
-def test_nginx_fails_over_when_a_replica_dies(topology, repository):
+def test_nginx_fails_over_when_a_replica_dies(own_topology, repository):
+    topology = own_topology
     pid = int((topology.state / "replica-1.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     held_out = pd.read_parquet(repository.build / "trip_duration" / "validation.parquet").drop(columns=[data.TARGET])
@@ -200,7 +147,8 @@ def test_nginx_fails_over_when_a_replica_dies(topology, repository):
     assert statuses == [200] * 50
 
 
-def test_down_stops_exactly_what_up_started(topology):
+def test_down_stops_exactly_what_up_started(own_topology):
+    topology = own_topology
     pids = [int(p.read_text()) for p in topology.state.glob("*.pid")]
     assert len(pids) == REPLICAS + 1  # the replicas and nginx's master
     done = make("down", topology.env)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -18,7 +17,7 @@ import (
 
 // serveFixture serves version 1 of the named fixture model through the real
 // runtime, after edit (if any) has changed its directory.
-func serveFixture(t *testing.T, name string, edit func(dir string)) (http.Handler, *skl2go.Metadata) {
+func serveFixture(t *testing.T, name string, edit func(dir string)) (*skhttp.Server, *skl2go.Metadata) {
 	t.Helper()
 	root := t.TempDir()
 	dir := fixture.CopyModel(t, models, root, name, 1)
@@ -37,11 +36,23 @@ func serveFixture(t *testing.T, name string, edit func(dir string)) (http.Handle
 	t.Cleanup(func() { store.Close() })
 	s := skhttp.NewServer(store, skhttp.Config{MaxBodyBytes: 1 << 20, MaxRows: 1000}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	s.SetReady(true)
-	return s.Handler(), m.Metadata()
+	return s, m.Metadata()
+}
+
+// withoutRanges removes the ranges model.json declares for its inputs.
+func withoutRanges(t *testing.T) func(dir string) {
+	return func(dir string) {
+		fixture.EditMetadata(t, dir, func(m map[string]any) {
+			for _, in := range m["inputs"].([]any) {
+				delete(in.(map[string]any), "range")
+			}
+		})
+	}
 }
 
 func TestClassifierAnswersLabelAndProbabilities(t *testing.T) {
-	h, meta := serveFixture(t, fixture.Classifier, nil)
+	s, meta := serveFixture(t, fixture.Classifier, nil)
+	h := s.Handler()
 	instances, want := fixture.ClassExamples(meta)
 	body, _ := json.Marshal(map[string]any{"instances": instances})
 	r := do(t, h, "POST", "/v1/models/tip_given:predict", "application/json", string(body))
@@ -80,7 +91,8 @@ func TestClassifierAnswersLabelAndProbabilities(t *testing.T) {
 
 func TestInputsOutsideTheirRangeAreRefused(t *testing.T) {
 	for _, name := range []string{fixture.Model, fixture.Classifier} {
-		h, meta := serveFixture(t, name, nil)
+		s, meta := serveFixture(t, name, nil)
+		h := s.Handler()
 		var ex map[string]any
 		json.Unmarshal(meta.Examples[0].Instance, &ex)
 		for _, distance := range []string{"1000.01", "1e30", "3.4e38", "-1"} {
@@ -101,13 +113,9 @@ func TestInputsOutsideTheirRangeAreRefused(t *testing.T) {
 }
 
 // Without a declared range, a distance near float32's limit overflows the
-// linear model's float32 arithmetic: a 400 naming the instance, not a 500.
-func TestNonFiniteOutputIsAClientErrorNamingTheInstance(t *testing.T) {
-	h, meta := serveFixture(t, fixture.Model, func(dir string) {
-		fixture.EditMetadata(t, dir, func(m map[string]any) {
-			delete(m["inputs"].([]any)[2].(map[string]any), "range")
-		})
-	})
+// linear model's float32 arithmetic: a 400 naming the output element, not a 500.
+func TestNonFiniteOutputIsAClientError(t *testing.T) {
+	s, meta := serveFixture(t, fixture.Model, withoutRanges(t))
 	var ex map[string]any
 	json.Unmarshal(meta.Examples[0].Instance, &ex)
 	huge := map[string]any{}
@@ -116,9 +124,9 @@ func TestNonFiniteOutputIsAClientErrorNamingTheInstance(t *testing.T) {
 	}
 	huge["trip_distance"] = 3.4e38
 	body, _ := json.Marshal(map[string]any{"instances": []any{ex, huge}})
-	r := do(t, h, "POST", "/v1/models/trip_duration:predict", "application/json", string(body))
+	r := do(t, s.Handler(), "POST", "/v1/models/trip_duration:predict", "application/json", string(body))
 	msg, _ := r.body["error"].(string)
-	if r.status != 400 || !strings.HasPrefix(msg, "instances[1]: the model's output variable is +Inf, which JSON cannot carry") {
+	if r.status != 400 || !strings.HasPrefix(msg, `output "variable", element 1: the model produced +Inf, which JSON cannot carry`) {
 		t.Errorf("%d %s", r.status, r.raw)
 	}
 }

@@ -126,8 +126,7 @@ func bodyError(err error) error {
 // {"predictions": [...], "model": name, "version": v}. One output gives one
 // value per row (or an array when it has several columns); several outputs
 // give one object per row, keyed by output name (a classifier's
-// {"label": 1, "probabilities": [p0, p1]}). A NaN or infinite output, which
-// JSON cannot carry, is an EINVALID error naming the instance.
+// {"label": 1, "probabilities": [p0, p1]}).
 func AppendPredictions(buf []byte, outputs []skl2go.Output, rows int, name string, version int) ([]byte, error) {
 	buf = append(buf, `{"predictions":[`...)
 	for row := 0; row < rows; row++ {
@@ -137,7 +136,7 @@ func AppendPredictions(buf []byte, outputs []skl2go.Output, rows int, name strin
 		if len(outputs) == 1 {
 			var err error
 			if buf, err = appendRow(buf, &outputs[0], row); err != nil {
-				return nil, rowError(err, row)
+				return nil, err
 			}
 			continue
 		}
@@ -150,7 +149,7 @@ func AppendPredictions(buf []byte, outputs []skl2go.Output, rows int, name strin
 			buf = append(buf, ':')
 			var err error
 			if buf, err = appendRow(buf, &outputs[i], row); err != nil {
-				return nil, rowError(err, row)
+				return nil, err
 			}
 		}
 		buf = append(buf, '}')
@@ -190,9 +189,9 @@ func appendRow(buf []byte, out *skl2go.Output, row int) ([]byte, error) {
 func appendValue(buf []byte, out *skl2go.Output, i int) ([]byte, error) {
 	switch out.Type {
 	case skl2go.Float32:
-		return appendFloat(buf, float64(out.Float32[i]), 32, out.Name)
+		return appendFloat(buf, float64(out.Float32[i]), 32, out, i)
 	case skl2go.Float64:
-		return appendFloat(buf, out.Float64[i], 64, out.Name)
+		return appendFloat(buf, out.Float64[i], 64, out, i)
 	case skl2go.Int64:
 		return strconv.AppendInt(buf, out.Int64[i], 10), nil
 	case skl2go.Int32:
@@ -206,25 +205,15 @@ func appendValue(buf []byte, out *skl2go.Output, i int) ([]byte, error) {
 }
 
 // appendFloat writes the shortest text that reads back as the same float of
-// that size. JSON has no NaN or Infinity: such an output is an EINVALID
-// error. Inputs within the ranges model.json declares never produce one
-// (export checks the range ends); an input of a model without ranges can
-// overflow the graph's float32 arithmetic.
-func appendFloat(buf []byte, f float64, bits int, name string) ([]byte, error) {
+// that size. JSON has no NaN or Infinity. A model produces them from inputs
+// far outside its training data (a float32 linear model overflows on a
+// distance of 1e38): the request is refused, naming the output element.
+func appendFloat(buf []byte, f float64, bits int, out *skl2go.Output, i int) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, skl2go.Errorf(skl2go.EINVALID, "the model's output %s is %g, which JSON cannot carry: "+
-			"an input is too large for the model's float32 arithmetic", name, f)
+		return nil, skl2go.Errorf(skl2go.EINVALID, "output %s, element %d: the model produced %v, which JSON cannot carry; "+
+			"the inputs are probably far outside the range the model was trained on", skl2go.Quote(out.Name), i, f)
 	}
 	return strconv.AppendFloat(buf, f, 'g', -1, bits), nil
-}
-
-// rowError names the instance in a client error about one row's output.
-func rowError(err error, row int) error {
-	var e *skl2go.Error
-	if errors.As(err, &e) {
-		return skl2go.Errorf(e.Code, "instances[%d]: %s", row, e.Message)
-	}
-	return err
 }
 
 // appendString appends s as a JSON string.

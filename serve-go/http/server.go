@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -45,13 +46,14 @@ func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg 
 	mux.Handle("/healthz", s.route("healthz", http.MethodGet, s.handleHealth))
 	mux.Handle("/readyz", s.route("readyz", http.MethodGet, s.handleReady))
 	mux.Handle("/metrics", s.route("metrics", http.MethodGet, s.metrics.handler(reg).ServeHTTP))
+	mux.Handle("/openapi.yaml", s.route("openapi", http.MethodGet, handleOpenAPI))
 	mux.Handle("/v1/models", s.route("list", http.MethodGet, s.handleList))
 	mux.Handle("/v1/models/", http.HandlerFunc(s.handleModels))
 	mux.Handle("/v2", http.HandlerFunc(s.handleV2))
 	mux.Handle("/v2/", http.HandlerFunc(s.handleV2))
 	mux.Handle("/", s.route("not_found", "", s.handleNotFound))
 	s.server = &http.Server{
-		Handler:           mux,
+		Handler:           s.canonicalPaths(mux),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -59,6 +61,23 @@ func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return s
+}
+
+// canonicalPaths answers 404 for paths with "//", "." or ".." segments,
+// where http.ServeMux would redirect: an API has one spelling per resource.
+func (s *Server) canonicalPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		clean := path.Clean(p)
+		if strings.HasSuffix(p, "/") && clean != "/" {
+			clean += "/"
+		}
+		if clean != p {
+			s.route("not_found", "", s.handleNotFound).ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Handler returns the server's routes, for tests and embedding.

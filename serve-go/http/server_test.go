@@ -167,6 +167,10 @@ func TestPredictRefusesBadRequests(t *testing.T) {
 		{"POST metadata", "POST", "/v1/models/trip_duration", "application/json", good, 405, "method POST not allowed: use GET"},
 		{"unknown endpoint", "GET", "/v2/models", "", "", 404, "no such endpoint: GET /v2/models"},
 		{"deep model path", "GET", "/v1/models/trip_duration/labels", "", "", 404, "no such endpoint"},
+		{"distance beyond its range", "POST", predict, "application/json", row(func(r map[string]any) { r["trip_distance"] = 3e38 }), 400,
+			`instances[0].trip_distance: 3e+38 is out of range: the model accepts 0 to 1000`},
+		{"dot-dot segment", "GET", "/v1/models/../healthz", "", "", 404, "no such endpoint: GET /v1/models/../healthz"},
+		{"empty segment", "GET", "/v1//models", "", "", 404, "no such endpoint"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
