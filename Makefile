@@ -7,6 +7,7 @@
 #   make train export [DATA="a.parquet b.parquet"] [MODEL=linear] [NAME=trip_duration]
 #   make parity        every model family through the real server, checked against sklearn
 #   make up [PORT=8080] [REPLICAS=2]      make down      make predict
+#   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
 
 PYTHON   ?= python3
 VENV     := .venv
@@ -30,7 +31,7 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test setup venv build nginx data train export up down status predict test-go test-python testdata compose-cli clean distclean
+.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status predict test-go test-python testdata compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -83,9 +84,24 @@ predict:
 		http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict
 	@echo
 
+# --- Benchmarks (not part of `make test`: long, and they load the machine) --
+
+wrk:
+	@command -v wrk >/dev/null || { echo "installing wrk with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
+
+# make bench [QUICK=1]: reports/bench.{json,md,png} and Locust's reports in reports/locust/.
+bench: setup wrk bench-model
+	$(PY) -m loadtest.bench $(if $(QUICK),--quick) --models $(MODELS) --name $(NAME)
+
+# The benchmark needs a published version and the held-out trips it was trained without.
+bench-model: $(VENV)/.installed
+	@if ! ls -d $(MODELS)/$(NAME)/[0-9]* >/dev/null 2>&1 || [ ! -f build/$(NAME)/validation.parquet ]; then \
+		$(MAKE) train export; fi
+
 # --- Tests ----------------------------------------------------------------
 
-test: setup testdata compose-cli test-go test-python
+test: setup wrk testdata compose-cli test-go test-python
 
 # Small models for the Go tests, made by the Python side like any other: a
 # regressor (trip_duration) and a classifier (tip_given).

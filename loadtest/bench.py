@@ -1,11 +1,36 @@
-"""`make bench`: the Go server against the sklearn baseline, side by side.
+"""`make bench`: the Go server against the sklearn baseline, side by side, in
+one run on one machine.
 
-(The runner itself comes next; the process helpers below are also used by
-the tests.)
+    python -m loadtest.bench [--quick] [--models models] [--name trip_duration]
+
+Targets: sklearn_gunicorn (loadtest/baseline.py), go_direct (one replica),
+go_nginx (nginx + 2 replicas), and two ceilings: nginx_static (nginx's own
+`return 200`) and nginx_go_healthz (nginx proxying to the replicas' /healthz).
+For each target and request size (1, 100, 1,000 rows) it runs:
+
+1. Locust, the same users for the same time, back to back: req/s, latency
+   percentiles and failures, every answer checked.
+2. Locust at one fixed request rate for every target: the servers' CPU time
+   per request, from /proc/<pid>/stat (utime + stime) of every server
+   process (gunicorn master and workers; Go replicas, nginx master and
+   workers) before and after.
+3. wrk (C, from Debian): the peak req/s, which one Locust process cannot reach.
+
+Then the dynamic batching comparison (replicas restarted with it on, then off)
+and sklearn's own in-process `predict` on the same rows. It writes
+reports/bench.json, reports/bench.md, reports/bench.png and Locust's HTML and
+CSV reports in reports/locust/. Everything it starts is stopped at the end,
+also on failure or Ctrl-C; every wait is bounded.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,18 +38,81 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadtest import baseline
+import joblib
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from loadtest import baseline, report, samples
 
 ROOT = Path(__file__).resolve().parents[1]
+WRK_SCRIPT = ROOT / "loadtest" / "wrk.lua"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# Dynamic batching settings of the replicas, by name (server flags as SKL2GO_* variables).
+BATCHING = {
+    "on": {"SKL2GO_BATCH_DELAY": "200us", "SKL2GO_BATCH_MAX_ROWS": "256"},
+    "off": {"SKL2GO_BATCH_DELAY": "0"},
+}
+DEFAULT_BATCHING = "off"
+
+
+@dataclass
+class Settings:
+    """How long and how hard each run is."""
+
+    rows: list[int] = field(default_factory=lambda: [1, 100, 1000])
+    users: int = 16  # Locust users, for every target
+    duration: int = 20  # seconds, Locust back to back
+    fixed_duration: int = 20  # seconds, Locust at the fixed rate
+    wrk_duration: int = 15  # seconds
+    wrk_connections: int = 32
+    wrk_threads: int = 2
+    # Requests per second for the CPU measurement, the same for every target:
+    # well within what the baseline sustains on 2 shared cores.
+    fixed_rate: dict[int, float] = field(default_factory=lambda: {1: 100.0, 100: 40.0, 1000: 10.0})
+    in_process_seconds: float = 3.0
+    batching_rows: list[int] = field(default_factory=list)  # compare batching on/off at these
+
+    @classmethod
+    def quick(cls) -> Settings:
+        """Under 2 minutes: the smallest and largest requests, short runs."""
+        return cls(rows=[1, 1000], duration=2, fixed_duration=2, wrk_duration=2, in_process_seconds=1.0)
+
+
+# --- processes ----------------------------------------------------------------
+
+def free_ports(n: int) -> list[int]:
+    """n distinct TCP ports free on 127.0.0.1 right now."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_port_block(n: int, avoid: list[int]) -> int:
+    """A port p such that p … p+n-1 are free (the replicas' BASE_PORT) and not in `avoid`."""
+    for _ in range(100):
+        base = free_port()
+        if base + n >= 65536 or set(range(base, base + n)) & set(avoid):
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + n):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
 
 
 def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
@@ -53,7 +141,7 @@ def start_baseline(models: Path, port: int, log: Path, workers: int | None = Non
                                    stdin=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, process=process)
-    except Exception:
+    except BaseException:
         stop(process)
         raise
     return process
@@ -70,6 +158,383 @@ def stop(process: subprocess.Popen, timeout: float = 15) -> None:
             process.wait(5)
 
 
+@dataclass
+class Topology:
+    """The Go replicas behind nginx, started and stopped by nginx/topology.sh."""
+
+    models: Path
+    state: Path
+    port: int
+    base_port: int
+    bench_port: int
+    replicas: int = 2
+    server_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.server_env, "PORT": str(self.port), "BASE_PORT": str(self.base_port),
+                "REPLICAS": str(self.replicas), "MODELS": str(self.models), "STATE": str(self.state),
+                "BENCH_LISTEN": f"127.0.0.1:{self.bench_port}", "SKL2GO_LOG_LEVEL": "warn"}
+
+    def up(self) -> None:
+        done = subprocess.run(["nginx/topology.sh", "up"], cwd=ROOT, env=self.env(), capture_output=True,
+                              text=True, timeout=180)
+        if done.returncode != 0:
+            self.down()
+            raise RuntimeError(f"nginx/topology.sh up failed:\n{done.stdout}{done.stderr}")
+
+    def down(self) -> None:
+        subprocess.run(["nginx/topology.sh", "down"], cwd=ROOT, env=self.env(), capture_output=True, timeout=120)
+
+    def replica_pids(self) -> list[int]:
+        return [int(p.read_text()) for p in sorted(self.state.glob("replica-*.pid"))]
+
+    def server_pids(self) -> list[int]:
+        """Replicas, nginx's master and its workers."""
+        nginx = int((self.state / "nginx.pid").read_text())
+        return self.replica_pids() + [nginx] + children(nginx)
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of pid (nginx or gunicorn workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes (all their threads), plus what their
+    exited and reaped children used (cutime + cstime), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone: its time is in its parent's cutime once reaped
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / CLOCK_TICKS
+
+
+# --- load generators ----------------------------------------------------------
+
+@dataclass
+class Target:
+    """Something to load: predict on a model, or GET a path (a ceiling)."""
+
+    name: str
+    url: str
+    get_path: str | None  # None: POST predict bodies
+    server_pids: object  # () -> list[int]: the processes whose CPU time counts
+
+
 def locust_command(locustfile: str = "loadtest/locustfile.py") -> list[str]:
     """Locust from this interpreter's environment, run from the repository root."""
     return [sys.executable, "-m", "locust", "-f", locustfile]
+
+
+def run_locust(target: Target, rows: int, settings: Settings, duration: int, rate: float, prefix: Path,
+               model: str, held_out: Path) -> dict:
+    """One headless Locust run; returns its summary (loadtest/locustfile.py)."""
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    summary_file = prefix.with_name(prefix.name + "-summary.json")
+    summary_file.unlink(missing_ok=True)
+    command = locust_command() + [
+        "--headless", "--users", str(settings.users), "--spawn-rate", str(settings.users * 4),
+        "--run-time", f"{duration}s", "--stop-timeout", "5", "--host", target.url, "--only-summary",
+        "--loglevel", "WARNING", "--csv", str(prefix), "--html", str(prefix) + ".html",
+        "--summary-file", str(summary_file), "--user-rate", str(rate / settings.users),
+        "--model-name", model, "--held-out", str(held_out), "--rows-per-request", str(rows),
+        "--bodies", str(max(20, min(500, 200_000 // rows)))]
+    command += ["--get-path", target.get_path, "GetUser"] if target.get_path else ["PredictUser"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=duration + 120)
+    if not summary_file.exists():
+        raise RuntimeError(f"Locust wrote no summary (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(summary_file.read_text())
+
+
+def predict_path(model: str) -> str:
+    return f"/v1/models/{model}:predict"
+
+
+def check_target(target: Target, bodies: Path, rows: int, model: str) -> None:
+    """One request before loading a target: a misconfigured run fails here, not as 10,000 failures."""
+    if target.get_path:
+        request = urllib.request.Request(target.url + target.get_path)
+    else:
+        body = bodies.read_bytes().split(b"\n", 1)[0]
+        request = urllib.request.Request(target.url + predict_path(model), data=body,
+                                         headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            answer = resp.read()
+    except urllib.error.HTTPError as err:
+        raise RuntimeError(f"{target.name} answered {err.code}: {samples.error_text(err.read())}") from None
+    if not target.get_path:
+        _, problem = samples.check_prediction(answer, rows, model, 0)
+        if problem:
+            raise RuntimeError(f"{target.name} answered wrongly: {problem}")
+
+
+def run_wrk(target: Target, settings: Settings, bodies: Path | None, duration: int, model: str) -> dict:
+    """One wrk run (loadtest/wrk.lua prints its numbers as JSON)."""
+    url = target.url + (target.get_path or predict_path(model))
+    command = ["wrk", "--threads", str(settings.wrk_threads), "--connections", str(settings.wrk_connections),
+               "--duration", f"{duration}s", "--timeout", "10s", "--script", str(WRK_SCRIPT), url]
+    if bodies is not None:
+        command += ["--", str(bodies)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=duration + 60)
+    line = next((line for line in done.stdout.splitlines() if line.startswith('{"wrk":')), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return json.loads(line)["wrk"]
+
+
+def measure(target: Target, rows: int, settings: Settings, out: Path, bodies: Path, model: str,
+            held_out: Path, log) -> tuple[list[dict], list[dict]]:
+    """The three runs of one target and request size; returns (results, runs)."""
+    label = f"{target.name}-rows{rows}"
+    check_target(target, bodies, rows, model)
+    runs = []
+    row_count = 0 if target.get_path else rows
+
+    closed = run_locust(target, rows, settings, settings.duration, 0.0, out / "locust" / label, model, held_out)
+    runs.append(locust_run(target, rows, "locust", "back_to_back", closed, None, 0.0))
+
+    rate = settings.fixed_rate[rows]
+    before = cpu_seconds(target.server_pids())
+    fixed = run_locust(target, rows, settings, settings.fixed_duration, rate,
+                       out / "locust" / f"{label}-fixed-rate", model, held_out)
+    cpu = cpu_seconds(target.server_pids()) - before
+    runs.append(locust_run(target, rows, "locust", "fixed_rate", fixed, cpu, rate))
+
+    before = cpu_seconds(target.server_pids())
+    peak = run_wrk(target, settings, None if target.get_path else bodies, settings.wrk_duration, model)
+    cpu = cpu_seconds(target.server_pids()) - before
+    runs.append(wrk_run(target, rows, peak, cpu))
+
+    results = [
+        result(target.name, rows, "locust", runs[0], row_count, cpu_from=runs[1]),
+        result(target.name, rows, "wrk", runs[2], row_count, cpu_from=runs[2]),
+    ]
+    for run in runs:
+        log(f"  {run['target']:<17} rows={rows:<5} {run['loadgen']:<6} {run['phase']:<12} "
+            f"{run['rps']:>9,.0f} req/s  p99 {fmt(run['p99_ms'])} ms  failures {run['failures']}"
+            + (f"  cpu {run['cpu_ms_per_request']:.3f} ms/req" if run["cpu_ms_per_request"] is not None else ""))
+    return results, runs
+
+
+def locust_run(target: Target, rows: int, loadgen: str, phase: str, summary: dict, cpu: float | None,
+               rate: float) -> dict:
+    requests = summary["requests"]
+    elapsed = summary["locust"]["elapsed_s"]
+    return {"target": target.name, "rows_per_request": rows, "loadgen": loadgen, "phase": phase,
+            "offered_rps": rate or None, "requests": requests, "failures": summary["failures"],
+            "elapsed_s": elapsed, "rps": requests / elapsed if elapsed > 0 else 0.0,
+            "p50_ms": summary["p50_ms"], "p95_ms": summary["p95_ms"], "p99_ms": summary["p99_ms"],
+            "cpu_s": cpu, "cpu_ms_per_request": 1000 * cpu / requests if cpu is not None and requests else None,
+            "versions": summary["versions"], "errors": summary["errors"]}
+
+
+def wrk_run(target: Target, rows: int, wrk: dict, cpu: float) -> dict:
+    errors = wrk["errors"]
+    failures = sum(errors.values())
+    seconds = wrk["duration_us"] / 1e6
+    latency = wrk["latency_us"]
+    return {"target": target.name, "rows_per_request": rows, "loadgen": "wrk", "phase": "peak",
+            "offered_rps": None, "requests": wrk["requests"], "failures": failures, "elapsed_s": seconds,
+            "rps": wrk["requests"] / seconds, "p50_ms": latency["p50"] / 1000, "p95_ms": latency["p95"] / 1000,
+            "p99_ms": latency["p99"] / 1000, "cpu_s": cpu,
+            "cpu_ms_per_request": 1000 * cpu / wrk["requests"] if wrk["requests"] else None,
+            "errors": {k: v for k, v in errors.items() if v}}
+
+
+def result(target: str, rows: int, loadgen: str, run: dict, row_count: int, cpu_from: dict) -> dict:
+    """One entry of bench.json's results, in the shape the issue fixes."""
+    return {"target": target, "rows_per_request": rows, "loadgen": loadgen, "rps": run["rps"],
+            "rows_per_s": run["rps"] * row_count if row_count else None,
+            "p50_ms": run["p50_ms"], "p95_ms": run["p95_ms"], "p99_ms": run["p99_ms"],
+            "failures": run["failures"], "cpu_ms_per_request": cpu_from["cpu_ms_per_request"]}
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+# --- sklearn in process -------------------------------------------------------
+
+def sklearn_in_process(pipeline_file: Path, held_out: pd.DataFrame, rows_list: list[int], seconds: float) -> list[dict]:
+    """sklearn's own predict on DataFrames of held-out rows, one thread, no
+    HTTP: what the Go server's rows/s is compared with on big requests."""
+    pipeline = joblib.load(pipeline_file)
+    measured = []
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Found unknown categories")
+        for rows in rows_list:
+            frame = held_out.sample(n=rows, replace=rows > len(held_out), random_state=0).reset_index(drop=True)
+            pipeline.predict(frame)
+            calls, started = 0, time.perf_counter()
+            while calls < 3 or time.perf_counter() - started < seconds:
+                pipeline.predict(frame)
+                calls += 1
+            elapsed = time.perf_counter() - started
+            measured.append({"what": "sklearn_predict_in_process", "rows_per_request": rows,
+                             "ms_per_call": 1000 * elapsed / calls, "rows_per_s": rows * calls / elapsed})
+    return measured
+
+
+# --- the run ------------------------------------------------------------------
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    def first(path: str, key: str) -> str:
+        with contextlib.suppress(OSError):
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+        return ""
+
+    def version(command: list[str]) -> str:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+            return (done.stdout + done.stderr).strip().splitlines()[0]
+        return ""
+
+    from importlib.metadata import version as package
+    return {
+        "cpu": first("/proc/cpuinfo", "model name"), "cores": os.cpu_count(),
+        "memory_gib": round(int(first("/proc/meminfo", "MemTotal").split()[0]) / 2**20, 1),
+        "kernel": platform.release(), "python": platform.python_version(),
+        "nginx": version(["nginx", "-v"]), "wrk": version(["wrk", "--version"]),
+        "locust": package("locust"), "gunicorn": package("gunicorn"), "flask": package("flask"),
+        "scikit-learn": package("scikit-learn"), "onnxruntime": package("onnxruntime"),
+        "commit": version(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
+        "load_average_at_start": os.getloadavg()[0],
+    }
+
+
+def latest_version(models: Path, name: str) -> Path:
+    versions = [p for p in (models / name).glob("*") if p.is_dir() and p.name.isdigit()]
+    if not versions:
+        raise FileNotFoundError(f"no version of {name} in {models}: run `make train export` first")
+    return max(versions, key=lambda p: int(p.name))
+
+
+def run(args: argparse.Namespace, settings: Settings) -> dict:
+    out = Path(args.out).resolve()
+    work = out / "bench-run"  # bodies, logs, the topology's state
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(out / "locust", ignore_errors=True)
+    work.mkdir(parents=True)
+    models, held_out_dir = Path(args.models).resolve(), Path(args.held_out or f"build/{args.name}").resolve()
+    log = print if not args.quiet else (lambda *a, **k: None)
+    started = time.monotonic()
+
+    held_out = samples.held_out_features(held_out_dir)
+    version_dir = latest_version(models, args.name)
+    bodies = {rows: samples.write_bodies(work / f"bodies-{rows}.jsonl",
+                                         samples.request_bodies(held_out, rows, max(20, min(500, 200_000 // rows))))
+              for rows in settings.rows}
+    bench = {"machine": machine(), "results": [], "runs": [], "batching": [],
+             "settings": {**settings.__dict__, "model": args.name, "version": int(version_dir.name),
+                          "family": json.loads((version_dir / "model.json").read_text()).get("family"),
+                          "default_batching": DEFAULT_BATCHING, "batching_settings": BATCHING}}
+    log(f"[bench] {args.name} version {version_dir.name}, rows per request {settings.rows}; reports in {out}")
+    bench["in_process"] = sklearn_in_process(version_dir / "pipeline.joblib", held_out, settings.rows,
+                                             settings.in_process_seconds)
+    for m in bench["in_process"]:
+        log(f"[bench] sklearn predict in process, {m['rows_per_request']} rows: {m['ms_per_call']:.2f} ms, "
+            f"{m['rows_per_s']:,.0f} rows/s")
+
+    with contextlib.ExitStack() as cleanup:
+        gunicorn_port = free_port()
+        gunicorn = start_baseline(models, gunicorn_port, work / "logs" / "gunicorn.log")
+        cleanup.callback(stop, gunicorn)
+        sklearn = Target("sklearn_gunicorn", f"http://127.0.0.1:{gunicorn_port}", None,
+                         lambda: [gunicorn.pid] + children(gunicorn.pid))
+        variants = [DEFAULT_BATCHING] + ([v for v in BATCHING if v != DEFAULT_BATCHING] if settings.batching_rows else [])
+        for variant in variants:
+            port, bench_port = free_ports(2)
+            topology = Topology(models, work / f"topology-batching-{variant}", port,
+                                free_port_block(2, [port, bench_port]), bench_port, server_env=BATCHING[variant])
+            cleanup.callback(topology.down)
+            topology.up()
+            go = [
+                Target("go_direct", f"http://127.0.0.1:{topology.base_port}", None, topology.server_pids),
+                Target("go_nginx", f"http://127.0.0.1:{topology.port}", None, topology.server_pids),
+            ]
+            ceilings = [
+                Target("nginx_static", f"http://127.0.0.1:{topology.bench_port}", "/", topology.server_pids),
+                Target("nginx_go_healthz", f"http://127.0.0.1:{topology.port}", "/healthz", topology.server_pids),
+            ]
+            if variant == DEFAULT_BATCHING:
+                log(f"[bench] batching {variant}: all targets")
+                for rows in settings.rows:
+                    targets = [sklearn, *go] + (ceilings if rows == settings.rows[0] else [])
+                    for target in targets:
+                        results, runs = measure(target, rows, settings, out, bodies[rows], args.name,
+                                                held_out_dir, log)
+                        bench["results"] += results
+                        bench["runs"] += runs
+                        if target.name.startswith("go_") and rows in settings.batching_rows:
+                            bench["batching"] += [{**r, "batching": variant} for r in results]
+            else:
+                log(f"[bench] batching {variant}: the Go targets")
+                for rows in settings.batching_rows:
+                    for target in go:
+                        results, runs = measure(target, rows, settings, out / f"batching-{variant}", bodies[rows],
+                                                args.name, held_out_dir, log)
+                        bench["batching"] += [{**r, "batching": variant} for r in results]
+                        bench["runs"] += [{**r, "batching": variant} for r in runs]
+            topology.down()
+    bench["machine"]["load_average_at_end"] = os.getloadavg()[0]
+    bench["elapsed_s"] = round(time.monotonic() - started, 1)
+    return bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (make bench QUICK=1)")
+    parser.add_argument("--models", default="models", help="model repository")
+    parser.add_argument("--name", default="trip_duration", help="model to load")
+    parser.add_argument("--held-out", default="", help="build/<name>: validation.parquet and training.json")
+    parser.add_argument("--out", default="reports", help="where the reports go")
+    parser.add_argument("--rows", default="", help="request sizes, comma-separated (default 1,100,1000)")
+    parser.add_argument("--duration", type=int, default=0, help="seconds per run (all three kinds)")
+    parser.add_argument("--no-batching", action="store_true", help="skip the dynamic batching comparison")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    settings = Settings.quick() if args.quick else Settings()
+    if args.rows:
+        settings.rows = [int(r) for r in args.rows.split(",")]
+        settings.fixed_rate = {r: settings.fixed_rate.get(r, 10.0) for r in settings.rows}
+        settings.batching_rows = [r for r in settings.batching_rows if r in settings.rows]
+    if args.duration:
+        settings.duration = settings.fixed_duration = settings.wrk_duration = args.duration
+    if args.no_batching:
+        settings.batching_rows = []
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is not installed: run `make {tool}` (apt-get install {tool})")
+
+    # SIGTERM (e.g. from a CI timeout) unwinds like Ctrl-C, so everything started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    bench = run(args, settings)
+    out = Path(args.out)
+    (out / "bench.json").write_text(json.dumps(bench, indent=2) + "\n")
+    report.write(bench, out)
+    print(f"[bench] wrote {out}/bench.json, bench.md, bench.png and Locust's reports in {out}/locust "
+          f"({bench['elapsed_s']:.0f}s)")
+    failures = sum(r["failures"] for r in bench["results"] + bench["batching"])
+    if failures:
+        print(f"[bench] {failures} failed requests: see the Locust reports and bench.json's runs", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,6 +27,7 @@ above and read --summary-file.
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import threading
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from locust import FastHttpUser, events, task
 from locust.env import Environment
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 from locust.user.wait_time import constant_throughput
 
 from loadtest import samples
@@ -118,8 +120,21 @@ def _record_latencies(environment: Environment, **_kwargs) -> None:
 
 
 @events.quitting.add_listener
+def _write_final_csv(environment: Environment, **_kwargs) -> None:
+    """Locust rewrites its --csv files every second while running, not at the
+    end: without this, the last second of a run is missing from them."""
+    prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if prefix:
+        writer = StatsCSV(environment, PERCENTILES_TO_REPORT)
+        with open(f"{prefix}_stats.csv", "w", newline="") as f:
+            writer.requests_csv(csv.writer(f))
+        with open(f"{prefix}_failures.csv", "w", newline="") as f:
+            writer.failures_csv(csv.writer(f))
+
+
+@events.quitting.add_listener
 def _write_summary(environment: Environment, **_kwargs) -> None:
-    """The tally and Locust's own totals, complete (Locust's CSV lags by up to a second)."""
+    """The tally and Locust's own totals, complete."""
     path = getattr(environment.parsed_options, "summary_file", "")
     if path:
         total = environment.stats.total

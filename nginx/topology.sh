@@ -12,6 +12,8 @@
 #   STATE=run        pid files, logs, nginx.conf and nginx temp files
 #   SERVER=serve-go/bin/skl2go-server
 #   SKL2GO_ORT_LIB   libonnxruntime.so to use (default: the server finds the .venv's)
+#   SKL2GO_*         any other server flag, e.g. SKL2GO_LOG_LEVEL=warn
+#   BENCH_LISTEN     (make bench) also let nginx answer by itself on this address:port
 set -euo pipefail
 
 PORT=${PORT:-8080}
@@ -90,6 +92,9 @@ up() {
         replicas+=("127.0.0.1:$port")
     done
     port_in_use "$PORT" && fail "port $PORT is already in use (set PORT to move nginx)"
+    if [[ -n ${BENCH_LISTEN:-} ]]; then
+        port_in_use "${BENCH_LISTEN##*:}" && fail "port ${BENCH_LISTEN##*:} (BENCH_LISTEN) is already in use"
+    fi
 
     for ((i = 0; i < REPLICAS; i++)); do
         # setsid: the replicas outlive the shell that started them.

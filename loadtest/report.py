@@ -1,0 +1,219 @@
+"""bench.json -> bench.md (tables, ratios against the baseline measured in the
+same run, the issue's targets) and bench.png (req/s and p99 per target).
+
+    python -m loadtest.report reports/bench.json    # redraw from a saved run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+BASELINE = "sklearn_gunicorn"
+TARGETS = ["sklearn_gunicorn", "go_direct", "go_nginx", "nginx_static", "nginx_go_healthz"]
+LOADGENS = ["locust", "wrk"]
+
+
+def find(results: list[dict], target: str, rows: int, loadgen: str, **extra) -> dict | None:
+    """The result of one target, request size and load generator."""
+    for r in results:
+        if (r["target"], r["rows_per_request"], r["loadgen"]) == (target, rows, loadgen) and \
+                all(r.get(k) == v for k, v in extra.items()):
+            return r
+    return None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def goals(bench: dict) -> list[dict]:
+    """The issue's four targets, each with what this run measured and whether it is met."""
+    results = bench["results"]
+    go1, sk1 = find(results, "go_nginx", 1, "wrk"), find(results, BASELINE, 1, "wrk")
+    go1_cpu, sk1_cpu = find(results, "go_nginx", 1, "locust"), find(results, BASELINE, 1, "locust")
+    go1000 = find(results, "go_nginx", 1000, "wrk")
+    in_process = next((m for m in bench.get("in_process", []) if m["rows_per_request"] == 1000), None)
+    healthz = find(results, "nginx_go_healthz", 1, "wrk")
+    out = []
+
+    speedup = ratio(go1 and go1["rps"], sk1 and sk1["rps"])
+    p99_ok = go1 and sk1 and go1["p99_ms"] <= sk1["p99_ms"]
+    out.append({
+        "goal": "nginx + 2 Go replicas vs gunicorn + sklearn, single-record req/s (wrk), at a p99 no worse",
+        "wanted": "≥ 30×, p99 ≤ baseline's",
+        "measured": None if speedup is None else
+        f"{speedup:.1f}× ({go1['rps']:,.0f} vs {sk1['rps']:,.0f} req/s); p99 {go1['p99_ms']:.2f} vs {sk1['p99_ms']:.2f} ms",
+        "met": None if speedup is None else bool(speedup >= 30 and p99_ok)})
+
+    cpu = ratio(sk1_cpu and sk1_cpu["cpu_ms_per_request"], go1_cpu and go1_cpu["cpu_ms_per_request"])
+    out.append({
+        "goal": "server CPU time per single-record request, nginx + 2 Go vs gunicorn (same fixed rate)",
+        "wanted": "≤ 1/20 of the baseline's",
+        "measured": None if cpu is None else
+        f"1/{cpu:.0f} ({go1_cpu['cpu_ms_per_request']:.3f} vs {sk1_cpu['cpu_ms_per_request']:.3f} ms)",
+        "met": None if cpu is None else bool(cpu >= 20)})
+
+    rows = ratio(go1000 and go1000["rows_per_s"], in_process and in_process["rows_per_s"])
+    out.append({
+        "goal": "1,000-row requests: Go rows/s through nginx (wrk) vs sklearn's own predict in process",
+        "wanted": "≥ 1×",
+        "measured": None if rows is None else
+        f"{rows:.2f}× ({go1000['rows_per_s']:,.0f} vs {in_process['rows_per_s']:,.0f} rows/s)",
+        "met": None if rows is None else bool(rows >= 1)})
+
+    share = ratio(go1 and go1["rps"], healthz and healthz["rps"])
+    out.append({
+        "goal": "predict through nginx vs nginx proxying to the replicas' /healthz (wrk, single record)",
+        "wanted": "≥ 80%",
+        "measured": None if share is None else f"{100 * share:.0f}% ({go1['rps']:,.0f} vs {healthz['rps']:,.0f} req/s)",
+        "met": None if share is None else bool(share >= 0.8)})
+    return out
+
+
+def num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def times(value: float | None) -> str:
+    """A ratio as 42.0×, 0.77× or 1/26."""
+    if value is None:
+        return "–"
+    if value >= 1:
+        return f"{value:.1f}×"
+    if value >= 0.1:
+        return f"{value:.2f}×"
+    return f"1/{1 / value:.0f}" if value > 0 else "0"
+
+
+def markdown(bench: dict) -> str:
+    m, s = bench["machine"], bench.get("settings", {})
+    lines = [
+        "# skl2go benchmark",
+        "",
+        f"Model `{s.get('model')}` version {s.get('version')} ({s.get('family')}), "
+        f"dynamic batching {s.get('default_batching')} unless stated. Machine: {m.get('cpu')}, {m.get('cores')} cores, "
+        f"{m.get('memory_gib')} GiB, Linux {m.get('kernel')}; load average {m.get('load_average_at_start', 0):.2f} "
+        f"at the start, {m.get('load_average_at_end', 0):.2f} at the end; commit {m.get('commit')}; "
+        f"{bench.get('elapsed_s', 0):.0f} s.",
+        "",
+        f"Locust: {s.get('users')} users back to back for {s.get('duration')} s (req/s, latency), then "
+        f"{s.get('fixed_duration')} s at a fixed rate ({', '.join(f'{v:g} req/s at {k} row(s) per request' for k, v in (s.get('fixed_rate') or {}).items())}) "
+        f"for the servers' CPU time per request. wrk: {s.get('wrk_connections')} connections, "
+        f"{s.get('wrk_threads')} threads, {s.get('wrk_duration')} s (peak req/s; CPU per request at that peak). "
+        "Load generators share the 2 cores with the servers. Ratios are against gunicorn + sklearn "
+        "with the same load generator and request size, in this run.",
+        "",
+        "## Targets",
+        "",
+        "| goal | wanted | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for g in goals(bench):
+        met = "–" if g["met"] is None else ("yes" if g["met"] else "**no**")
+        lines.append(f"| {g['goal']} | {g['wanted']} | {g['measured'] or 'not measured'} | {met} |")
+
+    results = bench["results"]
+    for rows in sorted({r["rows_per_request"] for r in results}):
+        lines += ["", f"## {rows:,} row{'s' if rows > 1 else ''} per request", "",
+                  "| target | loadgen | req/s | rows/s | p50 ms | p95 ms | p99 ms | failures | server CPU ms/req "
+                  "| req/s vs baseline | CPU vs baseline |",
+                  "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for loadgen in LOADGENS:
+            base = find(results, BASELINE, rows, loadgen)
+            for target in TARGETS:
+                r = find(results, target, rows, loadgen)
+                if r is None:
+                    continue
+                lines.append(
+                    f"| {target} | {loadgen} | {num(r['rps'])} | {num(r['rows_per_s'])} | {num(r['p50_ms'], 2)} "
+                    f"| {num(r['p95_ms'], 2)} | {num(r['p99_ms'], 2)} | {r['failures']} "
+                    f"| {num(r['cpu_ms_per_request'], 3)} | {times(ratio(r['rps'], base and base['rps']))} "
+                    f"| {times(ratio(r['cpu_ms_per_request'], base and base['cpu_ms_per_request']))} |")
+
+    batching = bench.get("batching") or []
+    if {r["batching"] for r in batching} >= {"on", "off"}:
+        lines += ["", "## Dynamic batching, on vs off", "",
+                  f"Server settings: {json.dumps(s.get('batching_settings', {}))}. The replicas are restarted "
+                  "for each setting, so the two columns are minutes apart.", "",
+                  "| target | rows | loadgen | req/s off | req/s on | on/off | p99 ms off | p99 ms on "
+                  "| CPU ms/req off | CPU ms/req on |",
+                  "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|"]
+        for r_off in (r for r in batching if r["batching"] == "off"):
+            r_on = find(batching, r_off["target"], r_off["rows_per_request"], r_off["loadgen"], batching="on")
+            if r_on is None:
+                continue
+            lines.append(
+                f"| {r_off['target']} | {r_off['rows_per_request']:,} | {r_off['loadgen']} | {num(r_off['rps'])} "
+                f"| {num(r_on['rps'])} | {times(ratio(r_on['rps'], r_off['rps']))} | {num(r_off['p99_ms'], 2)} "
+                f"| {num(r_on['p99_ms'], 2)} | {num(r_off['cpu_ms_per_request'], 3)} | {num(r_on['cpu_ms_per_request'], 3)} |")
+
+    if bench.get("in_process"):
+        lines += ["", "## sklearn's own predict, in process (one thread, no HTTP)", "",
+                  "| rows per call | ms per predict | rows/s |", "|--:|--:|--:|"]
+        for m_ in bench["in_process"]:
+            lines.append(f"| {m_['rows_per_request']:,} | {m_['ms_per_call']:.2f} | {m_['rows_per_s']:,.0f} |")
+
+    lines += ["", "CPU time comes from /proc/<pid>/stat in clock ticks (10 ms): a run's figure is exact to "
+              "about ±10 ms per server process, divided by the requests of that run. bench.json's `runs` "
+              "has every run (requests, seconds, CPU seconds, offered rate, errors).", ""]
+    return "\n".join(lines)
+
+
+def chart(bench: dict, path: Path) -> Path:
+    """req/s (log scale) and p99 per target, one bar per request size, for each load generator."""
+    results = bench["results"]
+    sizes = sorted({r["rows_per_request"] for r in results})
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    width = 0.8 / max(1, len(sizes))
+    for col, loadgen in enumerate(LOADGENS):
+        for row_i, (metric, label) in enumerate([("rps", "requests/s (log)"), ("p99_ms", "p99 latency, ms (log)")]):
+            ax = axes[row_i][col]
+            for i, rows in enumerate(sizes):
+                values = [(find(results, t, rows, loadgen) or {}).get(metric) for t in TARGETS]
+                xs = [j + (i - (len(sizes) - 1) / 2) * width for j in range(len(TARGETS))]
+                kept = [(x, v) for x, v in zip(xs, values) if v]
+                if kept:
+                    ax.bar([x for x, _ in kept], [v for _, v in kept], width,
+                           label=f"{rows:,} row{'s' if rows > 1 else ''}/request")
+            ax.set_yscale("log")
+            ax.set_xticks(range(len(TARGETS)), [t.replace("_", "\n", 1) for t in TARGETS], fontsize=8)
+            ax.set_title(f"{loadgen}: {label}", fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+            if row_i == 0 and col == 0:
+                ax.legend(fontsize=8)
+    s = bench.get("settings", {})
+    fig.suptitle(f"skl2go vs sklearn + gunicorn — {s.get('model')} v{s.get('version')} ({s.get('family')}), "
+                 f"{bench['machine'].get('cores')} cores shared with the load generator", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write(bench: dict, out: Path) -> None:
+    """bench.md and bench.png next to bench.json."""
+    out = Path(out)
+    (out / "bench.md").write_text(markdown(bench))
+    chart(bench, out / "bench.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("bench_json", nargs="?", default="reports/bench.json")
+    args = parser.parse_args(argv)
+    path = Path(args.bench_json)
+    write(json.loads(path.read_text()), path.parent)
+    print(f"wrote {path.parent / 'bench.md'} and {path.parent / 'bench.png'}")
+
+
+if __name__ == "__main__":
+    main()
