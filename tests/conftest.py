@@ -35,12 +35,20 @@ def trips_file(tmp_path_factory) -> Path:
     return synth.write(tmp_path_factory.mktemp("data") / "green_tripdata_sample.parquet", rows=ROWS, seed=SEED)
 
 
+# The models the shared repository publishes: name -> family.
+MODELS = {
+    "trip_duration": "linear",  # the regression baseline
+    "trip_duration_hgb": "hist_gradient_boosting",  # a tree ensemble
+    "tip_given": "logistic_regression",  # a classifier: label and class probabilities
+}
+
+
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory, trips_file) -> Repository:
-    """Two published models: the linear baseline and a tree ensemble."""
+    """Published models (MODELS): two regressors and a classifier."""
     root = tmp_path_factory.mktemp("repo")
     repo = Repository(trips_file, root / "build", root / "models")
-    for name, family in [("trip_duration", "linear"), ("trip_duration_hgb", "hist_gradient_boosting")]:
+    for name, family in MODELS.items():
         fit.fit([str(trips_file)], family, name, repo.build)
         export.export(name, repo.build, repo.models)
     return repo

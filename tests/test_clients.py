@@ -6,6 +6,11 @@ compared with sklearn's `predict` on held-out rows.
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+
 import joblib
 import numpy as np
 import onnx
@@ -15,6 +20,7 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
+from conftest import ROOT
 from train import data, export
 
 REGRESSORS = ["trip_duration", "trip_duration_hgb"]
@@ -163,3 +169,30 @@ def test_requests_json_inference(topology, repository):
     output = answer.json()["outputs"][0]
     assert (output["name"], output["datatype"], output["shape"]) == ("variable", "FP32", [len(rows), 1])
     np.testing.assert_allclose(output["data"], sklearn.predict(rows), rtol=export.RTOL, atol=export.RTOL)
+
+
+def readme_examples() -> list:
+    """The curl and Python examples in the README's section on existing
+    clients, as (language, code) parameters named after their client."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Using skl2go from existing clients", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(sh|python)\n(.*?)```", section, flags=re.S)
+    client = lambda code: "curl" if code.startswith("curl ") else "tritonclient" if "tritonclient" in code else "requests"
+    return [pytest.param(lang, code, id=client(code)) for lang, code in blocks if lang == "python" or code.startswith("curl ")]
+
+
+@pytest.mark.parametrize("lang, code", readme_examples())
+def test_readme_examples_run_and_agree_with_sklearn(topology, repository, lang, code):
+    code = code.replace("127.0.0.1:8080", topology.url.removeprefix("http://"))
+    command = ["bash", "-c", code] if lang == "sh" else [sys.executable, "-c", code]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    if lang == "sh":
+        got = json.loads(run.stdout)["outputs"][0]["data"]
+    else:
+        got = [float(v) for v in re.findall(r"-?\d+\.\d+(?:e[-+]?\d+)?", run.stdout)]
+    rows, sklearn = held_out(repository, "trip_duration")
+    trips = pd.DataFrame({"PULocationID": [74, 99], "DOLocationID": [75, 99], "trip_distance": [2.5, 1.08],
+                          "pickup_hour": [8, 17], "pickup_weekday": [1, 0]}).astype(rows.dtypes.to_dict())
+    assert len(got) == 2, run.stdout
+    np.testing.assert_allclose(got, sklearn.predict(trips), rtol=export.RTOL)

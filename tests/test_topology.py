@@ -17,7 +17,7 @@ import pytest
 
 from chaos.topology import listening, request, start
 from conftest import REPLICAS, running_topology
-from train import data, export
+from train import agreement, data, export
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,26 @@ def test_held_out_trips_through_nginx_match_sklearn(topology, repository, name, 
               f"max abs difference {abs_err.max():.3g} min, max relative difference {rel_err.max():.3g}")
     assert len(got) == len(held_out)
     assert rel_err.max() <= export.RTOL
+
+
+def test_classifier_through_nginx_answers_labels_and_probabilities_like_sklearn(topology, repository, capsys):
+    held_out = pd.read_parquet(repository.build / "tip_given" / "validation.parquet").drop(columns=[data.TIP_TARGET])
+    assert len(held_out) >= 1000
+    sklearn = joblib.load(repository.models / "tip_given" / "1" / "pipeline.joblib")
+    answers = []
+    for start in range(0, len(held_out), 500):
+        status, body = predict(topology.url, "tip_given", held_out.iloc[start:start + 500])
+        assert status == 200, body
+        answers += body["predictions"]
+    assert all(set(a) == {"label", "probabilities"} for a in answers)
+    result = agreement.classification([a["label"] for a in answers], [a["probabilities"] for a in answers],
+                                      sklearn.predict(held_out), sklearn.predict_proba(held_out))
+    with capsys.disabled():
+        print(f"\ntip_given: {result.rows:,} held-out rows through nginx: labels {result.label_agreement:.2%} "
+              f"identical, max probability difference {result.max_proba_abs_error:.3g}")
+    assert result.rows == len(held_out)
+    assert result.within_bound
+    assert {0, 1} <= {a["label"] for a in answers}  # it learned something: both answers occur
 
 
 def test_both_replicas_serve(topology):

@@ -137,7 +137,8 @@ func bodyError(err error) error {
 // AppendPredictions appends the response body to buf:
 // {"predictions": [...], "model": name, "version": v}. One output gives one
 // value per row (or an array when it has several columns); several outputs
-// give one object per row, keyed by output name.
+// give one object per row, keyed by output name (a classifier's
+// {"label": 1, "probabilities": [p0, p1]}).
 func AppendPredictions(buf []byte, outputs []skl2go.Output, rows int, name string, version int) ([]byte, error) {
 	buf = append(buf, `{"predictions":[`...)
 	for row := 0; row < rows; row++ {

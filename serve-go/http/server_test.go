@@ -179,8 +179,8 @@ func TestPredictRefusesBadRequests(t *testing.T) {
 		{"POST metadata", "POST", "/v1/models/trip_duration", "application/json", good, 405, "method POST not allowed: use GET"},
 		{"unknown endpoint", "GET", "/v2/models", "", "", 404, "no such endpoint: GET /v2/models"},
 		{"deep model path", "GET", "/v1/models/trip_duration/labels", "", "", 404, "no such endpoint"},
-		{"prediction JSON cannot carry", "POST", predict, "application/json", row(func(r map[string]any) { r["trip_distance"] = 3e38 }), 400,
-			`output "variable", element 0: the model produced +Inf, which JSON cannot carry`},
+		{"distance beyond its range", "POST", predict, "application/json", row(func(r map[string]any) { r["trip_distance"] = 3e38 }), 400,
+			`instances[0].trip_distance: 3e+38 is out of range: the model accepts 0 to 1000`},
 		{"dot-dot segment", "GET", "/v1/models/../healthz", "", "", 404, "no such endpoint: GET /v1/models/../healthz"},
 		{"empty segment", "GET", "/v1//models", "", "", 404, "no such endpoint"},
 	}

@@ -250,7 +250,7 @@ func decodeInputs(raw, tensors []byte, hasBinary bool, meta *skl2go.Metadata, ma
 			count *= int(d)
 		}
 		col := &batch.Columns[index]
-		*col = skl2go.Column{Name: spec.Name, Type: spec.Type}
+		*col = spec.NewColumn()
 
 		var params map[string]json.RawMessage
 		if raw, ok := obj["parameters"]; ok {
