@@ -5,7 +5,10 @@
 #   make test     everything tested (Python, Go, the real topology)
 #
 #   make train export [DATA="a.parquet b.parquet"] [MODEL=linear] [NAME=trip_duration]
+#   make parity        every model family through the real server, checked against sklearn
 #   make up [PORT=8080] [REPLICAS=2]      make down      make predict
+#   make rollout   restart the replicas one at a time, no request lost
+#   make chaos     faults under load through nginx; writes reports/chaos.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
 
 PYTHON   ?= python3
@@ -14,7 +17,9 @@ PY       := $(VENV)/bin/python
 SAMPLE   := data/green_tripdata_synthetic.parquet
 DATA     ?= $(SAMPLE)
 MODEL    ?= linear
-NAME     ?= trip_duration
+CLASSIFIERS := logistic_regression random_forest_classifier hist_gradient_boosting_classifier
+# The family decides the task: regressors predict trip_duration, classifiers tip_given.
+NAME     ?= $(if $(filter $(MODEL),$(CLASSIFIERS)),tip_given,trip_duration)
 MODELS   ?= models
 PORT     ?= 8080
 REPLICAS ?= 2
@@ -28,7 +33,7 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status predict test-go test-python testdata compose-cli clean distclean
+.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status rollout predict test-go test-python testdata compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -74,6 +79,9 @@ down:
 status:
 	nginx/topology.sh status
 
+rollout: build
+	nginx/topology.sh rollout
+
 predict:
 	@echo 'POST http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict  (a 2.5-mile trip from zone 74 to 75, Tuesday 08:00)'
 	@curl -sS --fail-with-body -H 'Content-Type: application/json' \
@@ -100,13 +108,16 @@ bench-model: $(VENV)/.installed
 
 test: setup wrk testdata compose-cli test-go test-python
 
-# A small model for the Go tests, made by the Python side like any other.
+# Small models for the Go tests, made by the Python side like any other: a
+# regressor (trip_duration) and a classifier (tip_given).
 testdata: $(TESTDATA)/models/.done
 $(TESTDATA)/models/.done: $(VENV)/.installed train/*.py
 	rm -rf $(TESTDATA)
 	$(PY) -m train synth --rows 30000 --out $(TESTDATA)/trips.parquet
 	$(PY) -m train fit --data $(TESTDATA)/trips.parquet --model linear --name trip_duration --build $(TESTDATA)/build
 	$(PY) -m train export --name trip_duration --build $(TESTDATA)/build --models $(TESTDATA)/models
+	$(PY) -m train fit --data $(TESTDATA)/trips.parquet --model logistic_regression --name tip_given --build $(TESTDATA)/build
+	$(PY) -m train export --name tip_given --build $(TESTDATA)/build --models $(TESTDATA)/models
 	@touch $@
 
 test-go: build testdata

@@ -22,7 +22,7 @@ func (m *Metadata) DecodeInstances(dec *json.Decoder, maxRows int) (*Batch, erro
 	}
 	batch := &Batch{Columns: make([]Column, len(m.Inputs))}
 	for i, in := range m.Inputs {
-		batch.Columns[i] = Column{Name: in.Name, Type: in.Type}
+		batch.Columns[i] = in.NewColumn()
 	}
 	seen := make([]bool, len(m.Inputs))
 	for dec.More() {
@@ -128,8 +128,11 @@ func appendToken(col *Column, tok json.Token) error {
 	return errors.New("unexpected value")
 }
 
+// appendNumber parses a JSON number as col's type and appends it, refusing
+// values the type cannot hold and values outside col's range.
 func appendNumber(col *Column, n json.Number) error {
 	s := string(n)
+	var value float64 // as the model will see it, for the range check
 	switch col.Type {
 	case Float32:
 		f, err := strconv.ParseFloat(s, 32)
@@ -137,28 +140,32 @@ func appendNumber(col *Column, n json.Number) error {
 			return fmt.Errorf("%s is out of range for float32", s)
 		}
 		col.Float32 = append(col.Float32, float32(f))
+		value = f
 	case Float64:
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
 			return fmt.Errorf("%s is out of range for float64", s)
 		}
 		col.Float64 = append(col.Float64, f)
+		value = f
 	case Int64:
 		i, err := parseInteger(s, 64)
 		if err != nil {
 			return err
 		}
 		col.Int64 = append(col.Int64, i)
+		value = float64(i)
 	case Int32:
 		i, err := parseInteger(s, 32)
 		if err != nil {
 			return err
 		}
 		col.Int32 = append(col.Int32, int32(i))
+		value = float64(i)
 	default:
 		return fmt.Errorf("expected %s, got number %s", describe(col.Type), s)
 	}
-	return nil
+	return col.checkRange(value, s)
 }
 
 // parseInteger accepts integers, including integral numbers written as

@@ -12,7 +12,7 @@ const testMetadata = `{
   "name": "trips", "version": 3, "task": "regression",
   "inputs": [
     {"name": "zone", "type": "tensor(int64)", "shape": [-1, 1]},
-    {"name": "distance", "type": "tensor(float)", "shape": [-1, 1]},
+    {"name": "distance", "type": "tensor(float)", "shape": [-1, 1], "range": [0, 1000]},
     {"name": "fare", "type": "tensor(double)", "shape": [-1, 1]},
     {"name": "vendor", "type": "tensor(string)", "shape": [-1, 1]},
     {"name": "hour", "type": "tensor(int32)", "shape": [-1, 1]},
@@ -104,6 +104,10 @@ func TestDecodeInstancesRefusesBadInput(t *testing.T) {
 		{"int64 overflow as float", row("zone", "1e19"), 10, skl2go.EINVALID, "instances[0].zone: 1e19 is out of range for int64"},
 		{"int32 overflow", row("hour", "2147483648"), 10, skl2go.EINVALID, "instances[0].hour: 2147483648 is out of range for int32"},
 		{"float32 overflow", row("distance", "1e39"), 10, skl2go.EINVALID, "instances[0].distance: 1e39 is out of range for float32"},
+		{"above the range", row("distance", "1000.5"), 10, skl2go.EINVALID, "instances[0].distance: 1000.5 is out of range: the model accepts 0 to 1000"},
+		{"far above the range", row("distance", "3e38"), 10, skl2go.EINVALID, "instances[0].distance: 3e38 is out of range: the model accepts 0 to 1000"},
+		{"below the range", row("distance", "-0.01"), 10, skl2go.EINVALID, "instances[0].distance: -0.01 is out of range: the model accepts 0 to 1000"},
+		{"Infinity is not JSON", `[{"distance": Infinity}]`, 10, skl2go.EINVALID, "malformed JSON at byte"},
 		{"bool as number", row("distance", "true"), 10, skl2go.EINVALID, "instances[0].distance: expected a number, got true"},
 		{"number as bool", row("night", "0"), 10, skl2go.EINVALID, "instances[0].night: expected true or false, got number 0"},
 		{"array value", row("zone", "[1]"), 10, skl2go.EINVALID, "instances[0].zone: expected an integer, got an array"},
@@ -137,12 +141,95 @@ func TestParseMetadataRefusesBadDocuments(t *testing.T) {
 		{"unsupported type", strings.Replace(testMetadata, `tensor(bool)`, `tensor(float16)`, 1), `input "night" has unsupported type "tensor(float16)"`},
 		{"duplicate input", strings.Replace(testMetadata, `"name": "hour"`, `"name": "zone"`, 1), `input "zone" is listed twice`},
 		{"no onnx path", strings.Replace(testMetadata, `"path": "model.onnx"`, `"path": ""`, 1), "files.onnx.path is missing"},
+		{"unknown task", strings.Replace(testMetadata, `"regression"`, `"ranking"`, 1), `task must be "regression" or "classification", got "ranking"`},
+		{"range on a string", strings.Replace(testMetadata, `"tensor(string)", "shape": [-1, 1]`, `"tensor(string)", "shape": [-1, 1], "range": [0, 1]`, 1),
+			`input "vendor": a range applies to numbers, not tensor(string)`},
+		{"range upside down", strings.Replace(testMetadata, `"range": [0, 1000]`, `"range": [1000, 0]`, 1), `input "distance": range must be [min, max] with min <= max, got [1000 0]`},
+		{"range of one number", strings.Replace(testMetadata, `"range": [0, 1000]`, `"range": [5]`, 1), `range must be [min, max]`},
+		{"regression with two outputs", strings.Replace(testMetadata, `"outputs": [`, `"outputs": [{"name": "x", "type": "tensor(float)", "shape": [-1, 1]}, `, 1),
+			"a regression model has one numeric output, got x tensor(float) [-1 1], variable tensor(float) [-1 1]"},
+		{"classifier without classes", classifierMetadata(`"classes": [0, 1],`, ``), "a classifier needs at least two classes, got []"},
+		{"classifier with a ZipMap", classifierMetadata(`"tensor(float)", "shape": [-1, 2]`, `"tensor(string)", "shape": [-1]`),
+			"a classifier with 2 classes outputs label tensor(int64) [-1], probabilities tensor(float) [-1 2] (export with ZipMap off), got label tensor(int64) [-1], probabilities tensor(string) [-1]"},
+		{"classifier with more classes than probabilities", classifierMetadata(`"classes": [0, 1]`, `"classes": [0, 1, 2]`),
+			"a classifier with 3 classes outputs label tensor(int64) [-1], probabilities tensor(float) [-1 3]"},
+		{"classifier outputs swapped", classifierMetadata(`"name": "label"`, `"name": "labels"`), "got labels tensor(int64) [-1]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := skl2go.ParseMetadata([]byte(tt.edit))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// classifierMetadata is a classifier's model.json with old replaced by new.
+func classifierMetadata(old, new string) string {
+	doc := `{
+  "name": "tips", "version": 1, "task": "classification", "classes": [0, 1],
+  "inputs": [{"name": "distance", "type": "tensor(float)", "shape": [-1, 1]}],
+  "outputs": [
+    {"name": "label", "type": "tensor(int64)", "shape": [-1]},
+    {"name": "probabilities", "type": "tensor(float)", "shape": [-1, 2]}
+  ],
+  "files": {"onnx": {"path": "model.onnx"}}
+}`
+	return strings.Replace(doc, old, new, 1)
+}
+
+func TestParseMetadataAcceptsAClassifier(t *testing.T) {
+	m, err := skl2go.ParseMetadata([]byte(classifierMetadata("", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Task != skl2go.Classification || len(m.Classes) != 2 || m.Classes[1] != 1 {
+		t.Errorf("task %q, classes %v", m.Task, m.Classes)
+	}
+}
+
+func TestAgreesWithSklearn(t *testing.T) {
+	regression := testMeta(t)
+	classifier, err := skl2go.ParseMetadata([]byte(classifierMetadata("", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	durations := []skl2go.Output{{Name: "variable", Type: skl2go.Float32, Shape: []int64{2, 1},
+		Values: skl2go.Values{Float32: []float32{12.5, 0.25}}}}
+	tips := []skl2go.Output{
+		{Name: "label", Type: skl2go.Int64, Shape: []int64{2}, Values: skl2go.Values{Int64: []int64{1, 0}}},
+		{Name: "probabilities", Type: skl2go.Float32, Shape: []int64{2, 2}, Values: skl2go.Values{Float32: []float32{0.25, 0.75, 0.875, 0.125}}},
+	}
+	tests := []struct {
+		name    string
+		meta    *skl2go.Metadata
+		outputs []skl2go.Output
+		row     int
+		want    string
+		err     string // "" when they agree
+	}{
+		{"regression equal", regression, durations, 0, `12.5`, ""},
+		{"regression within 1e-4", regression, durations, 0, `12.5012`, ""},
+		{"regression off", regression, durations, 0, `12.502`, "graph 12.5, sklearn 12.502"},
+		{"regression near zero within the floor", regression, durations, 1, `0.25009`, ""},
+		{"regression not a number", regression, durations, 0, `{"label": 1}`, "is not a number"},
+		{"classifier equal", classifier, tips, 0, `{"label": 1, "probabilities": [0.25, 0.75]}`, ""},
+		{"classifier within 1e-5", classifier, tips, 1, `{"label": 0, "probabilities": [0.875009, 0.124991]}`, ""},
+		{"classifier other label", classifier, tips, 0, `{"label": 0, "probabilities": [0.25, 0.75]}`, "label: graph 1, sklearn 0"},
+		{"classifier probability off", classifier, tips, 1, `{"label": 0, "probabilities": [0.875, 0.12502]}`,
+			"probabilities[1]: graph 0.125, sklearn 0.12502 (more than 1e-05 apart)"},
+		{"classifier too few probabilities", classifier, tips, 0, `{"label": 1, "probabilities": [1]}`, `is not {"label": …, "probabilities": [2 numbers]}`},
+		{"classifier given a number", classifier, tips, 0, `1`, `is not {"label"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.meta.AgreesWithSklearn(tt.outputs, tt.row, []byte(tt.want))
+			switch {
+			case tt.err == "" && err != nil:
+				t.Errorf("err = %v, want agreement", err)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Errorf("err = %v, want it to contain %q", err, tt.err)
 			}
 		})
 	}

@@ -35,7 +35,7 @@ func (m *Metadata) scanInstances(s *scanner, maxRows int) (*Batch, bool) {
 	}
 	batch := &Batch{Columns: make([]Column, len(m.Inputs))}
 	for i, in := range m.Inputs {
-		batch.Columns[i] = Column{Name: in.Name, Type: in.Type}
+		batch.Columns[i] = in.NewColumn()
 	}
 	if len(m.Inputs) > 64 {
 		return nil, false // seen is a 64-bit set

@@ -71,7 +71,7 @@ func TestScanRequestTakesWellFormedBodies(t *testing.T) {
 		" \n\t{ \"instances\" : [ " + goodRow + " ] } \r\n",
 		`{"instances": [{"night": true, "hour": 23.0, "vendor": "", "fare": -1e2, "distance": 0, "zone": -9007199254740993}]}`,
 		`{"instances": [{"zone": 7.4e1, "distance": 1E-3, "fare": -0.0, "vendor": "a b~", "hour": -0, "night": false}]}`,
-		`{"instances": [{"zone": 9223372036854775807, "distance": 3.4028234e38, "fare": 1e308, "vendor": "x", "hour": 2147483647, "night": true}]}`,
+		`{"instances": [{"zone": 9223372036854775807, "distance": 1000, "fare": 1e308, "vendor": "x", "hour": 2147483647, "night": true}]}`,
 	} {
 		if !agree(t, meta, body, 1000) {
 			t.Errorf("not taken by the fast path: %s", body)
@@ -99,6 +99,7 @@ func TestScanRequestLeavesEverythingElseToTheDecoder(t *testing.T) {
 		`{"instances": [` + row("zone", "74.5") + `]}`, `{"instances": [` + row("zone", "9223372036854775808") + `]}`,
 		`{"instances": [` + row("zone", "1e19") + `]}`, `{"instances": [` + row("hour", "2147483648") + `]}`,
 		`{"instances": [` + row("distance", "1e39") + `]}`, `{"instances": [` + row("fare", "1e400") + `]}`,
+		`{"instances": [` + row("distance", "1000.5") + `]}`, `{"instances": [` + row("distance", "-0.001") + `]}`, // outside its range
 		`{"instances": [` + row("distance", `"3.2"`) + `]}`, `{"instances": [` + row("distance", "null") + `]}`,
 		`{"instances": [` + row("distance", "true") + `]}`, `{"instances": [` + row("night", "0") + `]}`,
 		`{"instances": [` + row("zone", "[1]") + `]}`, `{"instances": [` + row("zone", `{"a": 1}`) + `]}`,

@@ -14,6 +14,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strings"
 )
 
 // DataType is a tensor type, named as ONNX Runtime and model.json name it.
@@ -38,12 +39,28 @@ func (t DataType) Valid() bool {
 	return false
 }
 
+// Numeric reports whether t is a number type (integer or float).
+func (t DataType) Numeric() bool {
+	switch t {
+	case Float32, Float64, Int64, Int32:
+		return true
+	}
+	return false
+}
+
 // TensorSpec describes one model input or output. A -1 in Shape is a
-// dimension of any size (the batch dimension).
+// dimension of any size (the batch dimension). Range, when set on a numeric
+// input, is the [min, max] a request's value must lie in.
 type TensorSpec struct {
-	Name  string   `json:"name"`
-	Type  DataType `json:"type"`
-	Shape []int64  `json:"shape"`
+	Name  string    `json:"name"`
+	Type  DataType  `json:"type"`
+	Shape []int64   `json:"shape"`
+	Range []float64 `json:"range,omitempty"`
+}
+
+// NewColumn returns an empty column for this input.
+func (s *TensorSpec) NewColumn() Column {
+	return Column{Name: s.Name, Type: s.Type, Range: s.Range}
 }
 
 // Example is a held-out row with the prediction sklearn made for it; the
@@ -53,12 +70,29 @@ type Example struct {
 	Prediction json.RawMessage `json:"prediction"`
 }
 
+// The tasks a model may solve (model.json's "task").
+const (
+	// Regression models have one output: a number per row.
+	Regression = "regression"
+	// Classification models have two outputs: LabelOutput, the class per
+	// row, and ProbabilitiesOutput, one probability per class (in the order
+	// of Metadata.Classes) per row.
+	Classification = "classification"
+)
+
+// The output names of a classifier (skl2onnx's, without ZipMap).
+const (
+	LabelOutput         = "label"
+	ProbabilitiesOutput = "probabilities"
+)
+
 // Metadata is the part of model.json the server uses. Raw keeps the whole
 // document, served as is by the metadata endpoint.
 type Metadata struct {
 	Name     string       `json:"name"`
 	Version  int          `json:"version"`
 	Task     string       `json:"task"`
+	Classes  []int64      `json:"classes"`
 	Inputs   []TensorSpec `json:"inputs"`
 	Outputs  []TensorSpec `json:"outputs"`
 	Examples []Example    `json:"examples"`
@@ -122,6 +156,9 @@ func ParseMetadata(data []byte) (*Metadata, error) {
 		if _, dup := m.inputIndex[in.Name]; dup {
 			return nil, fmt.Errorf("model.json: input %q is listed twice", in.Name)
 		}
+		if err := checkRange(in); err != nil {
+			return nil, fmt.Errorf("model.json: input %q: %w", in.Name, err)
+		}
 		m.inputIndex[in.Name] = i
 	}
 	for _, out := range m.Outputs {
@@ -129,7 +166,65 @@ func ParseMetadata(data []byte) (*Metadata, error) {
 			return nil, fmt.Errorf("model.json: output %q has unsupported type %q", out.Name, out.Type)
 		}
 	}
+	switch m.Task {
+	case Regression:
+		if len(m.Outputs) != 1 || !m.Outputs[0].Type.Numeric() {
+			return nil, fmt.Errorf("model.json: a regression model has one numeric output, got %s", specList(m.Outputs))
+		}
+	case Classification:
+		if err := checkClassifier(&m); err != nil {
+			return nil, fmt.Errorf("model.json: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("model.json: task must be %q or %q, got %q", Regression, Classification, m.Task)
+	}
 	return &m, nil
+}
+
+func checkRange(in TensorSpec) error {
+	switch {
+	case in.Range == nil:
+		return nil
+	case !in.Type.Numeric():
+		return fmt.Errorf("a range applies to numbers, not %s", in.Type)
+	case len(in.Range) != 2 || !(in.Range[0] <= in.Range[1]):
+		return fmt.Errorf("range must be [min, max] with min <= max, got %v", in.Range)
+	}
+	return nil
+}
+
+// checkClassifier checks a classifier's classes and its two outputs:
+// label (int64, [-1]) and probabilities (float, [-1, len(classes)]).
+func checkClassifier(m *Metadata) error {
+	if len(m.Classes) < 2 {
+		return fmt.Errorf("a classifier needs at least two classes, got %v", m.Classes)
+	}
+	want := []TensorSpec{
+		{Name: LabelOutput, Type: Int64, Shape: []int64{-1}},
+		{Name: ProbabilitiesOutput, Type: Float32, Shape: []int64{-1, int64(len(m.Classes))}},
+	}
+	ok := len(m.Outputs) == len(want)
+	for i := 0; ok && i < len(want); i++ {
+		got := m.Outputs[i]
+		ok = got.Name == want[i].Name && got.Type == want[i].Type && fmt.Sprint(got.Shape) == fmt.Sprint(want[i].Shape)
+	}
+	if !ok {
+		return fmt.Errorf("a classifier with %d classes outputs %s (export with ZipMap off), got %s",
+			len(m.Classes), specList(want), specList(m.Outputs))
+	}
+	return nil
+}
+
+// specList describes tensors for error messages: name tensor(type) [shape], ….
+func specList(specs []TensorSpec) string {
+	var b strings.Builder
+	for i, s := range specs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %s %v", s.Name, s.Type, s.Shape)
+	}
+	return b.String()
 }
 
 // Values holds a tensor's elements, flattened; only the slice matching the
@@ -206,11 +301,23 @@ func (v *Values) Slice(t DataType, start, end int) Values {
 	return Values{}
 }
 
-// Column holds one input's values for every row of a batch.
+// Column holds one input's values for every row of a batch. Range, when
+// set, is the [min, max] of its input's TensorSpec: decoding refuses values
+// outside it.
 type Column struct {
-	Name string
-	Type DataType
+	Name  string
+	Type  DataType
+	Range []float64
 	Values
+}
+
+// checkRange refuses v (written as text in messages) when it lies outside
+// the column's range; the caller says where.
+func (c *Column) checkRange(v float64, text string) error {
+	if len(c.Range) == 2 && !(v >= c.Range[0] && v <= c.Range[1]) {
+		return fmt.Errorf("%s is out of range: the model accepts %g to %g", text, c.Range[0], c.Range[1])
+	}
+	return nil
 }
 
 // Batch is a decoded request: one Column per model input, in the order of
@@ -275,13 +382,19 @@ type ModelSummary struct {
 	Latest   int    `json:"latest"`
 }
 
-// ModelStore finds the models being served.
+// ModelStore finds the models being served. Versions may be swapped while
+// requests run: a request acquires the version it uses and releases it when
+// done, and a version is closed only after its last release.
 type ModelStore interface {
-	// Model returns the given version of a model, or its latest version when
-	// version is 0. The error has code ENOTFOUND when there is none.
-	Model(name string, version int) (Model, error)
+	// Acquire returns the given version of a model, or its latest version
+	// when version is 0, with the function to call (once) when done with
+	// it. The error has code ENOTFOUND when there is none.
+	Acquire(name string, version int) (m Model, release func(), err error)
 	// Models lists every model served, sorted by name.
 	Models() []ModelSummary
+	// LoadFailures counts, by model name, the versions that failed to load
+	// or to validate since start-up (and were refused).
+	LoadFailures() map[string]int
 }
 
 // WithinTolerance reports whether got is close enough to sklearn's want: the

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -74,7 +75,7 @@ func DecodeTensorBinary(raw []byte, col *Column, count int) error {
 	case Float32:
 		for i := 0; i < count; i++ {
 			f := math.Float32frombits(le.Uint32(raw[4*i:]))
-			if err := checkFinite(float64(f), i); err != nil {
+			if err := checkBinary(col, float64(f), i); err != nil {
 				return err
 			}
 			col.Float32 = append(col.Float32, f)
@@ -82,18 +83,26 @@ func DecodeTensorBinary(raw []byte, col *Column, count int) error {
 	case Float64:
 		for i := 0; i < count; i++ {
 			f := math.Float64frombits(le.Uint64(raw[8*i:]))
-			if err := checkFinite(f, i); err != nil {
+			if err := checkBinary(col, f, i); err != nil {
 				return err
 			}
 			col.Float64 = append(col.Float64, f)
 		}
 	case Int64:
 		for i := 0; i < count; i++ {
-			col.Int64 = append(col.Int64, int64(le.Uint64(raw[8*i:])))
+			v := int64(le.Uint64(raw[8*i:]))
+			if err := checkBinary(col, float64(v), i); err != nil {
+				return err
+			}
+			col.Int64 = append(col.Int64, v)
 		}
 	case Int32:
 		for i := 0; i < count; i++ {
-			col.Int32 = append(col.Int32, int32(le.Uint32(raw[4*i:])))
+			v := int32(le.Uint32(raw[4*i:]))
+			if err := checkBinary(col, float64(v), i); err != nil {
+				return err
+			}
+			col.Int32 = append(col.Int32, v)
 		}
 	case Bool:
 		for i, b := range raw {
@@ -137,9 +146,14 @@ func decodeStrings(raw []byte, col *Column, count int) error {
 	return nil
 }
 
-func checkFinite(f float64, i int) error {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return fmt.Errorf("element %d is %v: only finite numbers are accepted", i, f)
+// checkBinary refuses element i, v, when it is not finite or lies outside
+// the column's range.
+func checkBinary(col *Column, v float64, i int) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Errorf("element %d is %v: only finite numbers are accepted", i, v)
+	}
+	if err := col.checkRange(v, strconv.FormatFloat(v, 'g', -1, 64)); err != nil {
+		return fmt.Errorf("element %d: %w", i, err)
 	}
 	return nil
 }

@@ -123,3 +123,25 @@ func TestDecodeTensorBinary(t *testing.T) {
 		})
 	}
 }
+
+// Both V2 encodings refuse values outside the input's declared range, as
+// the v1 instances decoder does.
+func TestDecodeTensorRefusesValuesOutsideTheRange(t *testing.T) {
+	spec := skl2go.TensorSpec{Name: "trip_distance", Type: skl2go.Float32, Shape: []int64{-1, 1}, Range: []float64{0, 1000}}
+	col := spec.NewColumn()
+	if _, err := skl2go.DecodeTensorJSON([]byte(`[[0], [1000], [2.5]]`), &col, 3, "x.data"); err != nil {
+		t.Fatalf("values within the range: %v", err)
+	}
+	col = spec.NewColumn()
+	_, err := skl2go.DecodeTensorJSON([]byte(`[[0], [1e6]]`), &col, 2, "x.data")
+	if want := "x.data: element 1: 1e6 is out of range: the model accepts 0 to 1000"; skl2go.ErrorMessage(err) != want {
+		t.Errorf("JSON: error = %v, want %q", err, want)
+	}
+	raw := binary.LittleEndian.AppendUint32(nil, math.Float32bits(2.5))
+	raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(-1))
+	col = spec.NewColumn()
+	err = skl2go.DecodeTensorBinary(raw, &col, 2)
+	if want := "element 1: -1 is out of range: the model accepts 0 to 1000"; err == nil || err.Error() != want {
+		t.Errorf("binary: error = %v, want %q", err, want)
+	}
+}

@@ -116,3 +116,29 @@ def test_rows_come_out_in_pickup_order_and_validation_is_the_latest():
     X_train, y_train, X_val, y_val = data.split_latest(X, y, validation=0.4)
     assert y_train.tolist() == [10, 20, 30] and y_val.tolist() == [40, 50]
     assert len(X_train) == 3 and len(X_val) == 2
+
+
+def test_classification_keeps_card_payments_and_labels_tips():
+    trips = trips_lasting([10, 10, 10, 10, 0.5])
+    trips["payment_type"] = [1.0, 1.0, 2.0, 1.0, 1.0]
+    trips["tip_amount"] = [2.5, 0.0, 0.0, None, 3.0]
+    X, y = data.make_features(trips, data.CLASSIFICATION)
+    # cash (2) tips are not recorded, a missing tip is unknown, 0.5 minutes is not a trip
+    assert X["PULocationID"].tolist() == [1, 2]
+    assert y.tolist() == [1, 0] and y.name == data.TIP_TARGET and str(y.dtype) == "int64"
+    assert {c: str(t) for c, t in X.dtypes.items()} == data.FEATURES
+
+
+def test_distances_outside_their_range_are_dropped():
+    trips = trips_lasting([10, 10, 10, 10])
+    trips["trip_distance"] = [-0.5, 0.0, 1000.0, 1000.5]
+    X, _ = data.make_features(trips)
+    assert X["trip_distance"].tolist() == [0.0, 1000.0]
+
+
+def test_classification_needs_payment_and_tip_columns(trips_file, tmp_path):
+    bad = tmp_path / "no_tips.parquet"
+    pq.write_table(pq.read_table(trips_file).drop_columns(["tip_amount"]), bad)
+    assert len(data.load_trips([bad]).frame) == 40_000  # regression does not need them
+    with pytest.raises(data.NotTripData, match=r"no_tips.parquet: not a TLC green trip file: missing column\(s\) tip_amount"):
+        data.load_trips([bad], data.CLASSIFICATION)

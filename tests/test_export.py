@@ -7,10 +7,13 @@ import json
 
 import onnx
 import onnxruntime
+import pandas as pd
 import pytest
 import sklearn
+from skl2onnx import to_onnx
 
-from train import data, export, fit
+import conftest
+from train import agreement, data, export, fit
 from train.__main__ import main
 
 
@@ -53,7 +56,7 @@ def test_versions_are_the_next_integer_and_appear_whole(repository, tmp_path):
 
 
 def tamper(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Nudge the linear model's distance coefficient, as a broken converter might."""
+    """Nudge a linear model's distance coefficient, as a broken converter might."""
     for node in model.graph.node:
         for attr in node.attribute:
             if attr.name == "coefficients":
@@ -62,15 +65,21 @@ def tamper(model: onnx.ModelProto) -> onnx.ModelProto:
     raise AssertionError("no coefficients attribute in the graph")
 
 
-def test_a_model_that_differs_from_sklearn_is_refused_and_nothing_written(repository, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("name, expected", [
+    ("trip_duration", ["tolerance 0.0001 relative", "rel_error"]),
+    ("tip_given", ["labels identical, probabilities within 1e-05", "sklearn_label", "onnx_p1", "proba_error"]),
+])
+def test_a_model_that_differs_from_sklearn_is_refused_and_nothing_written(repository, tmp_path, monkeypatch, capsys,
+                                                                          name, expected):
     convert = export.convert
     monkeypatch.setattr(export, "convert", lambda model, example: tamper(convert(model, example)))
     models = tmp_path / "models"
-    code = main(["export", "--name", "trip_duration", "--build", str(repository.build), "--models", str(models)])
+    code = main(["export", "--name", name, "--build", str(repository.build), "--models", str(models)])
     assert code == 1
     message = capsys.readouterr().err
     assert "ONNX Runtime differs from sklearn" in message
-    assert "worst rows" in message and "trip_distance" in message and "rel_error" in message
+    assert "worst rows" in message and "trip_distance" in message
+    assert all(e in message for e in expected), message
     assert not models.exists() or not any(models.rglob("*"))
 
 
@@ -89,3 +98,67 @@ def test_export_without_training_says_what_to_run(tmp_path, capsys):
 def test_fit_refuses_an_unknown_family(trips_file, tmp_path):
     with pytest.raises(ValueError, match="unknown model family 'xgboost'"):
         fit.fit([str(trips_file)], "xgboost", "x", tmp_path)
+
+
+def test_a_publish_that_fails_halfway_leaves_no_version_behind(repository, tmp_path, monkeypatch):
+    """A server polling the repository must never see half a version: the
+    files go into a hidden directory that is renamed only when complete."""
+    models = tmp_path / "models"
+    seen_during_write = []
+
+    def copy_then_fail(src, dst, *args, **kwargs):
+        seen_during_write.extend(p.name for p in (models / "trip_duration").iterdir())
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export.shutil, "copyfile", copy_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        export.export("trip_duration", repository.build, models)
+    assert len(seen_during_write) == 1 and seen_during_write[0].startswith(".incoming-")  # hidden while written
+    assert list((models / "trip_duration").iterdir()) == []  # and gone after the failure
+def test_a_classifier_publishes_labels_and_probabilities(repository):
+    version = repository.models / "tip_given" / "1"
+    meta = json.loads((version / "model.json").read_text())
+    assert (meta["task"], meta["family"], meta["classes"]) == ("classification", "logistic_regression", [0, 1])
+    assert meta["outputs"] == [{"name": "label", "type": "tensor(int64)", "shape": [-1]},
+                               {"name": "probabilities", "type": "tensor(float)", "shape": [-1, 2]}]
+    assert [i["name"] for i in meta["inputs"]] == list(data.FEATURES)
+    for example in meta["examples"]:
+        prediction = example["prediction"]
+        assert set(prediction) == {"label", "probabilities"}
+        assert prediction["label"] in (0, 1) and len(prediction["probabilities"]) == 2
+        assert abs(sum(prediction["probabilities"]) - 1) < 1e-6
+        assert prediction["label"] == int(prediction["probabilities"][1] > prediction["probabilities"][0])
+    validation = meta["metrics"]["validation"]
+    assert {"accuracy", "roc_auc", "log_loss", "base_rate", "rows"} <= set(validation)
+    assert validation["roc_auc"] > 0.65  # tipping depends on the trip: there is something to learn
+    assert validation["accuracy"] > max(validation["base_rate"], 1 - validation["base_rate"])
+    assert meta["parity"]["rows"] == validation["rows"]
+    assert meta["parity"]["label_agreement"] == 1.0
+    assert meta["parity"]["max_proba_abs_error"] <= agreement.PROBA_ATOL
+
+
+def test_numeric_inputs_carry_their_range(repository):
+    for name in conftest.MODELS:
+        meta = json.loads((repository.models / name / "1" / "model.json").read_text())
+        ranges = {i["name"]: i.get("range") for i in meta["inputs"]}
+        assert ranges == {"PULocationID": None, "DOLocationID": None, "trip_distance": [0.0, 1000.0],
+                          "pickup_hour": None, "pickup_weekday": None}
+
+
+def test_edge_rows_reach_the_range_ends_and_unseen_categories(repository):
+    held_out = pd.read_parquet(repository.build / "trip_duration" / "validation.parquet").drop(columns=[data.TARGET])
+    edges = export.edge_rows(held_out, {"trip_distance": [0.0, 1000.0]}, n=50)
+    assert len(edges) == 50 * 6
+    assert list(edges.dtypes) == list(held_out.dtypes)
+    assert {0.0, 1000.0} <= set(edges["trip_distance"])
+    assert {0, 266} <= set(edges["PULocationID"]) | set(edges["DOLocationID"])
+    assert 24 in set(edges["pickup_hour"]) and 7 in set(edges["pickup_weekday"])
+
+
+def test_a_classifier_graph_with_zipmap_is_refused(repository, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(export, "convert", lambda model, example: to_onnx(model, example.iloc[:1]))
+    models = tmp_path / "models"
+    code = main(["export", "--name", "tip_given", "--build", str(repository.build), "--models", str(models)])
+    assert code == 1
+    assert "convert with ZipMap off" in capsys.readouterr().err
+    assert not models.exists() or not any(models.rglob("*"))

@@ -77,3 +77,27 @@ def test_tips_only_on_card_payments(trips_file):
     trips = pd.read_parquet(trips_file)
     assert (trips.loc[trips["payment_type"] != 1, "tip_amount"] == 0).all()
     assert 0.3 < (trips.loc[trips["payment_type"] == 1, "tip_amount"] > 0).mean() < 0.95
+
+
+def test_tipping_depends_on_the_trip(trips_file):
+    card = pd.read_parquet(trips_file).query("payment_type == 1")
+    tipped = card["tip_amount"] > 0
+    hour = card["lpep_pickup_datetime"].dt.hour
+    weekend = card["lpep_pickup_datetime"].dt.day_of_week >= 5
+    central = np.linalg.norm(synth.zone_positions(SEED)[card["PULocationID"]], axis=1) < 3
+    assert tipped[card["trip_distance"] > 5].mean() > tipped[card["trip_distance"] < 1].mean() + 0.1
+    assert tipped[hour.between(0, 3)].mean() > tipped[hour.between(11, 14)].mean() + 0.1
+    assert tipped[~weekend].mean() > tipped[weekend].mean() + 0.05
+    assert tipped[central].mean() > tipped[~central].mean() + 0.1
+
+
+def test_the_tip_model_changes_no_other_column(monkeypatch):
+    """Tips compare the same uniform draw with a per-row probability: every
+    other column has the bytes it had when tipping was a constant 75%."""
+    varied = synth.generate(5_000, seed=3)
+    monkeypatch.setattr(synth, "tip_probability", lambda *args: 0.75)
+    constant = synth.generate(5_000, seed=3)
+    for name in synth.GREEN_SCHEMA.names:
+        if name not in ("tip_amount", "total_amount"):
+            assert varied[name].equals(constant[name]), name
+    assert not varied["tip_amount"].equals(constant["tip_amount"])

@@ -27,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("fit", help="train a model family on TLC trip parquet files")
     p.add_argument("--data", nargs="+", required=True, help="green or yellow TLC parquet files")
-    p.add_argument("--model", default="linear", choices=pipeline.FAMILIES)
-    p.add_argument("--name", default="trip_duration")
+    p.add_argument("--model", default="linear", choices=pipeline.FAMILIES,
+                   help="the family; classifiers predict whether a card payment includes a tip")
+    p.add_argument("--name", default=None, help="model name (default: trip_duration, or tip_given for classifiers)")
     p.add_argument("--build", type=Path, default=Path("build"))
     p.add_argument("--seed", type=int, default=0)
 

@@ -1,8 +1,9 @@
 """Load NYC TLC trip files and turn them into features and a target.
 
 Green files name their clock columns lpep_*, yellow files tpep_*; both have
-the zone and distance columns. The model predicts the trip duration in
-minutes from what is known when a trip starts.
+the zone and distance columns. Two tasks use the same inputs, what is known
+when a trip starts: regression predicts the trip duration in minutes, and
+classification predicts whether a card payment includes a tip.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow.parquet as pq
 
 # The columns every TLC-shaped file must have, besides its two clock columns.
 TRIP_COLUMNS = ["PULocationID", "DOLocationID", "trip_distance"]
-# Optional columns carried along for other tasks (e.g. "was a tip given").
+# Optional columns, required by the classification task ("was a tip given").
 EXTRA_COLUMNS = ["payment_type", "tip_amount"]
 CLOCKS = {
     "green": ("lpep_pickup_datetime", "lpep_dropoff_datetime"),
@@ -35,8 +36,18 @@ FEATURES: dict[str, str] = {
 }
 CATEGORICAL = ["PULocationID", "DOLocationID", "pickup_hour", "pickup_weekday"]
 NUMERIC = ["trip_distance"]
-TARGET = "duration_minutes"
+# The values a numeric input may take, in training and in requests (the
+# server refuses others). Beyond 1,000 miles a taxi trip is a meter error; the
+# bound also keeps a linear model's float32 arithmetic far from overflow.
+RANGES: dict[str, tuple[float, float]] = {"trip_distance": (0.0, 1000.0)}
 MIN_MINUTES, MAX_MINUTES = 1.0, 60.0
+
+REGRESSION, CLASSIFICATION = "regression", "classification"
+TARGET = "duration_minutes"  # regression: minutes from pickup to dropoff
+TIP_TARGET = "tip_given"  # classification: 1 if a card payment included a tip, else 0
+CARD = 1  # payment_type of card payments, the only ones whose tips are recorded
+TARGETS = {REGRESSION: TARGET, CLASSIFICATION: TIP_TARGET}
+DEFAULT_NAMES = {REGRESSION: "trip_duration", CLASSIFICATION: "tip_given"}
 
 
 class NotTripData(ValueError):
@@ -51,8 +62,11 @@ class Trips:
     files: list[dict]  # path, schema, rows, sha256 of each file read
 
 
-def load_trips(paths: list[str | Path]) -> Trips:
-    """Read TLC parquet files (green or yellow, any mix) into one frame."""
+def load_trips(paths: list[str | Path], task: str = REGRESSION) -> Trips:
+    """Read TLC parquet files (green or yellow, any mix) into one frame.
+
+    The classification task also needs EXTRA_COLUMNS in every file.
+    """
     if not paths:
         raise NotTripData("no trip files given")
     frames, files = [], []
@@ -70,7 +84,8 @@ def load_trips(paths: list[str | Path]) -> Trips:
                 f"(green) or tpep_pickup_datetime (yellow)"
             )
         pick, drop = CLOCKS[kind]
-        missing = [c for c in [drop, *TRIP_COLUMNS] if c not in names]
+        required = [drop, *TRIP_COLUMNS, *(EXTRA_COLUMNS if task == CLASSIFICATION else [])]
+        missing = [c for c in required if c not in names]
         if missing:
             raise NotTripData(f"{path}: not a TLC {kind} trip file: missing column(s) {', '.join(missing)}")
         extra = [c for c in EXTRA_COLUMNS if c in names]
@@ -89,14 +104,24 @@ def fingerprint(files: list[dict]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def make_features(trips: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """Return (X, y): model inputs and duration in minutes, for 1-60 minute trips.
+def make_features(trips: pd.DataFrame, task: str = REGRESSION) -> tuple[pd.DataFrame, pd.Series]:
+    """Return (X, y): model inputs and the task's target.
 
+    Both tasks keep the same clean trips: 1-60 minutes, distance within
+    RANGES, no missing field. Regression's target is the duration in
+    minutes; classification keeps card payments only (cash tips are not
+    recorded) and its target is 1 when a tip was given, else 0.
     Rows come out in pickup order, so the last rows are the latest trips.
     """
+    if task not in TARGETS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TARGETS)}")
     trips = trips.sort_values("pickup_datetime", kind="stable")
     minutes = (trips["dropoff_datetime"] - trips["pickup_datetime"]).dt.total_seconds() / 60.0
     keep = minutes.between(MIN_MINUTES, MAX_MINUTES) & trips[TRIP_COLUMNS].notna().all(axis=1)
+    for column, (low, high) in RANGES.items():
+        keep &= trips[column].between(low, high)
+    if task == CLASSIFICATION:
+        keep &= (trips["payment_type"] == CARD) & trips["tip_amount"].notna()
     trips, minutes = trips[keep], minutes[keep]
     pickup = trips["pickup_datetime"]
     X = pd.DataFrame(
@@ -108,7 +133,10 @@ def make_features(trips: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
             "pickup_weekday": pickup.dt.day_of_week.astype("int64"),
         }
     ).reset_index(drop=True)
-    y = minutes.astype("float64").rename(TARGET).reset_index(drop=True)
+    if task == CLASSIFICATION:
+        y = (trips["tip_amount"] > 0).astype("int64").rename(TIP_TARGET).reset_index(drop=True)
+    else:
+        y = minutes.astype("float64").rename(TARGET).reset_index(drop=True)
     return X, y
 
 

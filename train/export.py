@@ -16,7 +16,6 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -28,15 +27,13 @@ import onnxruntime as ort
 import pandas as pd
 from skl2onnx import to_onnx
 
-from . import graph
-from .data import TARGET
+from . import agreement, graph
+from .data import CLASSIFICATION
 from .fit import PIPELINE_FILE, TRAINING_FILE, VALIDATION_FILE, log
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "model.json"
-# |onnx - sklearn| <= RTOL * max(|sklearn|, 1 minute): relative for real
-# durations, and not blown up by a linear model predicting ~0 minutes.
-RTOL = 1e-4
+RTOL = agreement.RTOL  # kept for callers that check regression bounds
 N_EXAMPLES = 8
 # The tensor types the Go server maps from JSON, named as ONNX Runtime names them.
 ONNX_TYPES = {
@@ -54,36 +51,71 @@ class ParityError(Exception):
     """ONNX Runtime's predictions differ from sklearn's beyond tolerance."""
 
 
-@dataclass
-class Parity:
-    rows: int
-    max_abs_error: float
-    max_rel_error: float
-
-
 def convert(model, example: pd.DataFrame) -> onnx.ModelProto:
-    """Convert a fitted pipeline; one graph input per column, typed like `example`."""
-    return to_onnx(model, example.iloc[:1])
+    """Convert a fitted pipeline; one graph input per column, typed like `example`.
+
+    Classifiers output plain tensors `label` and `probabilities` rather than
+    skl2onnx's default ZipMap (a sequence of maps per row).
+    """
+    estimator = model.steps[-1][1]
+    options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "predict_proba") else None
+    return to_onnx(model, example.iloc[:1], options=options)
 
 
-def check_against_sklearn(onnx_bytes: bytes, model, X: pd.DataFrame) -> Parity:
-    """Run the ONNX model in ONNX Runtime on X and compare with model.predict(X)."""
-    onnx.checker.check_model(onnx.load_from_string(onnx_bytes))
+def run_onnx(onnx_bytes: bytes, X: pd.DataFrame) -> list[np.ndarray]:
+    """Run the graph in ONNX Runtime on X (one feed per column); return its outputs."""
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     feeds = {i.name: X[[i.name]].to_numpy() for i in session.get_inputs()}
-    got = session.run(None, feeds)[0].reshape(-1).astype(np.float64)
-    want = np.asarray(model.predict(X), dtype=np.float64)
-    abs_err = np.abs(got - want)
-    rel_err = abs_err / np.maximum(np.abs(want), 1.0)
-    bad = np.flatnonzero(~(rel_err <= RTOL))  # catches NaN too
-    if len(bad):
-        worst = bad[np.argsort(-np.nan_to_num(rel_err[bad], nan=np.inf))][:10]
-        table = X.iloc[worst].assign(sklearn=want[worst], onnx=got[worst], rel_error=rel_err[worst])
+    return session.run(None, feeds)
+
+
+def check_against_sklearn(onnx_bytes: bytes, model, X: pd.DataFrame, task: str,
+                          what: str = "held-out rows") -> agreement.Agreement:
+    """Run the ONNX model in ONNX Runtime on X and compare with sklearn on every row.
+
+    Regression compares with model.predict(X); classification compares the
+    labels with predict(X) and the probabilities with predict_proba(X).
+    Raises ParityError, with the worst rows, when a row is out of bound.
+    """
+    onnx.checker.check_model(onnx.load_from_string(onnx_bytes))
+    outputs = run_onnx(onnx_bytes, X)
+    if task == CLASSIFICATION:
+        want_labels, want_proba = model.predict(X), model.predict_proba(X)
+        result = agreement.classification(outputs[0], outputs[1], want_labels, want_proba)
+        table = X.assign(sklearn_label=want_labels, onnx_label=outputs[0].reshape(-1),
+                         sklearn_p1=want_proba[:, -1], onnx_p1=outputs[1][:, -1], proba_error=result.row_error)
+        bound = f"labels identical, probabilities within {agreement.PROBA_ATOL:g}"
+    else:
+        want = np.asarray(model.predict(X), dtype=np.float64)
+        got = outputs[0].reshape(-1).astype(np.float64)
+        result = agreement.regression(got, want)
+        table = X.assign(sklearn=want, onnx=got, rel_error=result.row_error)
+        bound = f"tolerance {agreement.RTOL:g} relative"
+    if not result.within_bound:
+        worst = [i for i in result.worst if result.out_of_bound[i]]
         raise ParityError(
-            f"ONNX Runtime differs from sklearn on {len(bad):,} of {len(X):,} held-out rows "
-            f"(tolerance {RTOL:g} relative); worst rows:\n{table.to_string()}"
+            f"ONNX Runtime differs from sklearn on {int(result.out_of_bound.sum()):,} of {result.rows:,} "
+            f"{what} ({bound}); worst rows:\n{table.iloc[worst].to_string()}"
         )
-    return Parity(len(X), float(abs_err.max(initial=0.0)), float(rel_err.max(initial=0.0)))
+    return result
+
+
+def edge_rows(X: pd.DataFrame, ranges: dict[str, list[float]], n: int = 200) -> pd.DataFrame:
+    """Held-out rows pushed to what the server accepts but training rarely saw.
+
+    Each numeric input at both ends of its range, and categories never seen
+    in training (zone 0 and 266, hour 24, weekday 7: sklearn's
+    handle_unknown="ignore" encodes them as all zeros, and so must the graph).
+    """
+    base = X.iloc[np.linspace(0, len(X) - 1, num=min(n, len(X))).astype(int)].reset_index(drop=True)
+    variants = []
+    for column, (low, high) in ranges.items():
+        for value in (low, high):
+            variants.append(base.assign(**{column: base[column].dtype.type(value)}))
+    unseen = {"PULocationID": 0, "DOLocationID": 266, "pickup_hour": 24, "pickup_weekday": 7}
+    for column, value in unseen.items():
+        variants.append(base.assign(**{column: base[column].dtype.type(value)}))
+    return pd.concat(variants, ignore_index=True)
 
 
 def export(name: str, build_dir: Path, models_dir: Path) -> Path:
@@ -94,8 +126,9 @@ def export(name: str, build_dir: Path, models_dir: Path) -> Path:
         raise FileNotFoundError(f"{src / TRAINING_FILE} not found: run `python -m train fit --name {name}` first")
     training = json.loads((src / TRAINING_FILE).read_text())
     model = joblib.load(src / PIPELINE_FILE)
+    task = training["task"]
     validation = pd.read_parquet(src / VALIDATION_FILE)
-    X_val = validation.drop(columns=[TARGET])
+    X_val = validation.drop(columns=[training["target"]["name"]])
 
     onnx_model, rewrites = graph.simplify(convert(model, X_val))
     onnx_bytes = onnx_model.SerializeToString()
@@ -103,41 +136,70 @@ def export(name: str, build_dir: Path, models_dir: Path) -> Path:
     log("convert", f"{training['family']} -> ONNX, {len(onnx_bytes) / 1e6:.2f} MB, opsets {opsets}")
     if rewrites:
         log("simplify", f"{len(rewrites)} contiguous Gather(s) -> Slice (same results, faster in ONNX Runtime)")
+    if task == CLASSIFICATION:
+        outputs = [(o.name, ONNX_TYPES.get(o.type.tensor_type.elem_type, o.type.WhichOneof("value")))
+                   for o in onnx_model.graph.output]
+        if outputs != [("label", "tensor(int64)"), ("probabilities", "tensor(float)")]:
+            raise ValueError(f"the classifier's graph outputs {outputs}; the server reads label (int64) and "
+                             "probabilities (float) tensors: convert with ZipMap off")
 
-    parity = check_against_sklearn(onnx_bytes, model, X_val)
-    log("check", f"ONNX Runtime matches sklearn on {parity.rows:,} held-out rows: "
-        f"max abs error {parity.max_abs_error:.3g} min, max rel error {parity.max_rel_error:.3g}")
+    parity = check_against_sklearn(onnx_bytes, model, X_val, task)
+    if task == CLASSIFICATION:
+        log("check", f"ONNX Runtime matches sklearn on {parity.rows:,} held-out rows: labels "
+            f"{parity.label_agreement:.2%} identical, max probability error {parity.max_proba_abs_error:.3g}")
+    else:
+        log("check", f"ONNX Runtime matches sklearn on {parity.rows:,} held-out rows: max abs error "
+            f"{parity.max_abs_error:.3g} min, max rel error {parity.max_rel_error:.3g} "
+            f"(|error| / |sklearn|: {parity.max_true_rel_error:.3g})")
+    edges = edge_rows(X_val, training.get("ranges", {}))
+    check_against_sklearn(onnx_bytes, model, edges, task, what="edge rows (range ends, unseen categories)")
+    log("check", f"and on {len(edges):,} edge rows (inputs at their range ends, unseen categories)")
 
-    metadata = describe(onnx_model, onnx_bytes, training, X_val, model.predict(X_val), parity)
+    metadata = describe(onnx_model, onnx_bytes, training, X_val, model, parity)
     path = publish(Path(models_dir) / name, onnx_bytes, metadata, src / PIPELINE_FILE)
     log("export", f"published {path} in {time.perf_counter() - started:.1f}s")
     return path
 
 
 def describe(onnx_model: onnx.ModelProto, onnx_bytes: bytes, training: dict, X: pd.DataFrame,
-             predictions: np.ndarray, parity: Parity) -> dict:
+             model, parity: agreement.Agreement) -> dict:
     """Build model.json (everything but the version, set when publishing)."""
+    ranges = training.get("ranges", {})
+    rows = _spread(len(X), N_EXAMPLES)
+    examples = X.iloc[rows]
+    if training["task"] == CLASSIFICATION:
+        labels, proba = model.predict(examples), model.predict_proba(examples)
+        predictions = [{"label": int(label), "probabilities": [float(p) for p in row]}
+                       for label, row in zip(labels, proba)]
+        checked = {"rows": parity.rows, "label_agreement": parity.label_agreement,
+                   "max_proba_abs_error": parity.max_proba_abs_error, "proba_atol": agreement.PROBA_ATOL}
+    else:
+        predictions = [float(p) for p in model.predict(examples)]
+        checked = {"rows": parity.rows, "max_abs_error": parity.max_abs_error,
+                   "max_rel_error": parity.max_rel_error, "max_true_rel_error": parity.max_true_rel_error,
+                   "rtol": agreement.RTOL, "floor": agreement.FLOOR}
     return {
         "name": training["name"],
         "version": None,
         "task": training["task"],
         "family": training["family"],
+        **({"classes": training["target"]["classes"]} if training["task"] == CLASSIFICATION else {}),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs": [
-            {"name": i.name, "type": _onnx_type(i.type), "shape": _shape(i.type), "example": _scalar(X[i.name].iloc[0])}
+            {"name": i.name, "type": _onnx_type(i.type), "shape": _shape(i.type), "example": _scalar(X[i.name].iloc[0]),
+             **({"range": ranges[i.name]} if i.name in ranges else {})}
             for i in onnx_model.graph.input
         ],
         "outputs": [{"name": o.name, "type": _onnx_type(o.type), "shape": _shape(o.type)} for o in onnx_model.graph.output],
         # Held-out rows with sklearn's own predictions: the server replays
         # them when it loads the model and refuses a graph that disagrees.
         "examples": [
-            {"instance": {c: _scalar(X[c].iloc[i]) for c in X.columns}, "prediction": float(predictions[i])}
-            for i in _spread(len(X), N_EXAMPLES)
+            {"instance": {c: _scalar(examples[c].iloc[k]) for c in X.columns}, "prediction": predictions[k]}
+            for k in range(len(rows))
         ],
         "target": training["target"],
         "metrics": training["metrics"],
-        "parity": {"rows": parity.rows, "max_abs_error": parity.max_abs_error,
-                   "max_rel_error": parity.max_rel_error, "rtol": RTOL},
+        "parity": checked,
         "data": training["data"],
         "libraries": {"python": platform.python_version(), **{lib: package_version(lib) for lib in LIBRARIES}},
         "files": {

@@ -14,7 +14,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, mean_squared_error, r2_score, roc_auc_score
 
 from . import data, pipeline
 
@@ -27,46 +27,65 @@ def log(stage: str, message: str) -> None:
     print(f"[{stage}] {message}", flush=True)
 
 
-def fit(paths: list[str], family: str, name: str, build_dir: Path, seed: int = 0) -> dict:
-    """Train `family` on the trips in `paths`; return the training summary."""
-    if family not in pipeline.FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(pipeline.FAMILIES)}")
+def fit(paths: list[str], family: str, name: str | None, build_dir: Path, seed: int = 0) -> dict:
+    """Train `family` on the trips in `paths`; return the training summary.
+
+    The family decides the task; `name` defaults to the task's model name
+    (trip_duration or tip_given).
+    """
+    task = pipeline.task_of(family)
+    name = name or data.DEFAULT_NAMES[task]
     started = time.perf_counter()
-    trips = data.load_trips(paths)
+    trips = data.load_trips(paths, task)
     log("load", f"{len(trips.frame):,} trips from {len(trips.files)} file(s) "
         f"({', '.join(f['schema'] for f in trips.files)}) in {time.perf_counter() - started:.1f}s")
 
-    X, y = data.make_features(trips.frame)
+    X, y = data.make_features(trips.frame, task)
     dropped = len(trips.frame) - len(X)
-    log("features", f"{len(X):,} trips kept, {dropped:,} dropped "
-        f"(duration outside {data.MIN_MINUTES:g}-{data.MAX_MINUTES:g} min or missing fields)")
+    distance = data.RANGES["trip_distance"]
+    log("features", f"{len(X):,} trips kept, {dropped:,} dropped (duration outside "
+        f"{data.MIN_MINUTES:g}-{data.MAX_MINUTES:g} min, distance outside {distance[0]:g}-{distance[1]:g} miles, "
+        f"missing fields{', not paid by card' if task == data.CLASSIFICATION else ''})")
     if len(X) < 100:
         raise data.NotTripData(f"only {len(X)} usable trips in {', '.join(map(str, paths))}: need at least 100")
     X_train, y_train, X_val, y_val = data.split_latest(X, y)
     log("split", f"{len(X_train):,} training trips, {len(X_val):,} latest trips held out for validation")
+    if task == data.CLASSIFICATION and y_train.nunique() < 2:
+        raise data.NotTripData(f"every training trip has {data.TIP_TARGET} = {y_train.iloc[0]}: "
+                               "a classifier needs trips with and without tips")
 
     model = pipeline.build(family, seed=seed)
     t = time.perf_counter()
     model.fit(X_train, y_train)
-    log("fit", f"{family} fitted in {time.perf_counter() - t:.1f}s")
+    fit_seconds = time.perf_counter() - t
+    log("fit", f"{family} fitted in {fit_seconds:.1f}s")
 
-    metrics = {
-        "train": regression_metrics(y_train, model.predict(X_train)),
-        "validation": regression_metrics(y_val, model.predict(X_val)),
-    }
-    v = metrics["validation"]
-    log("metrics", f"validation RMSE {v['rmse']:.3f} min, MAE {v['mae']:.3f} min, R² {v['r2']:.4f}")
+    if task == data.CLASSIFICATION:
+        metrics = {"train": classification_metrics(y_train, model.predict_proba(X_train)),
+                   "validation": classification_metrics(y_val, model.predict_proba(X_val))}
+        v = metrics["validation"]
+        log("metrics", f"validation accuracy {v['accuracy']:.4f} (base rate {v['base_rate']:.4f}), "
+            f"ROC AUC {v['roc_auc']:.4f}, log loss {v['log_loss']:.4f}")
+        target = {"name": data.TIP_TARGET, "meaning": "tip_amount > 0 on a card payment (payment_type 1)",
+                  "classes": [int(c) for c in model.classes_]}
+    else:
+        metrics = {"train": regression_metrics(y_train, model.predict(X_train)),
+                   "validation": regression_metrics(y_val, model.predict(X_val))}
+        v = metrics["validation"]
+        log("metrics", f"validation RMSE {v['rmse']:.3f} min, MAE {v['mae']:.3f} min, R² {v['r2']:.4f}")
+        target = {"name": data.TARGET, "unit": "minutes", "kept_range": [data.MIN_MINUTES, data.MAX_MINUTES]}
 
     out = Path(build_dir) / name
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, out / PIPELINE_FILE)
-    X_val.assign(**{data.TARGET: y_val}).to_parquet(out / VALIDATION_FILE, index=False)
+    X_val.assign(**{target["name"]: y_val}).to_parquet(out / VALIDATION_FILE, index=False)
     summary = {
         "name": name,
         "family": family,
-        "task": "regression",
-        "target": {"name": data.TARGET, "unit": "minutes", "kept_range": [data.MIN_MINUTES, data.MAX_MINUTES]},
+        "task": task,
+        "target": target,
         "features": data.FEATURES,
+        "ranges": {column: list(bounds) for column, bounds in data.RANGES.items()},
         "metrics": metrics,
         "data": {
             "fingerprint": data.fingerprint(trips.files),
@@ -77,6 +96,7 @@ def fit(paths: list[str], family: str, name: str, build_dir: Path, seed: int = 0
             "rows_validation": len(X_val),
         },
         "seed": seed,
+        "fit_seconds": round(fit_seconds, 2),
     }
     (out / TRAINING_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     log("done", f"wrote {out} in {time.perf_counter() - started:.1f}s")
@@ -88,5 +108,16 @@ def regression_metrics(y_true: pd.Series, y_pred: np.ndarray) -> dict:
         "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
         "mae": float(mean_absolute_error(y_true, y_pred)),
         "r2": float(r2_score(y_true, y_pred)),
+        "rows": int(len(y_true)),
+    }
+
+
+def classification_metrics(y_true: pd.Series, proba: np.ndarray) -> dict:
+    """Accuracy, ROC AUC and log loss of the positive class (1), and its base rate."""
+    return {
+        "accuracy": float(accuracy_score(y_true, proba.argmax(axis=1))),
+        "roc_auc": float(roc_auc_score(y_true, proba[:, 1])),
+        "log_loss": float(log_loss(y_true, proba, labels=[0, 1])),
+        "base_rate": float(np.mean(y_true)),
         "rows": int(len(y_true)),
     }

@@ -61,6 +61,33 @@ _TRIPS_BY_HOUR = np.array(
 )
 
 
+# How much more (or less) riders tip by hour of day, on the logit scale:
+# generous late at night, stingy at midday.
+_TIP_BY_HOUR = np.array(
+    [1.2, 1.4, 1.4, 1.2, 0.8, 0.3, 0.1, 0.3, 0.4, 0.0, -0.5, -0.8,
+     -1.0, -0.8, -0.6, -0.3, 0.0, 0.2, 0.3, 0.5, 0.6, 0.8, 0.9, 1.0],
+    dtype=np.float64,
+)
+
+
+def tip_probability(pickup_position: np.ndarray, hour: np.ndarray, weekday: np.ndarray,
+                    distance: np.ndarray) -> np.ndarray:
+    """The chance that a card payment includes a tip, for each trip.
+
+    Riders tip more on longer trips, late at night, on weekdays, and when
+    picked up near the busiest centre of the map (zone (0, 0)).
+    """
+    central = np.exp(-np.sum(pickup_position**2, axis=1) / 30.0)  # 1 at the centre, ~0 in outer boroughs
+    logit = (
+        -1.2
+        + 2.5 * central
+        + _TIP_BY_HOUR[hour]
+        - 0.7 * (weekday >= 5)
+        + 0.9 * np.log1p(distance)
+    )
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
 def zone_positions(seed: int = DEFAULT_SEED) -> np.ndarray:
     """Return an (N_ZONES + 1, 2) array of zone centres in miles (row 0 unused)."""
     rng = np.random.default_rng([seed, 1])
@@ -115,7 +142,9 @@ def generate(rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, month: str = DE
     distance = np.round(distance, 2)
     fare = np.round(2.5 + 2.5 * distance + 0.35 * np.clip(minutes, 0, 120), 2)
     payment = rng.choice([1.0, 2.0, 3.0, 4.0], size=rows, p=[0.55, 0.42, 0.02, 0.01])
-    tipped = (payment == 1.0) & (rng.random(rows) < 0.75)
+    # The draw is the same one as ever (one uniform per row), compared with a
+    # per-row probability, so every other column keeps its exact bytes.
+    tipped = (payment == 1.0) & (rng.random(rows) < tip_probability(pos[pu], hour, weekday, distance))
     tip = np.where(tipped, np.round(fare * rng.uniform(0.1, 0.3, rows), 2), 0.0)
     extra = np.where((hour >= 20) | (hour < 6), 0.5, 0.0) + np.where(weekend, 0.0, 0.5 * (hour >= 16) * (hour < 20))
     tolls = np.where(rng.random(rows) < 0.02, 6.12, 0.0)

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"skl2go"
@@ -33,6 +34,12 @@ type Options struct {
 	MaxDelay time.Duration
 	// Runners is how many merged runs may execute at once (default GOMAXPROCS).
 	Runners int
+	// MaxQueue bounds the requests waiting in the batcher for their run
+	// (0: no bound), and MaxWait how long each may wait (0: no bound).
+	// Past either, Predict fails at once with EOVERLOADED, as the server's
+	// limiter does: a fast 503 rather than a queue no client waits for.
+	MaxQueue int
+	MaxWait  time.Duration
 }
 
 // Observer is told about every merged run; the HTTP package's metrics
@@ -49,6 +56,7 @@ type Model struct {
 	observer Observer
 	queue    chan *request // unbuffered: a send is a hand-over to the collector
 	runners  chan struct{} // one token per run in progress
+	waiting  atomic.Int64  // requests in Predict whose run has not started
 	closing  chan struct{}
 	stopped  chan struct{} // the collector has returned
 	running  sync.WaitGroup
@@ -62,8 +70,17 @@ type request struct {
 	ctx    context.Context
 	batch  *skl2go.Batch
 	queued time.Time
-	result chan result // buffered: the runner never waits for a caller that left
+	state  atomic.Int32 // waiting, then running (claimed by a run) or abandoned (by its caller)
+	result chan result  // buffered: the runner never waits for a caller that left
 }
+
+// Request states: exactly one of the run and the caller moves a request out
+// of waiting, so a request is never both run and given up.
+const (
+	waiting int32 = iota
+	running
+	abandoned
+)
 
 type result struct {
 	outputs []skl2go.Output
@@ -104,20 +121,58 @@ func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Outp
 	if batch.Rows >= m.opts.MaxRows {
 		return m.inner.Predict(ctx, batch)
 	}
+	if n := m.waiting.Add(1); m.opts.MaxQueue > 0 && n > int64(m.opts.MaxQueue) {
+		m.waiting.Add(-1)
+		return nil, m.overloaded()
+	}
 	r := &request{ctx: ctx, batch: batch, queued: time.Now(), result: make(chan result, 1)}
+	var timeout <-chan time.Time
+	if m.opts.MaxWait > 0 {
+		timer := time.NewTimer(m.opts.MaxWait)
+		defer timer.Stop()
+		timeout = timer.C
+	}
+	giveUp := func(err error) ([]skl2go.Output, error) {
+		if r.state.CompareAndSwap(waiting, abandoned) {
+			m.waiting.Add(-1)
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // its run has started: the others still get theirs
+		}
+		res := <-r.result // started before the deadline: the run is about to answer
+		return res.outputs, res.err
+	}
 	select {
 	case m.queue <- r:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return giveUp(ctx.Err())
+	case <-timeout:
+		return giveUp(m.overloaded())
 	case <-m.closing:
-		return nil, errClosed
+		return giveUp(errClosed)
 	}
-	select {
-	case res := <-r.result:
-		return res.outputs, res.err
-	case <-ctx.Done():
-		return nil, ctx.Err() // the run goes on for the others; its result is dropped
+	for {
+		select {
+		case res := <-r.result:
+			return res.outputs, res.err
+		case <-ctx.Done():
+			return giveUp(ctx.Err())
+		case <-timeout:
+			timeout = nil
+			if r.state.Load() == waiting {
+				return giveUp(m.overloaded())
+			}
+		}
 	}
+}
+
+// Waiting returns how many requests wait in the batcher for their run.
+func (m *Model) Waiting() int { return int(m.waiting.Load()) }
+
+func (m *Model) overloaded() error {
+	return skl2go.Errorf(skl2go.EOVERLOADED, "server overloaded: %d predictions waiting for a model run (at most %d, for %s); retry shortly",
+		m.waiting.Load(), m.opts.MaxQueue, m.opts.MaxWait)
 }
 
 var errClosed = skl2go.Errorf(skl2go.EUNAVAILABLE, "the model is being unloaded; retry")
@@ -203,11 +258,10 @@ func (m *Model) start(pending []*request) {
 func (m *Model) run(pending []*request) {
 	live := pending[:0]
 	for _, r := range pending {
-		if err := r.ctx.Err(); err != nil {
-			r.result <- result{err: err}
-			continue
+		if r.state.CompareAndSwap(waiting, running) { // else its caller has given up
+			m.waiting.Add(-1)
+			live = append(live, r)
 		}
-		live = append(live, r)
 	}
 	if len(live) == 0 {
 		return
@@ -248,7 +302,8 @@ func (m *Model) run(pending []*request) {
 
 func (m *Model) fail(pending []*request, err error) {
 	for _, r := range pending {
-		if r != nil {
+		if r != nil && r.state.CompareAndSwap(waiting, running) {
+			m.waiting.Add(-1)
 			r.result <- result{err: err}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -257,6 +258,53 @@ func TestCloseAnswersQueuedRequestsAndClosesTheModelOnce(t *testing.T) {
 	}
 }
 
+func TestPastMaxQueueRequestsAreRefusedAtOnce(t *testing.T) {
+	inner := &double{gate: make(chan struct{})}
+	b := newBatcher(t, inner, batching.Options{MaxRows: 2, Runners: 1, MaxQueue: 3}, nil)
+	answers := make(chan error, 4)
+	for i := range 4 { // the first runs (held at the gate), three wait
+		go func() { _, err := b.Predict(context.Background(), batchOf(int64(i))); answers <- err }()
+		for want := max(i, 0); len(inner.runRows()) == 0 || b.Waiting() < want; {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	_, err := b.Predict(context.Background(), batchOf(9))
+	if skl2go.ErrorCode(err) != skl2go.EOVERLOADED || !strings.Contains(skl2go.ErrorMessage(err), "server overloaded") {
+		t.Errorf("past MaxQueue: err = %v, want overloaded", err)
+	}
+	close(inner.gate)
+	for range 4 {
+		if err := <-answers; err != nil {
+			t.Errorf("a request within the bounds: %v", err)
+		}
+	}
+}
+
+func TestPastMaxWaitARequestIsRefusedAndNeverRuns(t *testing.T) {
+	inner := &double{gate: make(chan struct{})}
+	b := newBatcher(t, inner, batching.Options{MaxRows: 8, Runners: 1, MaxWait: 20 * time.Millisecond}, nil)
+	first := make(chan error, 1)
+	go func() { _, err := b.Predict(context.Background(), batchOf(1)); first <- err }()
+	for len(inner.runRows()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	_, err := b.Predict(context.Background(), batchOf(2)) // waits behind the held run
+	if skl2go.ErrorCode(err) != skl2go.EOVERLOADED {
+		t.Errorf("past MaxWait: err = %v, want overloaded", err)
+	}
+	close(inner.gate)
+	if err := <-first; err != nil {
+		t.Error(err)
+	}
+	predictAll(t, b, [][]int64{{3}})
+	if runs := inner.runRows(); len(runs) != 2 || runs[0] != 1 || runs[1] != 1 {
+		t.Errorf("runs = %v: the refused request must not run", runs)
+	}
+	if b.Waiting() != 0 {
+		t.Errorf("Waiting = %d after every answer", b.Waiting())
+	}
+}
+
 func TestNewRefusesBadOptions(t *testing.T) {
 	for _, opts := range []batching.Options{{MaxRows: 0}, {MaxRows: 4, MaxDelay: -time.Second}} {
 		if _, err := batching.New(&double{}, opts, nil); err == nil {
@@ -270,11 +318,11 @@ func TestNewRefusesBadOptions(t *testing.T) {
 // the last float32 bit may differ, exactly as when a client sends the rows
 // in one request.
 func TestBatchedONNXModelAnswersLikeTheModel(t *testing.T) {
-	entries, err := repository.Latest(models)
+	entry, err := repository.Read(models, fixture.Model, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	model, err := runtime.Load(entries[0].Dir, entries[0].Metadata)
+	model, err := runtime.Load(entry.Dir, entry.Metadata)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,10 +26,11 @@ func benchBody(meta *skl2go.Metadata, n int) string {
 // go test ./http -run '^$' -bench . -benchmem
 func BenchmarkPredictStages(b *testing.B) {
 	s, meta, store := newServerWithStore(b, skhttp.Config{MaxBodyBytes: 32 << 20, MaxRows: 100000})
-	model, err := store.Model(meta.Name, meta.Version)
+	model, release, err := store.Acquire(meta.Name, meta.Version)
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer release()
 	for _, rows := range []int{1, 1000} {
 		body := benchBody(meta, rows)
 		batch, err := skhttp.DecodeRequest(strings.NewReader(body), meta, rows)

@@ -2,6 +2,7 @@ package http
 
 import (
 	"net/http"
+	"sort"
 	"strconv"
 	"time"
 
@@ -35,7 +36,7 @@ type metrics struct {
 // durationBuckets span 50µs to about 3s.
 var durationBuckets = prometheus.ExponentialBuckets(50e-6, 2.5, 13)
 
-func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore) *metrics {
+func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore, limiter *skl2go.Limiter) *metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
@@ -48,7 +49,7 @@ func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore) *metrics {
 			"model", "version", "protocol"),
 		requestFailure: counter("skl2go_inference_request_failure_total",
 			"Inference requests for a loaded model that failed, by model, version, protocol and reason "+
-				"(invalid, too_large, unsupported_media_type, unavailable, internal).",
+				"(invalid, too_large, timeout, unsupported_media_type, unavailable, overloaded, internal).",
 			"model", "version", "protocol", "reason"),
 		inferenceCount: counter("skl2go_inference_count_total",
 			"Inferences (rows) answered, by model, version and protocol.",
@@ -73,13 +74,72 @@ func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore) *metrics {
 		"Model executions (runs of ONNX Runtime, each on one batch of rows), by model and version.",
 		[]string{"model", "version"}, nil)}
 	reg.MustRegister(m.requestSuccess, m.requestFailure, m.inferenceCount, executions,
-		m.requestDuration, m.inputDuration, m.inferDuration, m.outputDuration, m.httpRequests,
+		m.requestDuration, m.inputDuration, m.inferDuration, m.outputDuration, m.httpRequests, newStoreCollector(store),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if limiter != nil {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "skl2go_predictions_running",
+				Help: "Predictions running now (at most --max-inflight).",
+			}, func() float64 { running, _ := limiter.Load(); return float64(running) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "skl2go_predictions_waiting",
+				Help: "Predictions waiting for a slot now (at most --max-queue; beyond, 503).",
+			}, func() float64 { _, waiting := limiter.Load(); return float64(waiting) }),
+		)
+	}
 	return m
 }
 
 func (m *metrics) handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// storeCollector reports, at each scrape, which versions the store serves
+// and how many versions it refused: the signs of a model roll-out.
+type storeCollector struct {
+	store                    skl2go.ModelStore
+	latest, loaded, refusals *prometheus.Desc
+}
+
+func newStoreCollector(store skl2go.ModelStore) *storeCollector {
+	return &storeCollector{
+		store: store,
+		latest: prometheus.NewDesc("skl2go_model_latest_version",
+			"The version that answers requests without a pinned version, by model.", []string{"model"}, nil),
+		loaded: prometheus.NewDesc("skl2go_model_versions_loaded",
+			"Versions of the model loaded and addressable, by model.", []string{"model"}, nil),
+		refusals: prometheus.NewDesc("skl2go_model_load_failures_total",
+			"Versions that failed to load or to validate and were refused (the versions serving kept serving), by model.",
+			[]string{"model"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.latest
+	ch <- c.loaded
+	ch <- c.refusals
+}
+
+// Collect implements prometheus.Collector.
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	failures := c.store.LoadFailures()
+	names := make([]string, 0, len(failures))
+	for name := range failures {
+		names = append(names, name)
+	}
+	for _, m := range c.store.Models() {
+		ch <- prometheus.MustNewConstMetric(c.latest, prometheus.GaugeValue, float64(m.Latest), m.Name)
+		ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.GaugeValue, float64(len(m.Versions)), m.Name)
+		if _, ok := failures[m.Name]; !ok {
+			names = append(names, m.Name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ch <- prometheus.MustNewConstMetric(c.refusals, prometheus.CounterValue, float64(failures[name]), name)
+	}
 }
 
 // observeSuccess records a request answered at end.
@@ -112,11 +172,15 @@ func (c executionCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc 
 func (c executionCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, summary := range c.store.Models() {
 		for _, version := range summary.Versions {
-			model, err := c.store.Model(summary.Name, version)
-			if counter, ok := model.(skl2go.ExecutionCounter); ok && err == nil {
+			model, release, err := c.store.Acquire(summary.Name, version)
+			if err != nil {
+				continue // unloaded since Models()
+			}
+			if counter, ok := model.(skl2go.ExecutionCounter); ok {
 				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(counter.Executions()),
 					summary.Name, strconv.Itoa(version))
 			}
+			release()
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -62,17 +63,15 @@ func checkContentType(value string) error {
 }
 
 // DecodeRequest reads a predict body, {"instances": [ {field: value, …}, … ]},
-// into a batch for meta's inputs.
+// into a batch for meta's inputs. Every error it returns is a client error
+// (*skl2go.Error with a 4xx code): a body that does not read to its end
+// (over the size limit, too slow, cut off) is the client's problem too.
 func DecodeRequest(body io.Reader, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
-	data, err := io.ReadAll(body)
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return nil, skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes", tooLarge.Limit)
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(body); err != nil {
+		return nil, bodyReadError(err, buf.Len())
 	}
-	if err != nil {
-		return nil, skl2go.Errorf(skl2go.EINVALID, "reading the body: %v", err)
-	}
-	return DecodeRequestBytes(data, meta, maxRows)
+	return DecodeRequestBytes(buf.Bytes(), meta, maxRows)
 }
 
 // DecodeRequestBytes decodes a predict body held in memory. Well-formed
@@ -85,6 +84,23 @@ func DecodeRequestBytes(body []byte, meta *skl2go.Metadata, maxRows int) (*skl2g
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	return decodeRequest(dec, meta, maxRows)
+}
+
+// bodyReadError turns an error reading a request body, after read bytes,
+// into a client error.
+func bodyReadError(err error, read int) error {
+	var clientErr *skl2go.Error
+	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &clientErr):
+		return err
+	case errors.As(err, &tooLarge):
+		return skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes", tooLarge.Limit)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return skl2go.Errorf(skl2go.ETIMEOUT, "request body not received in time (after %d bytes)", read)
+	}
+	return skl2go.Errorf(skl2go.EINVALID, "reading the request body: %v", err)
 }
 
 func decodeRequest(dec *json.Decoder, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
@@ -144,7 +160,8 @@ func bodyError(err error) error {
 // AppendPredictions appends the response body to buf:
 // {"predictions": [...], "model": name, "version": v}. One output gives one
 // value per row (or an array when it has several columns); several outputs
-// give one object per row, keyed by output name.
+// give one object per row, keyed by output name (a classifier's
+// {"label": 1, "probabilities": [p0, p1]}).
 func AppendPredictions(buf []byte, outputs []skl2go.Output, rows int, name string, version int) ([]byte, error) {
 	buf = append(buf, `{"predictions":[`...)
 	for row := 0; row < rows; row++ {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"mime"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -132,13 +133,13 @@ func readBodyInto(buf *bytes.Buffer, w http.ResponseWriter, r *http.Request, lim
 		data = buf.Bytes()
 	}
 	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	transport := errors.As(err, &tooLarge) || (errors.As(err, &netErr) && netErr.Timeout())
 	switch {
-	case errors.As(err, &tooLarge):
-		return nil, skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes", tooLarge.Limit)
-	case err != nil && encoding != "" && encoding != "identity":
+	case err != nil && !transport && encoding != "" && encoding != "identity":
 		return nil, skl2go.Errorf(skl2go.EINVALID, "body is not valid %s data: %v", encoding, err)
 	case err != nil:
-		return nil, skl2go.Errorf(skl2go.EINVALID, "reading the body: %v", err)
+		return nil, bodyReadError(err, buf.Len())
 	case int64(len(data)) > limit:
 		return nil, skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes once decompressed", limit)
 	}
@@ -257,7 +258,7 @@ func decodeInputs(raw, tensors []byte, hasBinary bool, meta *skl2go.Metadata, ma
 			count *= int(d)
 		}
 		col := &batch.Columns[index]
-		*col = skl2go.Column{Name: spec.Name, Type: spec.Type}
+		*col = spec.NewColumn()
 
 		var params map[string]json.RawMessage
 		if raw, ok := obj["parameters"]; ok {

@@ -408,12 +408,19 @@ func TestV2InferRefusesBadRequests(t *testing.T) {
 	if r := doV2(t, s, infer, binBody, withLen(binLen)); r.status != 200 {
 		t.Errorf("the good binary request: %d %s", r.status, r.raw)
 	}
-	// Binary output carries what JSON cannot: the model's +Inf for an absurd distance.
+	// An absurd distance is outside the range model.json declares.
 	overflow := request(func(r map[string]any, in []map[string]any) {
 		input(in, "trip_distance")["data"] = []any{1, 3e38}
 		r["parameters"] = map[string]any{"binary_data_output": true}
 	})
 	r := doV2(t, s, infer, overflow, nil)
+	if msg, _ := r.body["error"].(string); r.status != 400 || !strings.Contains(msg, "element 1: 3e+38 is out of range: the model accepts 0 to 1000") {
+		t.Errorf("distance beyond its range: %d %s", r.status, r.raw)
+	}
+	// Without a declared range, binary output carries what JSON cannot: the
+	// model's +Inf for that distance.
+	unbounded, _ := serveFixture(t, fixture.Model, withoutRanges(t))
+	r = doV2(t, unbounded, infer, overflow, nil)
 	if r.status != 200 || len(r.tensors) != 8 || !math.IsInf(float64(math.Float32frombits(binary.LittleEndian.Uint32(r.tensors[4:]))), 1) {
 		t.Errorf("binary output of an overflow: %d %s %x", r.status, r.raw, r.tensors)
 	}
@@ -447,7 +454,7 @@ func TestV2MetadataAndHealth(t *testing.T) {
 		{"GET", "/v2/models/trip_duration/ready", 200, ""},
 		{"GET", "/v2/models/trip_duration/versions/2/ready", 200, ""},
 		{"HEAD", "/v2/health/live", 200, ""},
-		{"GET", "/v2/models/trip_duration/versions/3/ready", 404, `{"error":"model \"trip_duration\" has no version 3 loaded (serving version 2)"}` + "\n"},
+		{"GET", "/v2/models/trip_duration/versions/3/ready", 404, `{"error":"model \"trip_duration\" has no version 3 loaded (serving versions 1, 2)"}` + "\n"},
 		{"GET", "/v2/models/nope/ready", 404, `{"error":"model \"nope\" not found (serving: trip_duration)"}` + "\n"},
 		{"GET", "/v2/models/nope", 404, `{"error":"model \"nope\" not found (serving: trip_duration)"}` + "\n"},
 		{"GET", "/v2/models/trip_duration/versions/0", 400, `{"error":"version must be a positive integer, got \"0\""}` + "\n"},

@@ -184,8 +184,9 @@ func knownShape(spec []int64, rows int) ([]int64, bool) {
 	return shape, len(shape) > 0
 }
 
-// replayExamples predicts model.json's examples and compares the first
-// output with the prediction sklearn recorded for each.
+// replayExamples predicts model.json's examples and compares the outputs
+// with the prediction sklearn recorded for each (the number, or the label
+// and class probabilities).
 func (m *Model) replayExamples() error {
 	if len(m.meta.Examples) == 0 {
 		return nil
@@ -208,18 +209,10 @@ func (m *Model) replayExamples() error {
 	if err != nil {
 		return fmt.Errorf("predicting model.json examples: %w", err)
 	}
-	got := outputs[0].Float64s()
-	if len(got) != len(instances) {
-		return fmt.Errorf("model.json examples: output %s is not one number per row", outputs[0].Name)
-	}
 	var bad []string
 	for i, ex := range m.meta.Examples {
-		var want float64
-		if err := json.Unmarshal(ex.Prediction, &want); err != nil {
-			return fmt.Errorf("model.json examples[%d].prediction is not a number", i)
-		}
-		if !skl2go.WithinTolerance(got[i], want) {
-			bad = append(bad, fmt.Sprintf("examples[%d]: graph %g, sklearn %g", i, got[i], want))
+		if err := m.meta.AgreesWithSklearn(outputs, i, ex.Prediction); err != nil {
+			bad = append(bad, fmt.Sprintf("examples[%d]: %v", i, err))
 		}
 	}
 	if len(bad) > 0 {

@@ -3,6 +3,8 @@ package onnx_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,6 +78,48 @@ func TestPredictMatchesSklearn(t *testing.T) {
 	}
 }
 
+func TestClassifierPredictsLabelsAndProbabilitiesLikeSklearn(t *testing.T) {
+	entry, err := repository.Read(models, fixture.Classifier, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := runtime.Load(entry.Dir, entry.Metadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	instances, want := fixture.ClassExamples(m.Metadata())
+	data, _ := json.Marshal(instances)
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.UseNumber()
+	batch, err := m.Metadata().DecodeInstances(dec, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.Predict(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int64(len(want))
+	if len(out) != 2 || out[0].Name != "label" || out[0].Type != skl2go.Int64 || fmt.Sprint(out[0].Shape) != fmt.Sprint([]int64{n}) ||
+		out[1].Name != "probabilities" || out[1].Type != skl2go.Float32 || fmt.Sprint(out[1].Shape) != fmt.Sprint([]int64{n, 2}) {
+		t.Fatalf("outputs = %+v", out)
+	}
+	for i, w := range want {
+		if got := out[0].Int64[i]; got != w.Label {
+			t.Errorf("row %d: label %d, sklearn %d", i, got, w.Label)
+		}
+		for c, p := range out[1].Float32[2*i : 2*i+2] {
+			if math.Abs(float64(p)-w.Probabilities[c]) > skl2go.ProbabilityTolerance {
+				t.Errorf("row %d: probability of class %d is %g, sklearn %g", i, c, p, w.Probabilities[c])
+			}
+		}
+	}
+	if len(want) < 4 {
+		t.Errorf("fixture classifier has %d examples, want several", len(want))
+	}
+}
+
 func TestConcurrentPredictionsAgree(t *testing.T) {
 	m := loadFixture(t)
 	batch, want := examplesBatch(t, m.Metadata())
@@ -118,38 +162,64 @@ func TestPredictHonoursCancelledContext(t *testing.T) {
 }
 
 func TestLoadRefusesModelsThatDisagreeWithTheirGraph(t *testing.T) {
+	// classExample edits the classifier's examples[i].prediction.
+	classExample := func(i int, edit func(p map[string]any)) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) {
+			fixture.EditMetadata(t, dir, func(m map[string]any) {
+				edit(m["examples"].([]any)[i].(map[string]any)["prediction"].(map[string]any))
+			})
+		}
+	}
 	tests := []struct {
 		name   string
+		model  string
 		damage func(t *testing.T, dir string)
 		want   string
 	}{
-		{"wrong input type", func(t *testing.T, dir string) {
+		{"classifier: sklearn gave the other label", fixture.Classifier, classExample(2, func(p map[string]any) {
+			p["label"] = 1 - p["label"].(float64)
+		}), "the graph does not reproduce sklearn's predictions recorded in model.json: examples[2]: label: graph"},
+		{"classifier: a probability 2e-5 off", fixture.Classifier, classExample(5, func(p map[string]any) {
+			p["probabilities"].([]any)[1] = p["probabilities"].([]any)[1].(float64) + 2e-5
+		}), "examples[5]: probabilities[1]: graph"},
+		{"classifier: probabilities recorded as a number", fixture.Classifier, func(t *testing.T, dir string) {
+			fixture.EditMetadata(t, dir, func(m map[string]any) {
+				m["examples"].([]any)[0].(map[string]any)["prediction"] = 0.5
+			})
+		}, `examples[0]: the recorded prediction 0.5 is not {"label": …, "probabilities": [2 numbers]}`},
+		{"classifier: three classes declared", fixture.Classifier, func(t *testing.T, dir string) {
+			fixture.EditMetadata(t, dir, func(m map[string]any) {
+				m["classes"] = []int{0, 1, 2}
+				m["outputs"].([]any)[1].(map[string]any)["shape"] = []int{-1, 3}
+			})
+		}, `output "probabilities": model.json says shape [-1 3], the graph has [-1 2]`},
+		{"wrong input type", fixture.Model, func(t *testing.T, dir string) {
 			fixture.EditMetadata(t, dir, func(m map[string]any) {
 				m["inputs"].([]any)[2].(map[string]any)["type"] = "tensor(double)"
 			})
 		}, `input "trip_distance": model.json says tensor(double), the graph has tensor(float)`},
-		{"wrong input name", func(t *testing.T, dir string) {
+		{"wrong input name", fixture.Model, func(t *testing.T, dir string) {
 			fixture.EditMetadata(t, dir, func(m map[string]any) {
 				m["inputs"].([]any)[0].(map[string]any)["name"] = "pickup_zone"
 			})
 		}, `input "pickup_zone" is not in the graph`},
-		{"input left out", func(t *testing.T, dir string) {
+		{"input left out", fixture.Model, func(t *testing.T, dir string) {
 			fixture.EditMetadata(t, dir, func(m map[string]any) {
 				m["inputs"] = m["inputs"].([]any)[1:]
 			})
 		}, `graph input "PULocationID" is not described in model.json`},
-		{"wrong output rank", func(t *testing.T, dir string) {
+		{"wrong output rank", fixture.Model, func(t *testing.T, dir string) {
 			fixture.EditMetadata(t, dir, func(m map[string]any) {
 				m["outputs"].([]any)[0].(map[string]any)["shape"] = []int{-1}
 			})
 		}, `output "variable": model.json says shape [-1], the graph has [-1 1]`},
-		{"sklearn predicted otherwise", func(t *testing.T, dir string) {
+		{"sklearn predicted otherwise", fixture.Model, func(t *testing.T, dir string) {
 			fixture.EditMetadata(t, dir, func(m map[string]any) {
 				ex := m["examples"].([]any)[3].(map[string]any)
 				ex["prediction"] = ex["prediction"].(float64) + 0.5
 			})
 		}, "the graph does not reproduce sklearn's predictions recorded in model.json: examples[3]"},
-		{"corrupt graph", func(t *testing.T, dir string) {
+		{"corrupt graph", fixture.Model, func(t *testing.T, dir string) {
 			data, _ := os.ReadFile(filepath.Join(dir, "model.onnx"))
 			os.WriteFile(filepath.Join(dir, "model.onnx"), data[:len(data)/2], 0o644)
 		}, "ONNX Runtime cannot read the graph"},
@@ -157,7 +227,7 @@ func TestLoadRefusesModelsThatDisagreeWithTheirGraph(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
-			dir := fixture.CopyVersion(t, models, root, 1)
+			dir := fixture.CopyModel(t, models, root, tt.model, 1)
 			tt.damage(t, dir)
 			entry := repository.Entry{Dir: dir}
 			data, _ := os.ReadFile(filepath.Join(dir, "model.json"))
