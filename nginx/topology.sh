@@ -27,6 +27,7 @@
 #   CLIENT_TIMEOUT   nginx client header/body/send timeout (default 10s)
 #   FAIL_TIMEOUT     seconds nginx rests a replica after 3 failed attempts (default 5)
 #   BENCH_LISTEN     (make bench) also let nginx answer by itself on this address:port
+#   GOMAXPROCS       threads running Go code in each replica (default: cores / REPLICAS, at least 1)
 set -euo pipefail
 
 PORT=${PORT:-8080}
@@ -123,9 +124,18 @@ up() {
         port_in_use "${BENCH_LISTEN##*:}" && fail "port ${BENCH_LISTEN##*:} (BENCH_LISTEN) is already in use"
     fi
 
+    # Each replica gets its share of the cores as GOMAXPROCS (at least 1).
+    # With Go's default, every core in every replica, the replicas' threads
+    # spin and hand off against each other and nginx: on 2 cores, 2 replicas
+    # behind nginx answered /healthz about 1.6x faster with 1 each
+    # (BENCHMARKS.md). A GOMAXPROCS set in the environment wins.
+    local cores
+    cores=$(nproc)
+    export GOMAXPROCS=${GOMAXPROCS:-$((cores / REPLICAS > 1 ? cores / REPLICAS : 1))}
+
     # What rollout and start-replica need to start the same processes again.
     {
-        declare -p PORT REPLICAS BASE_PORT MODELS SERVER FAIL_TIMEOUT | sed 's/^declare -[-a-z]* /export /'
+        declare -p PORT REPLICAS BASE_PORT MODELS SERVER FAIL_TIMEOUT GOMAXPROCS | sed 's/^declare -[-a-z]* /export /'
         export -p | grep '^declare -x SKL2GO_' | sed 's/^declare -x /export /' || true
     } >"$STATE/topology.env"
 

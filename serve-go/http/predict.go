@@ -253,6 +253,13 @@ func appendFloat(buf []byte, f float64, bits int, out *skl2go.Output, i int) ([]
 
 // appendString appends s as a JSON string.
 func appendString(buf []byte, s string) []byte {
-	quoted, _ := json.Marshal(s) // a string always marshals
-	return append(buf, quoted...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			quoted, _ := json.Marshal(s) // escapes as encoding/json does; a string always marshals
+			return append(buf, quoted...)
+		}
+	}
+	buf = append(buf, '"') // plain ASCII (model and output names): nothing to escape
+	buf = append(buf, s...)
+	return append(buf, '"')
 }

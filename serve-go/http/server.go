@@ -144,8 +144,10 @@ func (s *Server) route(name, method string, h http.HandlerFunc) http.Handler {
 			h(rec, r)
 		}
 		s.metrics.httpRequests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
-		s.logger.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-			"duration_ms", float64(time.Since(start).Microseconds())/1000)
+		if s.logger.Enabled(r.Context(), slog.LevelDebug) { // no argument boxing per request otherwise
+			s.logger.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+				"duration_ms", float64(time.Since(start).Microseconds())/1000)
+		}
 	})
 }
 
