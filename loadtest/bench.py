@@ -55,7 +55,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Dynamic batching settings of the replicas, by name (server flags as SKL2GO_*
 # variables); "on" is the server's default.
 BATCHING = {
-    "on": {"SKL2GO_BATCH_MAX_ROWS": "64", "SKL2GO_BATCH_DELAY": "100us"},
+    "on": {"SKL2GO_BATCH_MAX_ROWS": "64", "SKL2GO_BATCH_DELAY": "300us"},
     "off": {"SKL2GO_BATCH_MAX_ROWS": "0"},
 }
 DEFAULT_BATCHING = "on"

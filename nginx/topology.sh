@@ -127,8 +127,8 @@ up() {
     # Each replica gets its share of the cores as GOMAXPROCS (at least 1).
     # With Go's default, every core in every replica, the replicas' threads
     # spin and hand off against each other and nginx: on 2 cores, 2 replicas
-    # behind nginx answered /healthz about 1.6x faster with 1 each
-    # (BENCHMARKS.md). A GOMAXPROCS set in the environment wins.
+    # behind nginx answered /healthz about 1.5x faster with 1 each (22-26k
+    # against 16k req/s; BENCHMARKS.md). A GOMAXPROCS set in the environment wins.
     local cores
     cores=$(nproc)
     export GOMAXPROCS=${GOMAXPROCS:-$((cores / REPLICAS > 1 ? cores / REPLICAS : 1))}

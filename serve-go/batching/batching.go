@@ -2,14 +2,18 @@
 // fewer runs of the model (dynamic batching, as Triton's dynamic batcher).
 //
 // A run of ONNX Runtime has a fixed cost (about 10 µs for the linear trip
-// model: tensors, kernel dispatch for every node) and a small cost per row,
-// so under load many single-row requests cost much less run together. The
-// batcher is a skl2go.Model wrapping another: each Predict call queues its
-// batch; a collector merges queued batches, up to MaxRows rows, and hands
-// the merged batch to one of a few runners; the outputs are split back, each
-// caller getting its own rows. A batch waits at most MaxDelay for others to
-// join while a runner is free; while every runner is busy, batches keep
-// growing, which is when merging pays most.
+// model: tensors, dispatch of every node) and a small cost per row, so many
+// single-row requests cost much less run together. The batcher is a
+// skl2go.Model wrapping another, with no goroutine of its own (group
+// commit): a request that finds a run slot free runs the model itself, on
+// every request queued by then (up to MaxRows rows), and hands each its
+// rows; a request that finds every slot busy queues, and the run that
+// finishes next passes the lead to the oldest queued request, which runs
+// everything queued meanwhile. Under light load a request runs at once,
+// alone, at no extra cost; under heavy load runs grow to MaxRows. With
+// MaxDelay, a run whose request came less than MaxDelay after the previous
+// one waits up to MaxDelay for more: while a run holds the CPU, the others
+// cannot even be read off the network, so waiting is how they join.
 package batching
 
 import (
@@ -26,41 +30,45 @@ import (
 
 // Options configure a batcher.
 type Options struct {
-	// MaxRows is the most rows a merged run takes. Requests with at least
-	// this many rows run alone, straight away.
+	// MaxRows is the most rows one run takes. Requests with at least this
+	// many rows run alone, straight away.
 	MaxRows int
-	// MaxDelay is how long the first request of a batch may wait for others
-	// while a runner is free. 0: batch only what queues while runners are busy.
+	// MaxDelay is how long a run waits for more requests before it starts
+	// (unless it has MaxRows rows), when requests come that close together.
+	// 0: take what is queued and run.
 	MaxDelay time.Duration
-	// Runners is how many merged runs may execute at once (default GOMAXPROCS).
+	// Runners is how many runs may execute at once (default GOMAXPROCS).
 	Runners int
-	// MaxQueue bounds the requests waiting in the batcher for their run
-	// (0: no bound), and MaxWait how long each may wait (0: no bound).
-	// Past either, Predict fails at once with EOVERLOADED, as the server's
-	// limiter does: a fast 503 rather than a queue no client waits for.
+	// MaxQueue bounds the requests waiting for a run (0: no bound), and
+	// MaxWait how long each may wait (0: no bound). Past either, Predict
+	// fails at once with EOVERLOADED, as the server's limiter does: a fast
+	// 503 rather than a queue no client waits for.
 	MaxQueue int
 	MaxWait  time.Duration
 }
 
-// Observer is told about every merged run; the HTTP package's metrics
-// implement it. waits holds, for each request in the run, the time from its
-// Predict call to the start of the run.
+// Observer is told about every run; the HTTP package's metrics implement
+// it. waits holds, for each request in the run, the time from its Predict
+// call to the start of the run.
 type Observer interface {
 	ObserveBatch(meta *skl2go.Metadata, requests, rows int, waits []time.Duration)
 }
 
-// Model is a batching skl2go.Model. It must be closed to stop its collector.
+// Model is a batching skl2go.Model.
 type Model struct {
 	inner    skl2go.Model
 	opts     Options
 	observer Observer
-	queue    chan *request // unbuffered: a send is a hand-over to the collector
-	runners  chan struct{} // one token per run in progress
-	waiting  atomic.Int64  // requests in Predict whose run has not started
-	closing  chan struct{}
-	stopped  chan struct{} // the collector has returned
-	running  sync.WaitGroup
-	once     sync.Once
+
+	mu      sync.Mutex
+	queue   []*request // waiting for a run, oldest first (abandoned ones are dropped lazily)
+	leaders int        // runs being gathered or executed, at most opts.Runners
+	closed  bool
+	done    chan struct{} // closed by Close: a gathering run stops waiting
+	idle    *sync.Cond    // signalled when leaders drops to 0 after Close
+	changed chan struct{} // with MaxDelay: closed (and replaced) when the queue changes
+	last    time.Time     // the latest request's arrival
+	waiting atomic.Int64  // requests in Predict whose run has not started
 }
 
 var _ skl2go.Model = (*Model)(nil)
@@ -70,22 +78,27 @@ type request struct {
 	ctx    context.Context
 	batch  *skl2go.Batch
 	queued time.Time
-	state  atomic.Int32 // waiting, then running (claimed by a run) or abandoned (by its caller)
-	result chan result  // buffered: the runner never waits for a caller that left
+	busy   bool         // the previous request arrived less than MaxDelay before this one
+	state  atomic.Int32 // waiting → leading → running, or waiting → abandoned
+	// wake carries at most a lead message and then the result: buffered for
+	// both, so that no sender ever waits.
+	wake chan message
 }
 
-// Request states: exactly one of the run and the caller moves a request out
-// of waiting, so a request is never both run and given up.
-const (
-	waiting int32 = iota
-	running
-	abandoned
-)
-
-type result struct {
+type message struct {
+	lead    bool // run what is queued, then wait for the result as before
 	outputs []skl2go.Output
 	err     error
 }
+
+// Request states. A request leaves waiting once: taken into a run, promoted
+// to lead (and then taken), or abandoned by its caller (never run).
+const (
+	waiting int32 = iota
+	leading
+	running
+	abandoned
+)
 
 // New wraps inner. observer may be nil.
 func New(inner skl2go.Model, opts Options, observer Observer) (*Model, error) {
@@ -98,9 +111,8 @@ func New(inner skl2go.Model, opts Options, observer Observer) (*Model, error) {
 	if opts.Runners < 1 {
 		opts.Runners = runtime.GOMAXPROCS(0)
 	}
-	m := &Model{inner: inner, opts: opts, observer: observer, queue: make(chan *request),
-		runners: make(chan struct{}, opts.Runners), closing: make(chan struct{}), stopped: make(chan struct{})}
-	go m.collect()
+	m := &Model{inner: inner, opts: opts, observer: observer, changed: make(chan struct{}), done: make(chan struct{})}
+	m.idle = sync.NewCond(&m.mu)
 	return m, nil
 }
 
@@ -115,213 +127,267 @@ func (m *Model) Executions() uint64 {
 	return 0
 }
 
-// Predict implements skl2go.Model: it queues the batch to run with others
-// and waits for its rows' outputs, or for ctx.
+// Waiting returns how many requests wait for their run.
+func (m *Model) Waiting() int { return int(m.waiting.Load()) }
+
+var errClosed = skl2go.Errorf(skl2go.EUNAVAILABLE, "the model is being unloaded; retry")
+
+// ErrClosed reports whether err is the batcher's answer to requests it
+// could not run because it was closing.
+func ErrClosed(err error) bool { return errors.Is(err, errClosed) }
+
+// Predict implements skl2go.Model: it runs the batch with whatever else is
+// queued, or queues it, and returns its rows' outputs.
 func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Output, error) {
 	if batch.Rows >= m.opts.MaxRows {
 		return m.inner.Predict(ctx, batch)
 	}
-	if n := m.waiting.Add(1); m.opts.MaxQueue > 0 && n > int64(m.opts.MaxQueue) {
-		m.waiting.Add(-1)
+	r := &request{ctx: ctx, batch: batch, queued: time.Now(), wake: make(chan message, 2)}
+	m.mu.Lock()
+	switch {
+	case m.closed:
+		m.mu.Unlock()
+		return nil, errClosed
+	case m.opts.MaxQueue > 0 && int(m.waiting.Load()) >= m.opts.MaxQueue:
+		m.mu.Unlock()
 		return nil, m.overloaded()
 	}
-	r := &request{ctx: ctx, batch: batch, queued: time.Now(), result: make(chan result, 1)}
+	m.waiting.Add(1)
+	m.queue = append(m.queue, r)
+	r.busy, m.last = r.queued.Sub(m.last) < m.opts.MaxDelay, r.queued
+	m.queueChanged()
+	lead := m.leaders < m.opts.Runners
+	if lead {
+		m.leaders++
+		r.state.Store(leading)
+	}
+	m.mu.Unlock()
+	if lead {
+		m.lead(r)
+	}
+	return m.await(r)
+}
+
+// await waits for r's result, leading when asked to; the caller may leave
+// (ctx) or give up (MaxWait) only while r is still waiting.
+func (m *Model) await(r *request) ([]skl2go.Output, error) {
 	var timeout <-chan time.Time
-	if m.opts.MaxWait > 0 {
-		timer := time.NewTimer(m.opts.MaxWait)
+	if m.opts.MaxWait > 0 && r.state.Load() == waiting {
+		timer := time.NewTimer(m.opts.MaxWait - time.Since(r.queued))
 		defer timer.Stop()
 		timeout = timer.C
 	}
-	giveUp := func(err error) ([]skl2go.Output, error) {
-		if r.state.CompareAndSwap(waiting, abandoned) {
-			m.waiting.Add(-1)
-			return nil, err
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err() // its run has started: the others still get theirs
-		}
-		res := <-r.result // started before the deadline: the run is about to answer
-		return res.outputs, res.err
-	}
-	select {
-	case m.queue <- r:
-	case <-ctx.Done():
-		return giveUp(ctx.Err())
-	case <-timeout:
-		return giveUp(m.overloaded())
-	case <-m.closing:
-		return giveUp(errClosed)
-	}
 	for {
 		select {
-		case res := <-r.result:
-			return res.outputs, res.err
-		case <-ctx.Done():
-			return giveUp(ctx.Err())
+		case msg := <-r.wake:
+			if msg.lead {
+				m.lead(r)
+				continue
+			}
+			return msg.outputs, msg.err
+		case <-r.ctx.Done():
+			if r.state.CompareAndSwap(waiting, abandoned) {
+				m.waiting.Add(-1)
+				return nil, r.ctx.Err()
+			}
+			if r.state.Load() == leading { // promoted: the others need it to lead first
+				if msg := <-r.wake; msg.lead {
+					m.lead(r)
+				}
+			}
+			return nil, r.ctx.Err() // its run goes on for the others; the result is dropped
 		case <-timeout:
 			timeout = nil
-			if r.state.Load() == waiting {
-				return giveUp(m.overloaded())
+			if r.state.CompareAndSwap(waiting, abandoned) {
+				m.waiting.Add(-1)
+				return nil, m.overloaded()
 			}
 		}
 	}
 }
 
-// Waiting returns how many requests wait in the batcher for their run.
-func (m *Model) Waiting() int { return int(m.waiting.Load()) }
+// lead runs what is queued, from the front, until r (the leader) has been
+// in a run, then passes the lead to the oldest request still waiting, if
+// any. A request in state leading thus always has a lead loop that will
+// see it run.
+func (m *Model) lead(r *request) {
+	for {
+		if m.opts.MaxDelay > 0 && r.busy { // alone, at low load: nobody to wait for
+			m.gather(r, r.queued.Add(m.opts.MaxDelay))
+		}
+		if taken := m.take(); len(taken) > 0 {
+			m.run(taken)
+		}
+		m.mu.Lock()
+		if r.state.Load() == leading { // not run yet: requests ahead of it filled the run
+			m.mu.Unlock()
+			continue
+		}
+		next := m.promote()
+		if next == nil {
+			m.leaders--
+			if m.closed && m.leaders == 0 {
+				m.idle.Broadcast()
+			}
+			m.mu.Unlock()
+			return
+		}
+		// Sent under the lock: no run can take next, and answer it, before
+		// the lead message is in its buffer (the lead must not be lost).
+		next.wake <- message{lead: true}
+		m.mu.Unlock()
+		return
+	}
+}
+
+// promote makes the oldest waiting request a leader and returns it (nil if
+// none waits), dropping abandoned requests from the front; m.mu is held.
+func (m *Model) promote() *request {
+	for len(m.queue) > 0 && m.queue[0].state.Load() == abandoned {
+		m.queue[0] = nil
+		m.queue = m.queue[1:]
+	}
+	for _, q := range m.queue {
+		if q.state.CompareAndSwap(waiting, leading) {
+			return q
+		}
+	}
+	return nil
+}
+
+// gather waits until MaxRows rows are queued, the deadline passes, or r
+// has been taken into another leader's run.
+func (m *Model) gather(r *request, deadline time.Time) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		rows := 0
+		for _, q := range m.queue {
+			rows += q.batch.Rows
+		}
+		changed := m.changed
+		m.mu.Unlock()
+		if rows >= m.opts.MaxRows || r.state.Load() != leading {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		case <-m.done:
+			return
+		}
+	}
+}
+
+// queueChanged wakes the runs gathering for MaxDelay; m.mu is held.
+func (m *Model) queueChanged() {
+	if m.opts.MaxDelay > 0 {
+		close(m.changed)
+		m.changed = make(chan struct{})
+	}
+}
+
+// take removes up to MaxRows rows of requests from the front of the queue,
+// claiming each for the run (abandoned ones are dropped).
+func (m *Model) take() []*request {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var taken []*request
+	rows, n := 0, 0
+	for ; n < len(m.queue); n++ {
+		q := m.queue[n]
+		if len(taken) > 0 && rows+q.batch.Rows > m.opts.MaxRows {
+			break
+		}
+		if q.state.CompareAndSwap(waiting, running) || q.state.CompareAndSwap(leading, running) {
+			m.waiting.Add(-1)
+			taken = append(taken, q)
+			rows += q.batch.Rows
+		}
+	}
+	m.queue = append(m.queue[:0], m.queue[n:]...)
+	if len(taken) > 0 {
+		m.queueChanged()
+	}
+	return taken
+}
+
+// run merges the requests' batches, runs the model once, and gives each
+// request its rows.
+func (m *Model) run(taken []*request) {
+	started := time.Now()
+	batch := taken[0].batch
+	if len(taken) > 1 {
+		batch = merge(taken)
+	}
+	if m.observer != nil {
+		waits := make([]time.Duration, len(taken))
+		for i, r := range taken {
+			waits[i] = started.Sub(r.queued)
+		}
+		m.observer.ObserveBatch(m.inner.Metadata(), len(taken), batch.Rows, waits)
+	}
+	// The run serves several callers: one caller leaving must not cancel it.
+	outputs, err := m.inner.Predict(context.Background(), batch)
+	var parts [][]skl2go.Output
+	switch {
+	case err != nil:
+	case len(taken) == 1:
+		parts = [][]skl2go.Output{outputs}
+	default:
+		parts, err = split(outputs, taken)
+	}
+	for i, r := range taken {
+		if err != nil {
+			r.wake <- message{err: err}
+		} else {
+			r.wake <- message{outputs: parts[i]}
+		}
+	}
+}
 
 func (m *Model) overloaded() error {
 	return skl2go.Errorf(skl2go.EOVERLOADED, "server overloaded: %d predictions waiting for a model run (at most %d, for %s); retry shortly",
 		m.waiting.Load(), m.opts.MaxQueue, m.opts.MaxWait)
 }
 
-var errClosed = skl2go.Errorf(skl2go.EUNAVAILABLE, "the model is being unloaded; retry")
-
-// Close stops taking requests, answers those queued, waits for the runs in
-// progress, then closes the wrapped model.
+// Close stops taking requests, answers those still waiting, waits for the
+// runs in progress, then closes the wrapped model.
 func (m *Model) Close() error {
-	m.once.Do(func() { close(m.closing) })
-	<-m.stopped
-	m.running.Wait()
+	m.mu.Lock()
+	if !m.closed {
+		m.closed = true
+		close(m.done)
+		for _, r := range m.queue {
+			if r.state.CompareAndSwap(waiting, running) || r.state.CompareAndSwap(leading, running) {
+				m.waiting.Add(-1)
+				r.wake <- message{err: errClosed}
+			}
+		}
+		m.queue = nil
+	}
+	for m.leaders > 0 {
+		m.idle.Wait()
+	}
+	m.mu.Unlock()
 	return m.inner.Close()
 }
 
-// collect gathers queued requests into batches and starts their runs.
-func (m *Model) collect() {
-	defer close(m.stopped)
-	var carry *request // took the batch over MaxRows: it opens the next one
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for {
-		first := carry
-		carry = nil
-		if first == nil {
-			select {
-			case first = <-m.queue:
-			case <-m.closing:
-				return
-			}
-		}
-		pending, rows := []*request{first}, first.batch.Rows
-		// Until the delay is over, a free runner does not close the batch.
-		var delay <-chan time.Time
-		runner := m.runners
-		if m.opts.MaxDelay > 0 {
-			timer.Reset(m.opts.MaxDelay)
-			delay, runner = timer.C, nil
-		}
-	gather:
-		for rows < m.opts.MaxRows {
-			select {
-			case r := <-m.queue:
-				if rows+r.batch.Rows > m.opts.MaxRows {
-					carry = r
-					break gather
-				}
-				pending, rows = append(pending, r), rows+r.batch.Rows
-			case <-delay:
-				delay, runner = nil, m.runners
-			case runner <- struct{}{}:
-				m.start(pending)
-				pending = nil
-				break gather
-			case <-m.closing:
-				m.fail(append(pending, carry), errClosed)
-				return
-			}
-		}
-		timer.Stop()        // Go ≥ 1.23: no stale tick is left in timer.C
-		if pending != nil { // full: wait for a runner
-			select {
-			case m.runners <- struct{}{}:
-				m.start(pending)
-			case <-m.closing:
-				m.fail(append(pending, carry), errClosed)
-				return
-			}
-		}
-	}
-}
-
-// start runs pending on a runner already acquired.
-func (m *Model) start(pending []*request) {
-	m.running.Add(1)
-	go func() {
-		defer m.running.Done()
-		defer func() { <-m.runners }()
-		m.run(pending)
-	}()
-}
-
-// run merges the batches of the requests still waiting, runs the model
-// once, and gives each request its rows.
-func (m *Model) run(pending []*request) {
-	live := pending[:0]
-	for _, r := range pending {
-		if r.state.CompareAndSwap(waiting, running) { // else its caller has given up
-			m.waiting.Add(-1)
-			live = append(live, r)
-		}
-	}
-	if len(live) == 0 {
-		return
-	}
-	started := time.Now()
-	batch := live[0].batch
-	if len(live) > 1 {
-		batch = merge(live)
-	}
-	if m.observer != nil {
-		waits := make([]time.Duration, len(live))
-		for i, r := range live {
-			waits[i] = started.Sub(r.queued)
-		}
-		m.observer.ObserveBatch(m.inner.Metadata(), len(live), batch.Rows, waits)
-	}
-	// The run serves several callers: one caller leaving must not cancel it.
-	outputs, err := m.inner.Predict(context.Background(), batch)
-	if err != nil {
-		for _, r := range live {
-			r.result <- result{err: err}
-		}
-		return
-	}
-	if len(live) == 1 {
-		live[0].result <- result{outputs: outputs}
-		return
-	}
-	parts, err := split(outputs, live)
-	for i, r := range live {
-		if err != nil {
-			r.result <- result{err: err}
-		} else {
-			r.result <- result{outputs: parts[i]}
-		}
-	}
-}
-
-func (m *Model) fail(pending []*request, err error) {
-	for _, r := range pending {
-		if r != nil && r.state.CompareAndSwap(waiting, running) {
-			m.waiting.Add(-1)
-			r.result <- result{err: err}
-		}
-	}
-}
-
 // merge concatenates the requests' batches, column by column.
-func merge(live []*request) *skl2go.Batch {
+func merge(taken []*request) *skl2go.Batch {
 	rows := 0
-	for _, r := range live {
+	for _, r := range taken {
 		rows += r.batch.Rows
 	}
-	first := live[0].batch
+	first := taken[0].batch
 	merged := &skl2go.Batch{Rows: rows, Columns: make([]skl2go.Column, len(first.Columns))}
 	for i, col := range first.Columns {
 		out := &merged.Columns[i]
 		out.Name, out.Type = col.Name, col.Type
 		out.Values.Grow(col.Type, rows)
-		for _, r := range live {
+		for _, r := range taken {
 			out.Values.Append(col.Type, &r.batch.Columns[i].Values)
 		}
 	}
@@ -331,16 +397,16 @@ func merge(live []*request) *skl2go.Batch {
 // split cuts each output into the requests' rows, in order. The parts share
 // the merged output's memory (capped, so that appending to one cannot touch
 // the next).
-func split(outputs []skl2go.Output, live []*request) ([][]skl2go.Output, error) {
-	parts := make([][]skl2go.Output, len(live))
+func split(outputs []skl2go.Output, taken []*request) ([][]skl2go.Output, error) {
+	total := 0
+	for _, r := range taken {
+		total += r.batch.Rows
+	}
+	parts := make([][]skl2go.Output, len(taken))
 	for i := range parts {
 		parts[i] = make([]skl2go.Output, len(outputs))
 	}
 	for o, out := range outputs {
-		total := 0
-		for _, r := range live {
-			total += r.batch.Rows
-		}
 		if len(out.Shape) == 0 || out.Shape[0] != int64(total) {
 			return nil, fmt.Errorf("batching: output %s has shape %v for %d merged rows", out.Name, out.Shape, total)
 		}
@@ -349,7 +415,7 @@ func split(outputs []skl2go.Output, live []*request) ([][]skl2go.Output, error) 
 			width *= int(d)
 		}
 		start := 0
-		for i, r := range live {
+		for i, r := range taken {
 			end := start + r.batch.Rows*width
 			shape := append([]int64{int64(r.batch.Rows)}, out.Shape[1:]...)
 			parts[i][o] = skl2go.Output{Name: out.Name, Type: out.Type, Shape: shape, Values: out.Values.Slice(out.Type, start, end)}
@@ -358,7 +424,3 @@ func split(outputs []skl2go.Output, live []*request) ([][]skl2go.Output, error) 
 	}
 	return parts, nil
 }
-
-// ErrClosed reports whether err is the batcher's answer to requests it
-// could not run because it was closing.
-func ErrClosed(err error) bool { return errors.Is(err, errClosed) }

@@ -124,24 +124,94 @@ func predictAll(t *testing.T, b skl2go.Model, requests [][]int64) {
 	}
 }
 
-func TestConcurrentRequestsAreMergedIntoOneRunAndSplitBack(t *testing.T) {
-	inner := &double{}
+// holdFirstRun starts one request whose run is held at inner's gate, then
+// n more that queue behind it (the only runner is busy), and returns the
+// channels their answers arrive on.
+func holdFirstRun(t *testing.T, b *batching.Model, inner *double, requests [][]int64) (first chan error, rest chan error) {
+	t.Helper()
+	first, rest = make(chan error, 1), make(chan error, len(requests))
+	go func() {
+		out, err := b.Predict(context.Background(), batchOf(-1))
+		if err == nil {
+			err = checkAnswer(out, []int64{-1})
+		}
+		first <- err
+	}()
+	for len(inner.runRows()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	for _, xs := range requests {
+		go func() {
+			out, err := b.Predict(context.Background(), batchOf(xs...))
+			if err == nil {
+				err = checkAnswer(out, xs)
+			}
+			rest <- err
+		}()
+	}
+	for b.Waiting() < len(requests) {
+		time.Sleep(time.Millisecond)
+	}
+	return first, rest
+}
+
+func TestQueuedRequestsAreMergedIntoOneRunAndSplitBack(t *testing.T) {
+	inner := &double{gate: make(chan struct{})}
 	obs := &recorder{}
-	// The delay never expires: the batch runs when it holds MaxRows rows.
-	b := newBatcher(t, inner, batching.Options{MaxRows: 64, MaxDelay: time.Hour}, obs)
+	b := newBatcher(t, inner, batching.Options{MaxRows: 64, Runners: 1}, obs)
 	var requests [][]int64
 	for i := range 32 {
 		requests = append(requests, []int64{int64(2 * i), int64(2*i + 1)}) // 32 requests of 2 rows
 	}
-	predictAll(t, b, requests)
-	if runs := inner.runRows(); len(runs) != 1 || runs[0] != 64 {
-		t.Errorf("runs = %v, want one run of 64 rows", runs)
+	first, rest := holdFirstRun(t, b, inner, requests)
+	close(inner.gate)
+	if err := <-first; err != nil {
+		t.Error(err)
 	}
-	if got := obs.get(); len(got) != 1 || got[0].requests != 32 || got[0].rows != 64 || got[0].waits != 32 {
+	for range requests {
+		if err := <-rest; err != nil {
+			t.Error(err)
+		}
+	}
+	if runs := inner.runRows(); len(runs) != 2 || runs[1] != 64 {
+		t.Errorf("runs = %v, want the held one, then one run of 64 rows", runs)
+	}
+	if got := obs.get(); len(got) != 2 || got[1].requests != 32 || got[1].rows != 64 || got[1].waits != 32 {
 		t.Errorf("observed %+v", got)
 	}
-	if b.Executions() != 1 {
-		t.Errorf("Executions = %d, want the inner model's 1", b.Executions())
+	if b.Executions() != 2 {
+		t.Errorf("Executions = %d, want the inner model's 2", b.Executions())
+	}
+	if b.LeadersForTest() != 0 || b.Waiting() != 0 {
+		t.Errorf("after every answer: %d runs, %d waiting", b.LeadersForTest(), b.Waiting())
+	}
+}
+
+func TestARunWaitsForMoreOnlyWhenRequestsComeClose(t *testing.T) {
+	inner := &double{}
+	obs := &recorder{}
+	b := newBatcher(t, inner, batching.Options{MaxRows: 64, MaxDelay: 10 * time.Millisecond}, obs)
+	// One after the other, each after the previous answer and a pause
+	// longer than the delay: nobody to wait for, so no run waits.
+	for i := range 5 {
+		time.Sleep(20 * time.Millisecond)
+		predictAll(t, b, [][]int64{{int64(i)}})
+	}
+	for _, o := range obs.get() {
+		if o.maxWait >= 10*time.Millisecond {
+			t.Errorf("a lone request waited %s for others", o.maxWait)
+		}
+	}
+	// 32 at once: after the first, each comes right after another, so the
+	// runs wait for more and merge.
+	var requests [][]int64
+	for i := range 32 {
+		requests = append(requests, []int64{int64(i)})
+	}
+	before := len(inner.runRows())
+	predictAll(t, b, requests)
+	if runs := len(inner.runRows()) - before; runs >= 32 {
+		t.Errorf("32 requests at once made %d runs: none merged", runs)
 	}
 }
 
@@ -159,6 +229,9 @@ func TestManyRequestsOfMixedSizesAllGetTheirRows(t *testing.T) {
 		requests = append(requests, xs)
 	}
 	predictAll(t, b, requests)
+	if l := b.LeadersForTest(); l != 0 {
+		t.Fatalf("leaders = %d after every answer, queue %v", l, b.QueueForTest())
+	}
 	total, big, bigRequests := 0, 0, 0
 	for _, rows := range inner.runRows() {
 		total += rows
@@ -217,7 +290,7 @@ func TestARequestLeavingDoesNotCancelTheOthers(t *testing.T) {
 
 func TestAnErrorReachesEveryRequestOfTheRun(t *testing.T) {
 	inner := &double{err: errors.New("runtime failure")}
-	b := newBatcher(t, inner, batching.Options{MaxRows: 4, MaxDelay: time.Hour}, nil)
+	b := newBatcher(t, inner, batching.Options{MaxRows: 4, MaxDelay: time.Millisecond}, nil)
 	var wg sync.WaitGroup
 	var failed atomic.Int32
 	for i := range 4 {
@@ -236,24 +309,35 @@ func TestAnErrorReachesEveryRequestOfTheRun(t *testing.T) {
 }
 
 func TestCloseAnswersQueuedRequestsAndClosesTheModelOnce(t *testing.T) {
-	inner := &double{}
-	b, err := batching.New(inner, batching.Options{MaxRows: 100, MaxDelay: time.Hour}, nil)
+	inner := &double{gate: make(chan struct{})}
+	b, err := batching.New(inner, batching.Options{MaxRows: 8, Runners: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	queued := make(chan error, 1)
-	go func() { _, err := b.Predict(context.Background(), batchOf(1)); queued <- err }()
-	time.Sleep(20 * time.Millisecond) // most likely queued by now; closed first, it gets the same answer
-	if err := b.Close(); err != nil {
+	first, rest := holdFirstRun(t, b, inner, [][]int64{{1}, {2}})
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	for range 2 { // answered at once, while the held run goes on
+		if err := <-rest; skl2go.ErrorCode(err) != skl2go.EUNAVAILABLE || !batching.ErrClosed(err) {
+			t.Errorf("queued request: err = %v, want unavailable", err)
+		}
+	}
+	select {
+	case <-closed:
+		t.Fatal("Close returned before the run in progress finished")
+	default:
+	}
+	close(inner.gate)
+	if err := <-first; err != nil {
+		t.Errorf("the run in progress: %v", err)
+	}
+	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
-	if err := <-queued; skl2go.ErrorCode(err) != skl2go.EUNAVAILABLE || !batching.ErrClosed(err) {
-		t.Errorf("queued request: err = %v, want unavailable", err)
-	}
-	if _, err := b.Predict(context.Background(), batchOf(2)); !batching.ErrClosed(err) {
+	if _, err := b.Predict(context.Background(), batchOf(3)); !batching.ErrClosed(err) {
 		t.Errorf("after Close: err = %v", err)
 	}
-	if inner.closed != 1 || len(inner.runRows()) != 0 {
+	if inner.closed != 1 || len(inner.runRows()) != 1 {
 		t.Errorf("inner closed %d times, ran %v", inner.closed, inner.runRows())
 	}
 }
@@ -261,20 +345,17 @@ func TestCloseAnswersQueuedRequestsAndClosesTheModelOnce(t *testing.T) {
 func TestPastMaxQueueRequestsAreRefusedAtOnce(t *testing.T) {
 	inner := &double{gate: make(chan struct{})}
 	b := newBatcher(t, inner, batching.Options{MaxRows: 2, Runners: 1, MaxQueue: 3}, nil)
-	answers := make(chan error, 4)
-	for i := range 4 { // the first runs (held at the gate), three wait
-		go func() { _, err := b.Predict(context.Background(), batchOf(int64(i))); answers <- err }()
-		for want := max(i, 0); len(inner.runRows()) == 0 || b.Waiting() < want; {
-			time.Sleep(time.Millisecond)
-		}
-	}
+	first, rest := holdFirstRun(t, b, inner, [][]int64{{1}, {2}, {3}})
 	_, err := b.Predict(context.Background(), batchOf(9))
 	if skl2go.ErrorCode(err) != skl2go.EOVERLOADED || !strings.Contains(skl2go.ErrorMessage(err), "server overloaded") {
 		t.Errorf("past MaxQueue: err = %v, want overloaded", err)
 	}
 	close(inner.gate)
-	for range 4 {
-		if err := <-answers; err != nil {
+	if err := <-first; err != nil {
+		t.Error(err)
+	}
+	for range 3 {
+		if err := <-rest; err != nil {
 			t.Errorf("a request within the bounds: %v", err)
 		}
 	}
@@ -349,7 +430,7 @@ func TestBatchedONNXModelAnswersLikeTheModel(t *testing.T) {
 	wg.Wait()
 }
 
-func decode(t *testing.T, meta *skl2go.Metadata, instance json.RawMessage) *skl2go.Batch {
+func decode(t testing.TB, meta *skl2go.Metadata, instance json.RawMessage) *skl2go.Batch {
 	dec := json.NewDecoder(bytes.NewReader(append(append([]byte("["), instance...), ']')))
 	dec.UseNumber()
 	batch, err := meta.DecodeInstances(dec, 1)
@@ -359,7 +440,10 @@ func decode(t *testing.T, meta *skl2go.Metadata, instance json.RawMessage) *skl2
 	return batch
 }
 
-type observed struct{ requests, rows, waits int }
+type observed struct {
+	requests, rows, waits int
+	maxWait               time.Duration
+}
 
 type recorder struct {
 	mu  sync.Mutex
@@ -369,7 +453,11 @@ type recorder struct {
 func (r *recorder) ObserveBatch(_ *skl2go.Metadata, requests, rows int, waits []time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.got = append(r.got, observed{requests, rows, len(waits)})
+	o := observed{requests: requests, rows: rows, waits: len(waits)}
+	for _, w := range waits {
+		o.maxWait = max(o.maxWait, w)
+	}
+	r.got = append(r.got, o)
 }
 
 func (r *recorder) get() []observed {
@@ -377,3 +465,51 @@ func (r *recorder) get() []observed {
 	defer r.mu.Unlock()
 	return append([]observed(nil), r.got...)
 }
+
+// Single-row predictions from 32 goroutines, straight to ONNX Runtime or
+// through the batcher (ns/op is per prediction; rows/run is the mean merged
+// batch): go test ./batching -run '^$' -bench . -benchmem
+func BenchmarkConcurrentSingleRows(b *testing.B) {
+	entry, err := repository.Read(models, fixture.Model, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	model, err := runtime.Load(entry.Dir, entry.Metadata)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer model.Close()
+	instances, _ := fixture.Examples(model.Metadata())
+	one := decode(b, model.Metadata(), instances[0])
+	for _, delay := range []time.Duration{-1, 0, 50 * time.Microsecond, 100 * time.Microsecond} {
+		name := "unbatched"
+		var target skl2go.Model = model
+		if delay >= 0 {
+			name = fmt.Sprintf("batched/delay=%s", delay)
+			batched, err := batching.New(noClose{model}, batching.Options{MaxRows: 64, MaxDelay: delay}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer batched.Close()
+			target = batched
+		}
+		b.Run(name, func(b *testing.B) {
+			runs := model.Executions()
+			b.SetParallelism(16) // × GOMAXPROCS goroutines
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := target.Predict(context.Background(), one); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/float64(model.Executions()-runs), "rows/run")
+		})
+	}
+}
+
+// noClose lets several batchers share one model in a benchmark.
+type noClose struct{ skl2go.Model }
+
+func (noClose) Close() error { return nil }

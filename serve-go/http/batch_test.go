@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"sync"
@@ -31,11 +32,19 @@ func TestBatchedModelServesConcurrentRequestsAndReportsItsRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	// The delay never expires: runs start when 8 requests of 1 row are queued.
-	batched, err := batching.New(model, batching.Options{MaxRows: 8, MaxDelay: time.Hour}, skhttp.NewBatchMetrics(reg))
+	// The first run is held until the 63 other requests queue behind it (one
+	// runner): then they run 8 by 8.
+	held := &heldFirst{Model: model, gate: make(chan struct{})}
+	batched, err := batching.New(held, batching.Options{MaxRows: 8, Runners: 1}, skhttp.NewBatchMetrics(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		for batched.Waiting() < 63 {
+			time.Sleep(time.Millisecond)
+		}
+		close(held.gate)
+	}()
 	store := repository.NewStore(batched)
 	t.Cleanup(func() { store.Close() })
 	s := skhttp.NewServer(store, skhttp.Config{MaxBodyBytes: 1 << 20, MaxRows: 1000}, slog.New(slog.DiscardHandler), reg)
@@ -57,9 +66,9 @@ func TestBatchedModelServesConcurrentRequestsAndReportsItsRuns(t *testing.T) {
 	wg.Wait()
 	metrics := do(t, h, "GET", "/metrics", "", "").raw
 	for _, line := range []string{
-		`skl2go_inference_exec_count_total{model="trip_duration",version="1"} 8`, // 64 requests, 8 runs
+		`skl2go_inference_exec_count_total{model="trip_duration",version="1"} 9`, // 64 requests: 1 + 8 runs
 		`skl2go_inference_request_success_total{model="trip_duration",protocol="v1",version="1"} 64`,
-		`skl2go_batch_rows_count{model="trip_duration",version="1"} 8`,
+		`skl2go_batch_rows_count{model="trip_duration",version="1"} 9`,
 		`skl2go_batch_rows_sum{model="trip_duration",version="1"} 64`,
 		`skl2go_batch_requests_sum{model="trip_duration",version="1"} 64`,
 		`skl2go_batch_queue_duration_seconds_count{model="trip_duration",version="1"} 64`,
@@ -69,3 +78,17 @@ func TestBatchedModelServesConcurrentRequestsAndReportsItsRuns(t *testing.T) {
 		}
 	}
 }
+
+// heldFirst holds its model's first run until gate is closed.
+type heldFirst struct {
+	skl2go.Model
+	gate chan struct{}
+	once sync.Once
+}
+
+func (h *heldFirst) Predict(ctx context.Context, b *skl2go.Batch) ([]skl2go.Output, error) {
+	h.once.Do(func() { <-h.gate })
+	return h.Model.Predict(ctx, b)
+}
+
+func (h *heldFirst) Executions() uint64 { return h.Model.(skl2go.ExecutionCounter).Executions() }

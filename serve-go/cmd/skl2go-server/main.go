@@ -83,7 +83,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	batchRows := fs.String("batch-max-rows", env("BATCH_MAX_ROWS", strconv.Itoa(defaultBatchMaxRows)),
 		"dynamic batching: most rows merged into one model run; 0 turns batching off (env SKL2GO_BATCH_MAX_ROWS)")
 	batchDelay := fs.String("batch-delay", env("BATCH_DELAY", defaultBatchDelay.String()),
-		"dynamic batching: how long a request may wait for others while the model is idle (env SKL2GO_BATCH_DELAY)")
+		"dynamic batching: how long a run may wait for more requests when they come that close together (env SKL2GO_BATCH_DELAY)")
 	fs.BoolVar(&c.check, "check", false, "load and check every model version that would be served, then exit (0 if all load)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
@@ -166,14 +166,14 @@ func newLogger(c config) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format must be json or text, got %q", c.logFormat)
 }
 
-// Dynamic batching defaults: see BENCHMARKS.md for the measurements behind
-// them. Single-row requests from 16 clients on one replica: 15.6k req/s
-// without batching, 14.0k batching only while runs are busy (delay 0),
-// 22.1k with a 100µs delay (7 requests per run), 9.1k with 500µs (the
-// clients wait). Requests of 64 rows or more run alone.
+// Dynamic batching defaults, measured on the 2-core machine (BENCHMARKS.md):
+// single-row requests, wrk with 32 connections through nginx to 2 replicas,
+// 3 alternating rounds: 13.0-16.5k req/s without batching (p99 10-13 ms),
+// 14.8-18.4k with a 100µs delay, 17.3-18.3k with 300µs (p99 6.5 ms),
+// 12.1-14.0k with 1ms. Requests of 64 rows or more run alone.
 const (
 	defaultBatchMaxRows = 64
-	defaultBatchDelay   = 100 * time.Microsecond
+	defaultBatchDelay   = 300 * time.Microsecond
 )
 
 // loader returns the one function that loads and checks a model version
