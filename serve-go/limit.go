@@ -78,3 +78,11 @@ func (m *limited) Predict(ctx context.Context, batch *Batch) ([]Output, error) {
 	defer m.limiter.release()
 	return m.Model.Predict(ctx, batch)
 }
+
+// Executions implements ExecutionCounter with the wrapped model's count.
+func (m *limited) Executions() uint64 {
+	if c, ok := m.Model.(ExecutionCounter); ok {
+		return c.Executions()
+	}
+	return 0
+}

@@ -4,6 +4,7 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,13 +53,25 @@ type Server struct {
 	metrics *metrics
 	ready   atomic.Bool
 	server  *http.Server
-	version string // reported by the V2 server metadata
+	version string    // reported by the V2 server metadata
+	bodies  sync.Pool // *bytes.Buffer for predict bodies, reused across requests
+}
+
+// maxPooledBody is the largest body buffer kept for reuse: a rare huge
+// request should not pin its memory.
+const maxPooledBody = 4 << 20
+
+func (s *Server) releaseBody(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBody {
+		s.bodies.Put(buf)
+	}
 }
 
 // NewServer returns a server for store, registering its metrics in reg.
 // It is not ready until SetReady(true).
 func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
 	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg, store, config.Limiter), version: buildVersion()}
+	s.bodies.New = func() any { return new(bytes.Buffer) }
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", s.route("healthz", http.MethodGet, s.handleHealth))
 	mux.Handle("/readyz", s.route("readyz", http.MethodGet, s.handleReady))

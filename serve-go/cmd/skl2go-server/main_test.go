@@ -15,7 +15,8 @@ func defaults(edit func(*config)) config {
 		http: skhttp.Config{MaxBodyBytes: 32 << 20, MaxRows: 100000, ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second},
 		maxInflight: goruntime.GOMAXPROCS(0), maxQueue: 256, queueTimeout: time.Second,
-		shutdownTimeout: 20 * time.Second, pollInterval: 5 * time.Second, versionsKept: 1, logLevel: "info", logFormat: "json"}
+		shutdownTimeout: 20 * time.Second, pollInterval: 5 * time.Second, versionsKept: 1,
+		batchMaxRows: defaultBatchMaxRows, batchDelay: defaultBatchDelay, logLevel: "info", logFormat: "json"}
 	edit(&c)
 	return c
 }
@@ -49,6 +50,10 @@ func TestParseFlags(t *testing.T) {
 				c.maxInflight, c.maxQueue, c.queueTimeout = 3, 0, 50*time.Millisecond
 				c.http.ReadHeaderTimeout, c.http.ReadTimeout, c.http.WriteTimeout, c.http.IdleTimeout = time.Second, 2*time.Second, 3*time.Second, 4*time.Second
 			})},
+		{name: "batching", args: []string{"--batch-delay", "150us"}, env: map[string]string{"SKL2GO_BATCH_MAX_ROWS": "0"},
+			want: defaults(func(c *config) { c.batchMaxRows, c.batchDelay = 0, 150*time.Microsecond })},
+		{name: "bad batching", args: []string{"--batch-max-rows", "-1", "--batch-delay", "-1ms"},
+			err: `--batch-max-rows must be an integer of at least 0, got "-1"` + "\n" + `--batch-delay must be a duration of at least 0s such as 20s, got "-1ms"`},
 		{name: "a timeout of zero would mean none", args: []string{"--read-header-timeout", "0"},
 			err: `--read-header-timeout must be a duration of at least 1ms such as 20s, got "0"`},
 		{name: "loopback by name", args: []string{"--addr", "localhost:9001"}, want: defaults(func(c *config) { c.addr = "localhost:9001" })},
