@@ -31,7 +31,7 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status predict test-go test-python testdata compose-cli clean distclean
+.PHONY: demo test parity FORCE setup venv build nginx wrk bench bench-model data train export up down status predict test-go test-python testdata compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -47,7 +47,7 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 data: $(SAMPLE)
-$(SAMPLE): | $(VENV)/.installed
+$(SAMPLE): train/synth.py | $(VENV)/.installed
 	$(PY) -m train synth --out $@
 
 train: $(VENV)/.installed $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE))
@@ -98,6 +98,36 @@ bench: setup wrk bench-model
 bench-model: $(VENV)/.installed
 	@if ! ls -d $(MODELS)/$(NAME)/[0-9]* >/dev/null 2>&1 || [ ! -f build/$(NAME)/validation.parquet ]; then \
 		$(MAKE) train export; fi
+
+# --- Parity: every family through the real server, checked against sklearn -
+#
+# make parity [DATA=...]: trains and exports each family on DATA into
+# build/parity/ (only those whose data, training code or pinned packages
+# changed since), starts a Go replica behind nginx on free loopback ports
+# (PARITY_PORT= and PARITY_REPLICA_PORT= to choose them), sends every held-out
+# row through it, and writes reports/parity.{md,json}. Exits 1 if a family
+# misses its bound.
+PARITY        := build/parity
+FAMILIES      := linear ridge random_forest hist_gradient_boosting gradient_boosting $(CLASSIFIERS)
+PARITY_PORT         ?= 0
+PARITY_REPLICA_PORT ?= 0
+
+parity: build nginx $(FAMILIES:%=$(PARITY)/stamps/%)
+	$(PY) -m train parity --data $(DATA) --models $(PARITY)/models --out reports \
+		--port $(PARITY_PORT) --replica-port $(PARITY_REPLICA_PORT)
+
+# A family is retrained when the data, the training code or the pinned
+# packages are newer than its stamp, or DATA names other files.
+$(PARITY)/stamps/%: $(PARITY)/data-files $(DATA) $(filter-out train/parity.py,$(wildcard train/*.py)) requirements.txt | $(VENV)/.installed
+	rm -rf $(PARITY)/models/$* $(PARITY)/build/$*
+	$(PY) -m train fit --data $(DATA) --model $* --name $* --build $(PARITY)/build
+	$(PY) -m train export --name $* --build $(PARITY)/build --models $(PARITY)/models
+	@mkdir -p $(@D) && touch $@
+
+$(PARITY)/data-files: FORCE
+	@mkdir -p $(@D); echo '$(DATA)' | cmp -s - $@ || echo '$(DATA)' > $@
+
+FORCE:
 
 # --- Tests ----------------------------------------------------------------
 
