@@ -7,6 +7,8 @@
 #   make train export [DATA="a.parquet b.parquet"] [MODEL=linear] [NAME=trip_duration]
 #   make parity        every model family through the real server, checked against sklearn
 #   make up [PORT=8080] [REPLICAS=2]      make down      make predict
+#   make rollout   restart the replicas one at a time, no request lost
+#   make chaos     faults under load through nginx; writes reports/chaos.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
 
 PYTHON   ?= python3
@@ -31,7 +33,7 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test parity FORCE setup venv build nginx wrk bench bench-model data train export up down status predict test-go test-python testdata compose-cli clean distclean
+.PHONY: demo test parity FORCE setup venv build nginx wrk bench bench-model data train export up down status rollout predict test-go test-python testdata compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -76,6 +78,9 @@ down:
 
 status:
 	nginx/topology.sh status
+
+rollout: build
+	nginx/topology.sh rollout
 
 predict:
 	@echo 'POST http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict  (a 2.5-mile trip from zone 74 to 75, Tuesday 08:00)'

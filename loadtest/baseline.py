@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
@@ -63,6 +63,7 @@ class Served:
     task: str
     inputs: list[tuple[str, str]]  # (field, model.json type), in the model's order
     pipeline: object
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # model.json's [min, max] per input
 
     def input_names(self) -> str:
         return ", ".join(name for name, _ in self.inputs)
@@ -83,7 +84,8 @@ def load_latest(models_dir: str | Path) -> dict[str, Served]:
         pipeline_file = version_dir / meta.get("files", {}).get("sklearn", {}).get("path", "pipeline.joblib")
         served[meta["name"]] = Served(
             name=meta["name"], version=int(meta["version"]), task=meta.get("task", "regression"),
-            inputs=[(i["name"], i["type"]) for i in meta["inputs"]], pipeline=joblib.load(pipeline_file))
+            inputs=[(i["name"], i["type"]) for i in meta["inputs"]], pipeline=joblib.load(pipeline_file),
+            ranges={i["name"]: tuple(i["range"]) for i in meta["inputs"] if i.get("range")})
     if not served:
         raise FileNotFoundError(f"no model versions in {models_dir}: run `make train export` first")
     return served
@@ -163,7 +165,7 @@ def _row_error(model: Served, i: int, row) -> ClientError | None:
     for key, value in row.items():
         if key not in kinds:
             return ClientError(400, f"instances[{i}].{key}: unknown field (model {model.name} expects {model.input_names()})")
-        message = _value_error(f"instances[{i}].{key}", kinds[key], value)
+        message = _value_error(f"instances[{i}].{key}", kinds[key], value, model.ranges.get(key))
         if message:
             return ClientError(400, message)
     if isinstance(row, _Duplicated):
@@ -174,7 +176,23 @@ def _row_error(model: Served, i: int, row) -> ClientError | None:
     return None
 
 
-def _value_error(where: str, kind: str, value) -> str | None:
+def _value_error(where: str, kind: str, value, bounds: tuple[float, float] | None = None) -> str | None:
+    """Why one value cannot be a `kind` input (within bounds, if given), or None if it can."""
+    message = _type_error(where, kind, value)
+    if message is None and bounds is not None and not bounds[0] <= value <= bounds[1]:
+        # as the model sees it: float32 inputs are compared once rounded
+        seen = float(np.float32(value)) if kind == "tensor(float)" else value
+        if not bounds[0] <= seen <= bounds[1]:
+            return f"{where}: {value} is out of range: the model accepts {_g(bounds[0])} to {_g(bounds[1])}"
+    return message
+
+
+def _g(x: float) -> str:
+    """A bound as Go's %g writes it for everyday numbers: 0, 1000, 0.5."""
+    return repr(float(x)).removesuffix(".0")
+
+
+def _type_error(where: str, kind: str, value) -> str | None:
     """Why one value cannot be a `kind` input, or None if it can."""
     if value is None:
         return f"{where}: must not be null"
@@ -213,16 +231,18 @@ def _column(model: Served, rows: list[dict], name: str, kind: str) -> tuple[np.n
     values = [row[name] for row in rows]
     types = set(map(type, values))
     ok = {"tensor(string)": {str}, "tensor(bool)": {bool}}.get(kind, {int} if kind in INT_BITS else {int, float})
+    bounds = model.ranges.get(name)
     if types <= ok:
         try:
             with np.errstate(over="ignore"):
                 array = np.array(values, dtype=DTYPES[kind])
-            if kind not in FLOAT_BITS or np.isfinite(array).all():
+            if (kind not in FLOAT_BITS or np.isfinite(array).all()) and \
+                    (bounds is None or ((array >= bounds[0]) & (array <= bounds[1])).all()):
                 return array, None
         except OverflowError:
             pass
     for i, value in enumerate(values):  # slow path: name the first bad value
-        message = _value_error(f"instances[{i}].{name}", kind, value)
+        message = _value_error(f"instances[{i}].{name}", kind, value, bounds)
         if message:
             return None, (i, message)
     return np.array(values, dtype=np.float64).astype(DTYPES[kind]), None  # integral floats for an integer input

@@ -52,12 +52,13 @@ ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = ROOT / "loadtest" / "wrk.lua"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-# Dynamic batching settings of the replicas, by name (server flags as SKL2GO_* variables).
+# Dynamic batching settings of the replicas, by name (server flags as SKL2GO_*
+# variables); "on" is the server's default.
 BATCHING = {
-    "on": {"SKL2GO_BATCH_DELAY": "200us", "SKL2GO_BATCH_MAX_ROWS": "256"},
-    "off": {"SKL2GO_BATCH_DELAY": "0"},
+    "on": {"SKL2GO_BATCH_MAX_ROWS": "64", "SKL2GO_BATCH_DELAY": "100us"},
+    "off": {"SKL2GO_BATCH_MAX_ROWS": "0"},
 }
-DEFAULT_BATCHING = "off"
+DEFAULT_BATCHING = "on"
 
 
 @dataclass
@@ -75,12 +76,13 @@ class Settings:
     # well within what the baseline sustains on 2 shared cores.
     fixed_rate: dict[int, float] = field(default_factory=lambda: {1: 100.0, 100: 40.0, 1000: 10.0})
     in_process_seconds: float = 3.0
-    batching_rows: list[int] = field(default_factory=list)  # compare batching on/off at these
+    batching_rows: list[int] = field(default_factory=lambda: [1, 100])  # compare batching on/off at these
 
     @classmethod
     def quick(cls) -> Settings:
         """Under 2 minutes: the smallest and largest requests, short runs."""
-        return cls(rows=[1, 1000], duration=2, fixed_duration=2, wrk_duration=2, in_process_seconds=1.0)
+        return cls(rows=[1, 1000], duration=2, fixed_duration=2, wrk_duration=2, in_process_seconds=1.0,
+                   batching_rows=[1])
 
 
 # --- processes ----------------------------------------------------------------

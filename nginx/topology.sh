@@ -3,7 +3,15 @@
 # loopback, with pid and log files under $STATE so that `down` stops exactly
 # the processes `up` started.
 #
-# Usage: nginx/topology.sh up|down|status
+# Usage: nginx/topology.sh up|down|status|rollout|start-replica N
+#   rollout          restart the replicas one at a time, with no request lost:
+#                    check the repository first (the new processes must start),
+#                    then for each replica: SIGTERM (it stops being ready and
+#                    stops accepting connections; nginx sends the next requests
+#                    to the others; in-flight requests finish), start it again,
+#                    wait until it is ready and nginx uses it again.
+#   start-replica N  start replica N (1-based) if it is not running, wait until ready.
+# rollout and start-replica reuse the settings `up` saved in $STATE/topology.env.
 # Settings (environment):
 #   PORT=8080        nginx listens on 127.0.0.1:$PORT
 #   REPLICAS=2       number of Go replicas
@@ -11,8 +19,13 @@
 #   MODELS=models    model repository
 #   STATE=run        pid files, logs, nginx.conf and nginx temp files
 #   SERVER=serve-go/bin/skl2go-server
-#   SKL2GO_ORT_LIB   libonnxruntime.so to use (default: the server finds the .venv's)
-#   SKL2GO_*         any other server flag, e.g. SKL2GO_LOG_LEVEL=warn
+#   SKL2GO_*         server settings (flags), passed to every replica, e.g.
+#                    SKL2GO_POLL_INTERVAL=1s, SKL2GO_VERSIONS_KEPT=2, SKL2GO_ORT_LIB
+#                    (libonnxruntime.so; default: the server finds the .venv's)
+#   RATE_LIMIT       nginx rate limit per client address, e.g. 100r/s (off by default)
+#   RATE_BURST       requests above the rate accepted at once (default: the rate per second)
+#   CLIENT_TIMEOUT   nginx client header/body/send timeout (default 10s)
+#   FAIL_TIMEOUT     seconds nginx rests a replica after 3 failed attempts (default 5)
 #   BENCH_LISTEN     (make bench) also let nginx answer by itself on this address:port
 set -euo pipefail
 
@@ -23,6 +36,10 @@ MODELS=${MODELS:-models}
 STATE=${STATE:-run}
 SERVER=${SERVER:-serve-go/bin/skl2go-server}
 READY_TIMEOUT=${READY_TIMEOUT:-90}
+# nginx rests a replica for FAIL_TIMEOUT seconds after 3 failed attempts
+# (render.sh writes it into the upstream block).
+FAIL_TIMEOUT=${FAIL_TIMEOUT:-5}
+export FAIL_TIMEOUT
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 say() { echo "[topology] $*"; }
@@ -38,6 +55,14 @@ pid_alive() {
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2"
 }
 
+# running PID: the process exists and has not exited (an exited process
+# stays a zombie until its parent, here init, reaps it: kill -0 still works).
+running() {
+    local state
+    state=$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
 # stop PIDFILE NAME SIGNAL: signal the process, wait up to 30 s, then kill it.
 stop() {
     local pidfile=$1 name=$2 signal=$3 pid
@@ -45,10 +70,10 @@ stop() {
         pid=$(cat "$pidfile")
         kill "-$signal" "$pid" 2>/dev/null || true
         for _ in $(seq 300); do
-            kill -0 "$pid" 2>/dev/null || break
+            running "$pid" || break
             sleep 0.1
         done
-        if kill -0 "$pid" 2>/dev/null; then
+        if running "$pid"; then
             say "$name (pid $pid) did not stop in 30 s; killing it"
             kill -KILL "$pid" 2>/dev/null || true
         fi
@@ -84,6 +109,8 @@ up() {
     down
     mkdir -p "$STATE/logs" "$STATE/nginx"
     STATE=$(cd "$STATE" && pwd)
+    MODELS=$(cd "$MODELS" && pwd)
+    SERVER=$(cd "$(dirname "$SERVER")" && pwd)/$(basename "$SERVER")
 
     local replicas=() port
     for ((i = 0; i < REPLICAS; i++)); do
@@ -96,11 +123,15 @@ up() {
         port_in_use "${BENCH_LISTEN##*:}" && fail "port ${BENCH_LISTEN##*:} (BENCH_LISTEN) is already in use"
     fi
 
-    for ((i = 0; i < REPLICAS; i++)); do
-        # setsid: the replicas outlive the shell that started them.
-        setsid "$SERVER" --models "$MODELS" --addr "${replicas[i]}" \
-            >"$STATE/logs/replica-$((i + 1)).log" 2>&1 </dev/null &
-        echo $! >"$STATE/replica-$((i + 1)).pid"
+    # What rollout and start-replica need to start the same processes again.
+    {
+        declare -p PORT REPLICAS BASE_PORT MODELS SERVER FAIL_TIMEOUT | sed 's/^declare -[-a-z]* /export /'
+        export -p | grep '^declare -x SKL2GO_' | sed 's/^declare -x /export /' || true
+    } >"$STATE/topology.env"
+
+    for ((i = 1; i <= REPLICAS; i++)); do
+        : >"$STATE/logs/replica-$i.log"
+        start_replica "$i"
     done
 
     "$HERE/render.sh" "127.0.0.1:$PORT" "$STATE" "${replicas[@]}" >"$STATE/nginx.conf"
@@ -108,20 +139,94 @@ up() {
     nginx -p "$STATE/" -c "$STATE/nginx.conf" || { down; fail "nginx did not start; see $STATE/logs/nginx-error.log"; }
 
     local deadline=$((SECONDS + READY_TIMEOUT))
-    for ((i = 0; i < REPLICAS; i++)); do
-        until curl -fsS -o /dev/null "http://${replicas[i]}/readyz" 2>/dev/null; do
-            if ! pid_alive "$STATE/replica-$((i + 1)).pid" skl2go-server; then
-                show_logs; down; fail "replica $((i + 1)) (${replicas[i]}) exited during start-up"
-            fi
-            ((SECONDS < deadline)) || { show_logs; down; fail "replica ${replicas[i]} not ready after ${READY_TIMEOUT}s"; }
-            sleep 0.2
-        done
+    for ((i = 1; i <= REPLICAS; i++)); do
+        wait_ready "$i" || { show_logs; down; exit 1; }
     done
     until curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null; do
         ((SECONDS < deadline)) || { show_logs; down; fail "nginx on 127.0.0.1:$PORT not ready after ${READY_TIMEOUT}s"; }
         sleep 0.2
     done
     say "ready: nginx on http://127.0.0.1:$PORT -> $REPLICAS replica(s) ${replicas[*]}; logs in $STATE/logs"
+}
+
+replica_addr() { echo "127.0.0.1:$((BASE_PORT + $1 - 1))"; }
+
+# start_replica N: start replica N in the background (its log is appended to).
+start_replica() {
+    # setsid: the replicas outlive the shell that started them.
+    setsid "$SERVER" --models "$MODELS" --addr "$(replica_addr "$1")" \
+        >>"$STATE/logs/replica-$1.log" 2>&1 </dev/null &
+    echo $! >"$STATE/replica-$1.pid"
+}
+
+# wait_ready N: wait until replica N answers /readyz (fails if it exits or
+# takes longer than READY_TIMEOUT).
+wait_ready() {
+    local addr deadline=$((SECONDS + READY_TIMEOUT))
+    addr=$(replica_addr "$1")
+    until curl -fsS -o /dev/null "http://$addr/readyz" 2>/dev/null; do
+        pid_alive "$STATE/replica-$1.pid" skl2go-server || { echo "[topology] error: replica $1 ($addr) exited during start-up" >&2; return 1; }
+        ((SECONDS < deadline)) || { echo "[topology] error: replica $1 ($addr) not ready after ${READY_TIMEOUT}s" >&2; return 1; }
+        sleep 0.1
+    done
+}
+
+# predictions N: inference requests replica N has answered (v1 and v2).
+predictions() {
+    curl -fsS "http://$(replica_addr "$1")/metrics" 2>/dev/null |
+        awk '/^skl2go_inference_request_success_total/ { n += $NF } END { print n + 0 }'
+}
+
+# wait_in_rotation N: nginx counts the refused connections of a restart as
+# failures and rests the replica for FAIL_TIMEOUT. Stopping the next replica
+# meanwhile could leave nginx with none, so wait until nginx sends replica N
+# requests again, or FAIL_TIMEOUT + 1 s has passed (no traffic to see).
+wait_in_rotation() {
+    local before deadline=$((SECONDS + FAIL_TIMEOUT + 1))
+    before=$(predictions "$1")
+    while ((SECONDS < deadline)); do
+        (($(predictions "$1") > before)) && return 0
+        sleep 0.2
+    done
+}
+
+load_settings() {
+    [[ -f $STATE/topology.env ]] || fail "nothing started from $STATE: run 'make up' first"
+    # shellcheck disable=SC1091
+    source "$STATE/topology.env"
+}
+
+start_one() {
+    load_settings
+    local n=$1
+    [[ $n =~ ^[1-9][0-9]*$ ]] && ((n <= REPLICAS)) || fail "replica must be 1..$REPLICAS, got '$n'"
+    if pid_alive "$STATE/replica-$n.pid" skl2go-server; then
+        say "replica $n already running (pid $(cat "$STATE/replica-$n.pid"))"
+    else
+        start_replica "$n"
+    fi
+    wait_ready "$n" || fail "replica $n did not start; see $STATE/logs/replica-$n.log"
+    say "replica $n ready on $(replica_addr "$n") (pid $(cat "$STATE/replica-$n.pid"))"
+}
+
+rollout() {
+    load_settings
+    STATE=$(cd "$STATE" && pwd)
+    pid_alive "$STATE/nginx.pid" nginx || fail "nginx is not running from $STATE: run 'make up' first"
+    # A replica that cannot start again would be lost: check the repository
+    # with the very binary and settings first, and touch nothing if it fails.
+    say "checking the model repository $MODELS"
+    "$SERVER" --check --models "$MODELS" --log-level warn || fail "the model repository does not load; no replica restarted"
+    local old
+    for ((i = 1; i <= REPLICAS; i++)); do
+        old=$(cat "$STATE/replica-$i.pid" 2>/dev/null || echo "?")
+        stop "$STATE/replica-$i.pid" skl2go-server TERM
+        start_replica "$i"
+        wait_ready "$i" || fail "replica $i did not come back; see $STATE/logs/replica-$i.log (rollout stopped)"
+        wait_in_rotation "$i"
+        say "replica $i restarted (pid $old -> $(cat "$STATE/replica-$i.pid"))"
+    done
+    say "rollout done: $REPLICAS replica(s) restarted one at a time"
 }
 
 status() {
@@ -138,5 +243,7 @@ case ${1:-} in
     up) up ;;
     down) down ;;
     status) status ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    rollout) rollout ;;
+    start-replica) start_one "${2:-}" ;;
+    *) echo "usage: $0 up|down|status|rollout|start-replica N" >&2; exit 2 ;;
 esac

@@ -10,8 +10,10 @@ const (
 	EINVALID     = "invalid"                // bad request data
 	ENOTFOUND    = "not_found"              // no such model or version
 	ETOOLARGE    = "too_large"              // body or batch over the limit
+	ETIMEOUT     = "timeout"                // the client was too slow sending its request
 	EUNSUPPORTED = "unsupported_media_type" // not JSON
 	EUNAVAILABLE = "unavailable"            // shutting down, not ready
+	EOVERLOADED  = "overloaded"             // too much work already: retry later
 	EINTERNAL    = "internal"               // anything else: a bug or a runtime failure
 )
 

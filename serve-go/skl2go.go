@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -237,6 +238,69 @@ type Values struct {
 	Bool    []bool
 }
 
+// MakeValues returns n zero elements of type t.
+func MakeValues(t DataType, n int) Values {
+	var v Values
+	v.Grow(t, n)
+	return v.Slice(t, 0, n) // within the capacity Grow made
+}
+
+// Grow makes room for n more elements of type t without reallocating.
+func (v *Values) Grow(t DataType, n int) {
+	switch t {
+	case Float32:
+		v.Float32 = slices.Grow(v.Float32, n)
+	case Float64:
+		v.Float64 = slices.Grow(v.Float64, n)
+	case Int64:
+		v.Int64 = slices.Grow(v.Int64, n)
+	case Int32:
+		v.Int32 = slices.Grow(v.Int32, n)
+	case String:
+		v.String = slices.Grow(v.String, n)
+	case Bool:
+		v.Bool = slices.Grow(v.Bool, n)
+	}
+}
+
+// Append appends src's elements of type t.
+func (v *Values) Append(t DataType, src *Values) {
+	switch t {
+	case Float32:
+		v.Float32 = append(v.Float32, src.Float32...)
+	case Float64:
+		v.Float64 = append(v.Float64, src.Float64...)
+	case Int64:
+		v.Int64 = append(v.Int64, src.Int64...)
+	case Int32:
+		v.Int32 = append(v.Int32, src.Int32...)
+	case String:
+		v.String = append(v.String, src.String...)
+	case Bool:
+		v.Bool = append(v.Bool, src.Bool...)
+	}
+}
+
+// Slice returns elements [start, end) of type t, sharing v's memory; the
+// capacity is capped so that appending to the slice cannot overwrite v.
+func (v *Values) Slice(t DataType, start, end int) Values {
+	switch t {
+	case Float32:
+		return Values{Float32: v.Float32[start:end:end]}
+	case Float64:
+		return Values{Float64: v.Float64[start:end:end]}
+	case Int64:
+		return Values{Int64: v.Int64[start:end:end]}
+	case Int32:
+		return Values{Int32: v.Int32[start:end:end]}
+	case String:
+		return Values{String: v.String[start:end:end]}
+	case Bool:
+		return Values{Bool: v.Bool[start:end:end]}
+	}
+	return Values{}
+}
+
 // Column holds one input's values for every row of a batch. Range, when
 // set, is the [min, max] of its input's TensorSpec: decoding refuses values
 // outside it.
@@ -304,6 +368,13 @@ type Model interface {
 	Close() error
 }
 
+// ExecutionCounter is implemented by models that count their executions
+// (runs of the runtime). With dynamic batching one execution serves several
+// Predict calls, so only the model can count them.
+type ExecutionCounter interface {
+	Executions() uint64
+}
+
 // ModelSummary lists the versions of one model a store serves.
 type ModelSummary struct {
 	Name     string `json:"name"`
@@ -311,13 +382,19 @@ type ModelSummary struct {
 	Latest   int    `json:"latest"`
 }
 
-// ModelStore finds the models being served.
+// ModelStore finds the models being served. Versions may be swapped while
+// requests run: a request acquires the version it uses and releases it when
+// done, and a version is closed only after its last release.
 type ModelStore interface {
-	// Model returns the given version of a model, or its latest version when
-	// version is 0. The error has code ENOTFOUND when there is none.
-	Model(name string, version int) (Model, error)
+	// Acquire returns the given version of a model, or its latest version
+	// when version is 0, with the function to call (once) when done with
+	// it. The error has code ENOTFOUND when there is none.
+	Acquire(name string, version int) (m Model, release func(), err error)
 	// Models lists every model served, sorted by name.
 	Models() []ModelSummary
+	// LoadFailures counts, by model name, the versions that failed to load
+	// or to validate since start-up (and were refused).
+	LoadFailures() map[string]int
 }
 
 // WithinTolerance reports whether got is close enough to sklearn's want: the

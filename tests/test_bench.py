@@ -126,7 +126,12 @@ def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, tm
     assert fixed and all(r["offered_rps"] == 100 for r in fixed)
     assert all(r["versions"] == {"1": r["requests"]} for r in result["runs"] if r.get("versions") and r["target"].startswith(("go_", "sklearn")))
 
+    batching = {(r["target"], r["loadgen"], r["batching"]) for r in result["batching"]}
+    assert batching == {(t, g, b) for t in ("go_direct", "go_nginx") for g in ("locust", "wrk") for b in ("on", "off")}
+    assert all(r["failures"] == 0 for r in result["batching"])
+
     assert (out / "bench.md").read_text().startswith("# skl2go benchmark")
+    assert "## Dynamic batching, on vs off" in (out / "bench.md").read_text()
     assert (out / "bench.png").stat().st_size > 10_000
     assert (out / "locust" / "go_nginx-rows1.html").stat().st_size > 0
     assert (out / "locust" / "go_nginx-rows1_stats.csv").read_text().count("predict rows=1") == 1

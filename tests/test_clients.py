@@ -1,10 +1,16 @@
 """Standard Open Inference Protocol clients against the real topology, through
 nginx: Triton's own Python client (tritonclient.http) with its defaults
 (binary tensor data) and with JSON, and plain `requests`. Answers are
-compared with sklearn's `predict` on held-out rows.
+compared with sklearn's `predict` (and `predict_proba` for the classifier)
+on held-out rows, within train.agreement's bounds.
 """
 
 from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
 
 import joblib
 import numpy as np
@@ -15,9 +21,11 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
-from train import data, export
+from conftest import MODELS, ROOT
+from train import agreement, data
 
 REGRESSORS = ["trip_duration", "trip_duration_hgb"]
+CLASSIFIER = "tip_given"
 BATCH = 500
 
 
@@ -29,7 +37,8 @@ def client(topology):
 
 def held_out(repository, name: str) -> tuple[pd.DataFrame, object]:
     """The model's held-out rows (features only) and its fitted sklearn pipeline."""
-    rows = pd.read_parquet(repository.build / name / "validation.parquet").drop(columns=[data.TARGET])
+    rows = pd.read_parquet(repository.build / name / "validation.parquet")
+    rows = rows.drop(columns=[target for target in data.TARGETS.values() if target in rows])
     return rows, joblib.load(repository.models / name / "1" / "pipeline.joblib")
 
 
@@ -48,7 +57,7 @@ def infer_inputs(metadata: dict, rows: pd.DataFrame, binary: bool) -> list[trito
 def test_health_through_nginx(client):
     assert client.is_server_live()
     assert client.is_server_ready()
-    for name in REGRESSORS:
+    for name in MODELS:
         assert client.is_model_ready(name)
         assert client.is_model_ready(name, "1")
     assert not client.is_model_ready("trip_duration", "2")
@@ -62,7 +71,7 @@ def test_server_metadata(client):
     assert "binary_tensor_data" in meta["extensions"]
 
 
-@pytest.mark.parametrize("name", REGRESSORS)
+@pytest.mark.parametrize("name", list(MODELS))
 def test_model_metadata_is_the_onnx_graph(client, repository, name):
     graph = onnx.load(repository.models / name / "1" / "model.onnx").graph
 
@@ -78,31 +87,54 @@ def test_model_metadata_is_the_onnx_graph(client, repository, name):
                         "inputs": described(graph.input), "outputs": described(graph.output)}
 
 
-@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
-@pytest.mark.parametrize("name", REGRESSORS)
-def test_tritonclient_inference_matches_sklearn(client, repository, name, binary, capsys):
-    rows, sklearn = held_out(repository, name)
-    want = sklearn.predict(rows)
+def infer_held_out(client, name: str, rows: pd.DataFrame, outputs: list[str], binary: bool) -> list[np.ndarray]:
+    """Send rows in batches with tritonclient; return each requested output for all rows."""
     metadata = client.get_model_metadata(name)
-    got = []
+    got: list[list[np.ndarray]] = [[] for _ in outputs]
     for start in range(0, len(rows), BATCH):
         batch = rows.iloc[start:start + BATCH]
         result = client.infer(name, infer_inputs(metadata, batch, binary), request_id=f"rows-{start}",
-                              outputs=[triton.InferRequestedOutput("variable", binary_data=binary)])
+                              outputs=[triton.InferRequestedOutput(output, binary_data=binary) for output in outputs])
         answer = result.get_response()
         assert (answer["model_name"], answer["model_version"], answer["id"]) == (name, "1", f"rows-{start}")
-        assert ("parameters" in answer["outputs"][0]) == binary  # binary_data_size, or JSON data
-        prediction = result.as_numpy("variable")
-        assert prediction.dtype == np.float32 and prediction.shape == (len(batch), 1)
-        got.append(prediction.ravel())
-    got = np.concatenate(got).astype(np.float64)
-    abs_err = np.abs(got - want)
-    rel_err = abs_err / np.maximum(np.abs(want), 1.0)
+        assert [o["name"] for o in answer["outputs"]] == outputs
+        assert all(("parameters" in o) == binary for o in answer["outputs"])  # binary_data_size, or JSON data
+        for i, output in enumerate(outputs):
+            values = result.as_numpy(output)
+            assert len(values) == len(batch)
+            got[i].append(values)
+    return [np.concatenate(parts) for parts in got]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+@pytest.mark.parametrize("name", REGRESSORS)
+def test_tritonclient_regression_matches_sklearn(client, repository, name, binary, capsys):
+    rows, sklearn = held_out(repository, name)
+    (prediction,) = infer_held_out(client, name, rows, ["variable"], binary)
+    assert prediction.dtype == np.float32 and prediction.shape == (len(rows), 1)
+    result = agreement.regression(prediction, sklearn.predict(rows))
     with capsys.disabled():
-        print(f"\ntritonclient ({'binary' if binary else 'JSON'}) {name}: {len(got):,} held-out rows through nginx: "
-              f"max abs difference {abs_err.max():.3g} min, max relative difference {rel_err.max():.3g}")
-    assert len(got) == len(rows)
-    assert rel_err.max() <= export.RTOL
+        print(f"\ntritonclient ({'binary' if binary else 'JSON'}) {name}: {result.rows:,} held-out rows through nginx: "
+              f"max abs difference {result.max_abs_error:.3g} min, max relative difference {result.max_rel_error:.3g}")
+    assert result.rows == len(rows)
+    assert result.within_bound
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_tritonclient_classifier_matches_sklearn(client, repository, binary, capsys):
+    rows, sklearn = held_out(repository, CLASSIFIER)
+    outputs = {o["name"]: o for o in client.get_model_metadata(CLASSIFIER)["outputs"]}
+    assert outputs["label"]["datatype"] == "INT64" and outputs["probabilities"]["datatype"] == "FP32"
+    labels, probabilities = infer_held_out(client, CLASSIFIER, rows, ["label", "probabilities"], binary)
+    assert labels.dtype == np.int64 and labels.shape == (len(rows),)
+    assert probabilities.dtype == np.float32 and probabilities.shape == (len(rows), len(sklearn.classes_))
+    result = agreement.classification(labels, probabilities, sklearn.predict(rows), sklearn.predict_proba(rows))
+    with capsys.disabled():
+        print(f"\ntritonclient ({'binary' if binary else 'JSON'}) {CLASSIFIER}: {result.rows:,} held-out rows through nginx: "
+              f"labels {result.label_agreement:.2%} identical, max probability difference {result.max_proba_abs_error:.3g}")
+    assert result.rows == len(rows)
+    assert result.within_bound
+    assert set(np.unique(labels)) == set(sklearn.classes_)  # both answers occur
 
 
 def test_tritonclient_defaults_return_every_output_as_binary(client, repository):
@@ -111,7 +143,7 @@ def test_tritonclient_defaults_return_every_output_as_binary(client, repository)
     result = client.infer("trip_duration", infer_inputs(client.get_model_metadata("trip_duration"), rows, True))
     output = result.get_output("variable")
     assert output["parameters"]["binary_data_size"] == 3 * 4
-    np.testing.assert_allclose(result.as_numpy("variable").ravel(), sklearn.predict(rows), rtol=export.RTOL)
+    assert agreement.regression(result.as_numpy("variable"), sklearn.predict(rows)).within_bound
 
 
 @pytest.mark.parametrize(
@@ -162,4 +194,31 @@ def test_requests_json_inference(topology, repository):
     assert answer.headers["Content-Type"] == "application/json"
     output = answer.json()["outputs"][0]
     assert (output["name"], output["datatype"], output["shape"]) == ("variable", "FP32", [len(rows), 1])
-    np.testing.assert_allclose(output["data"], sklearn.predict(rows), rtol=export.RTOL, atol=export.RTOL)
+    assert agreement.regression(output["data"], sklearn.predict(rows)).within_bound
+
+
+def readme_examples() -> list:
+    """The curl and Python examples in the README's section on existing
+    clients, as (language, code) parameters named after their client."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Using skl2go from existing clients", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(sh|python)\n(.*?)```", section, flags=re.S)
+    client = lambda code: "curl" if code.startswith("curl ") else "tritonclient" if "tritonclient" in code else "requests"
+    return [pytest.param(lang, code, id=client(code)) for lang, code in blocks if lang == "python" or code.startswith("curl ")]
+
+
+@pytest.mark.parametrize("lang, code", readme_examples())
+def test_readme_examples_run_and_agree_with_sklearn(topology, repository, lang, code):
+    code = code.replace("127.0.0.1:8080", topology.url.removeprefix("http://"))
+    command = ["bash", "-c", code] if lang == "sh" else [sys.executable, "-c", code]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    if lang == "sh":
+        got = json.loads(run.stdout)["outputs"][0]["data"]
+    else:
+        got = [float(v) for v in re.findall(r"-?\d+\.\d+(?:e[-+]?\d+)?", run.stdout)]
+    rows, sklearn = held_out(repository, "trip_duration")
+    trips = pd.DataFrame({"PULocationID": [74, 99], "DOLocationID": [75, 99], "trip_distance": [2.5, 1.08],
+                          "pickup_hour": [8, 17], "pickup_weekday": [1, 0]}).astype(rows.dtypes.to_dict())
+    assert len(got) == 2, run.stdout
+    assert agreement.regression(got, sklearn.predict(trips)).within_bound, (got, sklearn.predict(trips))

@@ -31,6 +31,8 @@ def test_services_trainer_replicas_and_nginx(compose):
     assert server["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
     assert "models:/models:ro" in server["volumes"]
     assert server["deploy"]["replicas"] == "${REPLICAS:-2}"
+    assert "ports" not in server, "replicas must not be published on the host: nginx is the only way in"
+    assert server["read_only"] is True
     assert "models:/models" in services["trainer"]["volumes"]
     nginx = services["nginx"]
     assert "./nginx:/etc/skl2go:ro" in nginx["volumes"]
@@ -45,6 +47,7 @@ def test_server_image_is_non_root_and_uses_the_pinned_runtime():
     pins = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("onnxruntime==")]
     assert len(pins) == 1
     assert "SKL2GO_ADDR=0.0.0.0:9000" in dockerfile  # matches nginx's server:9000
+    assert "SKL2GO_ALLOW_NON_LOOPBACK=true" in dockerfile  # the server refuses 0.0.0.0 otherwise
 
 
 def compose_cli() -> list[str] | None:

@@ -100,6 +100,21 @@ def test_fit_refuses_an_unknown_family(trips_file, tmp_path):
         fit.fit([str(trips_file)], "xgboost", "x", tmp_path)
 
 
+def test_a_publish_that_fails_halfway_leaves_no_version_behind(repository, tmp_path, monkeypatch):
+    """A server polling the repository must never see half a version: the
+    files go into a hidden directory that is renamed only when complete."""
+    models = tmp_path / "models"
+    seen_during_write = []
+
+    def copy_then_fail(src, dst, *args, **kwargs):
+        seen_during_write.extend(p.name for p in (models / "trip_duration").iterdir())
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export.shutil, "copyfile", copy_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        export.export("trip_duration", repository.build, models)
+    assert len(seen_during_write) == 1 and seen_during_write[0].startswith(".incoming-")  # hidden while written
+    assert list((models / "trip_duration").iterdir()) == []  # and gone after the failure
 def test_a_classifier_publishes_labels_and_probabilities(repository):
     version = repository.models / "tip_given" / "1"
     meta = json.loads((version / "model.json").read_text())

@@ -97,6 +97,8 @@ BAD_BODIES = [
     ('{"instances": [{%s}]}' % OK_ROW.replace("74", "9223372036854775808"), "same"),
     ('{"instances": [{%s}]}' % OK_ROW.replace("2.5", "1e39"), "field"),  # 1e39 vs 1e+39
     ('{"instances": [{%s}]}' % OK_ROW.replace(', "pickup_hour": 8', ""), "same"),
+    ('{"instances": [{%s}]}' % OK_ROW.replace("2.5", "1000.5"), "same"),  # outside model.json's range
+    ('{"instances": [{%s}, {%s}]}' % (OK_ROW, OK_ROW.replace("2.5", "-3")), "same"),
     ('{"instances": [{%s}, 1]}' % OK_ROW, "same"),
     ('{"instances": [{%s}, {%s}, {"DOLocationID": "x"}]}' % (OK_ROW, OK_ROW), "same"),
     ('{"instances": {}}', "same"),

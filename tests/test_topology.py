@@ -8,8 +8,6 @@ import json
 import os
 import shutil
 import signal
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import joblib
@@ -17,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPLICAS, listening, make, running_topology, topology_env
+from chaos.topology import listening, request, start
+from conftest import REPLICAS, running_topology
 from train import agreement, data, export
 
 
@@ -26,20 +25,6 @@ def own_topology(repository, tmp_path_factory):
     """A topology of this module's own, for the tests that break it."""
     with running_topology(repository.models, tmp_path_factory.mktemp("run")) as topology:
         yield topology
-
-
-def request(method: str, url: str, body: bytes | None = None, content_type: str = "application/json"):
-    """Send one request; return (status, parsed JSON body or text)."""
-    req = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        req.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            status, raw = resp.status, resp.read()
-            ctype = resp.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as err:
-        status, raw, ctype = err.code, err.read(), err.headers.get("Content-Type", "")
-    return status, (json.loads(raw) if "json" in ctype else raw.decode())
 
 
 def predict(url: str, name: str, rows: pd.DataFrame) -> tuple[int, dict]:
@@ -151,7 +136,7 @@ def test_down_stops_exactly_what_up_started(own_topology):
     topology = own_topology
     pids = [int(p.read_text()) for p in topology.state.glob("*.pid")]
     assert len(pids) == REPLICAS + 1  # the replicas and nginx's master
-    done = make("down", topology.env)
+    done = topology.down()
     assert done.returncode == 0, done.stderr
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
@@ -166,8 +151,6 @@ def test_up_refuses_a_model_repository_that_disagrees_with_its_graph(repository,
     meta = json.loads(meta_file.read_text())
     meta["inputs"][2]["type"] = "tensor(double)"  # the graph says tensor(float)
     meta_file.write_text(json.dumps(meta))
-    env = topology_env(models, tmp_path / "run")
-    started = make("up", env)
-    make("down", env)
-    assert started.returncode != 0
-    assert "trip_distance" in started.stderr and "tensor(double)" in started.stderr
+    with pytest.raises(RuntimeError, match="make up failed") as refused:
+        start(models, tmp_path / "run")
+    assert "trip_distance" in str(refused.value) and "tensor(double)" in str(refused.value)

@@ -27,7 +27,7 @@ import onnxruntime as ort
 import pandas as pd
 from skl2onnx import to_onnx
 
-from . import agreement
+from . import agreement, graph
 from .data import CLASSIFICATION
 from .fit import PIPELINE_FILE, TRAINING_FILE, VALIDATION_FILE, log
 
@@ -130,10 +130,12 @@ def export(name: str, build_dir: Path, models_dir: Path) -> Path:
     validation = pd.read_parquet(src / VALIDATION_FILE)
     X_val = validation.drop(columns=[training["target"]["name"]])
 
-    onnx_model = convert(model, X_val)
+    onnx_model, rewrites = graph.simplify(convert(model, X_val))
     onnx_bytes = onnx_model.SerializeToString()
     opsets = ", ".join(f"{o.domain or 'ai.onnx'}={o.version}" for o in onnx_model.opset_import)
     log("convert", f"{training['family']} -> ONNX, {len(onnx_bytes) / 1e6:.2f} MB, opsets {opsets}")
+    if rewrites:
+        log("simplify", f"{len(rewrites)} contiguous Gather(s) -> Slice (same results, faster in ONNX Runtime)")
     if task == CLASSIFICATION:
         outputs = [(o.name, ONNX_TYPES.get(o.type.tensor_type.elem_type, o.type.WhichOneof("value")))
                    for o in onnx_model.graph.output]

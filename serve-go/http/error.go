@@ -12,8 +12,10 @@ var codes = map[string]int{
 	skl2go.EINVALID:     http.StatusBadRequest,
 	skl2go.ENOTFOUND:    http.StatusNotFound,
 	skl2go.ETOOLARGE:    http.StatusRequestEntityTooLarge,
+	skl2go.ETIMEOUT:     http.StatusRequestTimeout,
 	skl2go.EUNSUPPORTED: http.StatusUnsupportedMediaType,
 	skl2go.EUNAVAILABLE: http.StatusServiceUnavailable,
+	skl2go.EOVERLOADED:  http.StatusServiceUnavailable,
 	skl2go.EINTERNAL:    http.StatusInternalServerError,
 	eMETHOD:             http.StatusMethodNotAllowed,
 }
@@ -27,6 +29,7 @@ func errMethod(got, want string) error {
 
 // writeError answers with err's status and a JSON body {"error": message};
 // internal errors are logged with their detail and shown as "internal error".
+// A 503 (overloaded, or shutting down) tells the client when to retry.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := skl2go.ErrorCode(err)
 	if code == skl2go.EINTERNAL {
@@ -35,6 +38,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, ok := codes[code]
 	if !ok {
 		status = http.StatusInternalServerError
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, map[string]string{"error": skl2go.ErrorMessage(err)})
 }

@@ -24,11 +24,14 @@ type inference struct {
 // metrics. It is the one path both protocols take to a model.
 func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, name string, version int, protocol string,
 	serve func(http.ResponseWriter, *http.Request, skl2go.Model, *inference) error) {
-	model, err := s.store.Model(name, version)
+	// The version is held until the answer is written: a newer version may
+	// replace it meanwhile, but it is not closed before release.
+	model, release, err := s.store.Acquire(name, version)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	defer release()
 	inf := &inference{meta: model.Metadata(), protocol: protocol, start: time.Now()}
 	if err := serve(w, r, model, inf); err != nil {
 		s.writeError(w, r, err)

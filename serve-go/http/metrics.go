@@ -2,12 +2,15 @@ package http
 
 import (
 	"net/http"
+	"sort"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"skl2go"
 )
 
 // metrics are the server's Prometheus series, named after Triton's
@@ -23,7 +26,6 @@ type metrics struct {
 	requestSuccess  *prometheus.CounterVec
 	requestFailure  *prometheus.CounterVec
 	inferenceCount  *prometheus.CounterVec
-	execCount       *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
 	inputDuration   *prometheus.HistogramVec
 	inferDuration   *prometheus.HistogramVec
@@ -34,7 +36,7 @@ type metrics struct {
 // durationBuckets span 50µs to about 3s.
 var durationBuckets = prometheus.ExponentialBuckets(50e-6, 2.5, 13)
 
-func newMetrics(reg *prometheus.Registry) *metrics {
+func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore, limiter *skl2go.Limiter) *metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
@@ -47,14 +49,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			"model", "version", "protocol"),
 		requestFailure: counter("skl2go_inference_request_failure_total",
 			"Inference requests for a loaded model that failed, by model, version, protocol and reason "+
-				"(invalid, too_large, unsupported_media_type, unavailable, internal).",
+				"(invalid, too_large, timeout, unsupported_media_type, unavailable, overloaded, internal).",
 			"model", "version", "protocol", "reason"),
 		inferenceCount: counter("skl2go_inference_count_total",
 			"Inferences (rows) answered, by model, version and protocol.",
 			"model", "version", "protocol"),
-		execCount: counter("skl2go_inference_exec_count_total",
-			"Model executions (runs of ONNX Runtime, each on one batch of rows), by model and version.",
-			"model", "version"),
 		requestDuration: histogram("skl2go_inference_request_duration_seconds",
 			"Time to answer a successful inference request, from routing to the last byte written, by model, version and protocol.",
 			"model", "version", "protocol"),
@@ -71,9 +70,24 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			"HTTP requests by route and status code.",
 			"route", "code"),
 	}
-	reg.MustRegister(m.requestSuccess, m.requestFailure, m.inferenceCount, m.execCount,
-		m.requestDuration, m.inputDuration, m.inferDuration, m.outputDuration, m.httpRequests,
+	executions := executionCollector{store: store, desc: prometheus.NewDesc("skl2go_inference_exec_count_total",
+		"Model executions (runs of ONNX Runtime, each on one batch of rows), by model and version.",
+		[]string{"model", "version"}, nil)}
+	reg.MustRegister(m.requestSuccess, m.requestFailure, m.inferenceCount, executions,
+		m.requestDuration, m.inputDuration, m.inferDuration, m.outputDuration, m.httpRequests, newStoreCollector(store),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if limiter != nil {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "skl2go_predictions_running",
+				Help: "Predictions running now (at most --max-inflight).",
+			}, func() float64 { running, _ := limiter.Load(); return float64(running) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "skl2go_predictions_waiting",
+				Help: "Predictions waiting for a slot now (at most --max-queue; beyond, 503).",
+			}, func() float64 { _, waiting := limiter.Load(); return float64(waiting) }),
+		)
+	}
 	return m
 }
 
@@ -81,24 +95,130 @@ func (m *metrics) handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
+// storeCollector reports, at each scrape, which versions the store serves
+// and how many versions it refused: the signs of a model roll-out.
+type storeCollector struct {
+	store                    skl2go.ModelStore
+	latest, loaded, refusals *prometheus.Desc
+}
+
+func newStoreCollector(store skl2go.ModelStore) *storeCollector {
+	return &storeCollector{
+		store: store,
+		latest: prometheus.NewDesc("skl2go_model_latest_version",
+			"The version that answers requests without a pinned version, by model.", []string{"model"}, nil),
+		loaded: prometheus.NewDesc("skl2go_model_versions_loaded",
+			"Versions of the model loaded and addressable, by model.", []string{"model"}, nil),
+		refusals: prometheus.NewDesc("skl2go_model_load_failures_total",
+			"Versions that failed to load or to validate and were refused (the versions serving kept serving), by model.",
+			[]string{"model"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.latest
+	ch <- c.loaded
+	ch <- c.refusals
+}
+
+// Collect implements prometheus.Collector.
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	failures := c.store.LoadFailures()
+	names := make([]string, 0, len(failures))
+	for name := range failures {
+		names = append(names, name)
+	}
+	for _, m := range c.store.Models() {
+		ch <- prometheus.MustNewConstMetric(c.latest, prometheus.GaugeValue, float64(m.Latest), m.Name)
+		ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.GaugeValue, float64(len(m.Versions)), m.Name)
+		if _, ok := failures[m.Name]; !ok {
+			names = append(names, m.Name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ch <- prometheus.MustNewConstMetric(c.refusals, prometheus.CounterValue, float64(failures[name]), name)
+	}
+}
+
 // observeSuccess records a request answered at end.
 func (m *metrics) observeSuccess(inf *inference, end time.Time) {
 	model, version := inf.meta.Name, strconv.Itoa(inf.meta.Version)
 	m.requestSuccess.WithLabelValues(model, version, inf.protocol).Inc()
 	m.inferenceCount.WithLabelValues(model, version, inf.protocol).Add(float64(inf.rows))
-	m.execCount.WithLabelValues(model, version).Inc()
 	m.requestDuration.WithLabelValues(model, version, inf.protocol).Observe(end.Sub(inf.start).Seconds())
 	m.inputDuration.WithLabelValues(model, version).Observe(inf.decoded.Sub(inf.start).Seconds())
 	m.inferDuration.WithLabelValues(model, version).Observe(inf.computed.Sub(inf.decoded).Seconds())
 	m.outputDuration.WithLabelValues(model, version).Observe(end.Sub(inf.computed).Seconds())
 }
 
-// observeFailure records a request that failed with the given error code;
-// the model counts as executed if it ran.
+// observeFailure records a request that failed with the given error code.
 func (m *metrics) observeFailure(inf *inference, reason string) {
 	model, version := inf.meta.Name, strconv.Itoa(inf.meta.Version)
 	m.requestFailure.WithLabelValues(model, version, inf.protocol, reason).Inc()
-	if !inf.computed.IsZero() {
-		m.execCount.WithLabelValues(model, version).Inc()
+}
+
+// executionCollector reports how often each served model version ran, read
+// from the models when scraped: the model, not the request, knows it (a
+// dynamic batcher runs the rows of several requests at once).
+type executionCollector struct {
+	store skl2go.ModelStore
+	desc  *prometheus.Desc
+}
+
+func (c executionCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c executionCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, summary := range c.store.Models() {
+		for _, version := range summary.Versions {
+			model, release, err := c.store.Acquire(summary.Name, version)
+			if err != nil {
+				continue // unloaded since Models()
+			}
+			if counter, ok := model.(skl2go.ExecutionCounter); ok {
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(counter.Executions()),
+					summary.Name, strconv.Itoa(version))
+			}
+			release()
+		}
+	}
+}
+
+// BatchMetrics records what the dynamic batcher (package batching) does; it
+// implements batching.Observer. Per merged run: skl2go_batch_rows and
+// skl2go_batch_requests; per request: skl2go_batch_queue_duration_seconds,
+// the time from its arrival at the batcher to the start of its run.
+type BatchMetrics struct {
+	rows, requests, queue *prometheus.HistogramVec
+}
+
+// NewBatchMetrics registers the batching series in reg.
+func NewBatchMetrics(reg prometheus.Registerer) *BatchMetrics {
+	histogram := func(name, help string, buckets []float64) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets},
+			[]string{"model", "version"})
+	}
+	b := &BatchMetrics{
+		rows: histogram("skl2go_batch_rows", "Rows per model run made by the dynamic batcher, by model and version.",
+			prometheus.ExponentialBuckets(1, 2, 12)),
+		requests: histogram("skl2go_batch_requests", "Requests merged into one model run by the dynamic batcher, by model and version.",
+			prometheus.ExponentialBuckets(1, 2, 10)),
+		queue: histogram("skl2go_batch_queue_duration_seconds",
+			"Time a request waited in the dynamic batcher before its model run started, by model and version.",
+			prometheus.ExponentialBuckets(5e-6, 2.5, 13)),
+	}
+	reg.MustRegister(b.rows, b.requests, b.queue)
+	return b
+}
+
+// ObserveBatch implements batching.Observer.
+func (b *BatchMetrics) ObserveBatch(meta *skl2go.Metadata, requests, rows int, waits []time.Duration) {
+	model, version := meta.Name, strconv.Itoa(meta.Version)
+	b.rows.WithLabelValues(model, version).Observe(float64(rows))
+	b.requests.WithLabelValues(model, version).Observe(float64(requests))
+	queue := b.queue.WithLabelValues(model, version)
+	for _, w := range waits {
+		queue.Observe(w.Seconds())
 	}
 }

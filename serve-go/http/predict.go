@@ -1,11 +1,13 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -22,8 +24,13 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Mo
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
 		return err
 	}
-	body := http.MaxBytesReader(w, r.Body, s.config.MaxBodyBytes)
-	batch, err := DecodeRequest(body, model.Metadata(), s.config.MaxRows)
+	buf := s.bodies.Get().(*bytes.Buffer)
+	defer s.releaseBody(buf)
+	body, err := readBodyInto(buf, w, r, s.config.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	batch, err := DecodeRequestBytes(body, model.Metadata(), s.config.MaxRows)
 	if err != nil {
 		return err
 	}
@@ -56,16 +63,44 @@ func checkContentType(value string) error {
 }
 
 // DecodeRequest reads a predict body, {"instances": [ {field: value, …}, … ]},
-// into a batch for meta's inputs.
+// into a batch for meta's inputs. Every error it returns is a client error
+// (*skl2go.Error with a 4xx code): a body that does not read to its end
+// (over the size limit, too slow, cut off) is the client's problem too.
 func DecodeRequest(body io.Reader, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
-	dec := json.NewDecoder(body)
-	dec.UseNumber()
-	batch, err := decodeRequest(dec, meta, maxRows)
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return nil, skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes", tooLarge.Limit)
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(body); err != nil {
+		return nil, bodyReadError(err, buf.Len())
 	}
-	return batch, err
+	return DecodeRequestBytes(buf.Bytes(), meta, maxRows)
+}
+
+// DecodeRequestBytes decodes a predict body held in memory. Well-formed
+// bodies take Metadata.ScanRequest's single pass; anything it does not
+// accept goes through the token decoder, which says what is wrong.
+func DecodeRequestBytes(body []byte, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
+	if batch, ok := meta.ScanRequest(body, maxRows); ok {
+		return batch, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	return decodeRequest(dec, meta, maxRows)
+}
+
+// bodyReadError turns an error reading a request body, after read bytes,
+// into a client error.
+func bodyReadError(err error, read int) error {
+	var clientErr *skl2go.Error
+	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &clientErr):
+		return err
+	case errors.As(err, &tooLarge):
+		return skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes", tooLarge.Limit)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return skl2go.Errorf(skl2go.ETIMEOUT, "request body not received in time (after %d bytes)", read)
+	}
+	return skl2go.Errorf(skl2go.EINVALID, "reading the request body: %v", err)
 }
 
 func decodeRequest(dec *json.Decoder, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {

@@ -4,6 +4,7 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,10 +23,26 @@ import (
 	"skl2go"
 )
 
-// Config holds the server's limits.
+// Config holds the server's limits. Zero timeouts take the defaults below.
 type Config struct {
 	MaxBodyBytes int64 // larger bodies get 413
 	MaxRows      int   // more instances get 413
+
+	ReadHeaderTimeout time.Duration // to read a request's headers (5 s)
+	ReadTimeout       time.Duration // to read a whole request, body included (30 s)
+	WriteTimeout      time.Duration // from the end of the headers to the end of the answer (60 s)
+	IdleTimeout       time.Duration // a keep-alive connection may stay idle (120 s; nginx closes its own after 30 s)
+
+	// Limiter, if set, is the bound on predictions the models were wrapped
+	// with; the server reports its load as metrics.
+	Limiter *skl2go.Limiter
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // Server is the HTTP front of a model store.
@@ -35,13 +53,25 @@ type Server struct {
 	metrics *metrics
 	ready   atomic.Bool
 	server  *http.Server
-	version string // reported by the V2 server metadata
+	version string    // reported by the V2 server metadata
+	bodies  sync.Pool // *bytes.Buffer for predict bodies, reused across requests
+}
+
+// maxPooledBody is the largest body buffer kept for reuse: a rare huge
+// request should not pin its memory.
+const maxPooledBody = 4 << 20
+
+func (s *Server) releaseBody(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBody {
+		s.bodies.Put(buf)
+	}
 }
 
 // NewServer returns a server for store, registering its metrics in reg.
 // It is not ready until SetReady(true).
 func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
-	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg), version: buildVersion()}
+	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg, store, config.Limiter), version: buildVersion()}
+	s.bodies.New = func() any { return new(bytes.Buffer) }
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", s.route("healthz", http.MethodGet, s.handleHealth))
 	mux.Handle("/readyz", s.route("readyz", http.MethodGet, s.handleReady))
@@ -54,10 +84,10 @@ func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg 
 	mux.Handle("/", s.route("not_found", "", s.handleNotFound))
 	s.server = &http.Server{
 		Handler:           s.canonicalPaths(mux),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: orDefault(config.ReadHeaderTimeout, 5*time.Second),
+		ReadTimeout:       orDefault(config.ReadTimeout, 30*time.Second),
+		WriteTimeout:      orDefault(config.WriteTimeout, 60*time.Second),
+		IdleTimeout:       orDefault(config.IdleTimeout, 120*time.Second),
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return s
@@ -187,11 +217,12 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request, name string, version int) {
-	m, err := s.store.Model(name, version)
+	m, release, err := s.store.Acquire(name, version)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	defer release()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	w.Write(m.Metadata().Raw)

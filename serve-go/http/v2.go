@@ -96,10 +96,12 @@ func (s *Server) handleV2Ready(w http.ResponseWriter, r *http.Request) {
 // handleV2ModelReady answers 200 when the model (version) is loaded and the
 // server is ready, 404 for a model or version that is not loaded.
 func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request, name string, version int) {
-	if _, err := s.store.Model(name, version); err != nil {
+	_, release, err := s.store.Acquire(name, version)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	release()
 	if !s.ready.Load() {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "server not ready"})
 		return
@@ -115,11 +117,12 @@ type v2Tensor struct {
 }
 
 func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request, name string, version int) {
-	model, err := s.store.Model(name, version)
+	model, release, err := s.store.Acquire(name, version)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	defer release()
 	meta := model.Metadata()
 	versions := []string{}
 	for _, m := range s.store.Models() {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"mime"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -105,6 +106,12 @@ func checkV2ContentType(value string) error {
 // readBody reads the whole body, decompressing gzip or deflate bodies; the
 // size limit applies before and after decompression.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	return readBodyInto(new(bytes.Buffer), w, r, limit)
+}
+
+// readBodyInto is readBody into buf (reset first), for callers that reuse
+// buffers; the bytes returned are buf's.
+func readBodyInto(buf *bytes.Buffer, w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	limited := http.MaxBytesReader(w, r.Body, limit)
 	var body io.Reader = limited
 	encoding := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
@@ -120,18 +127,19 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	}
 	var data []byte
 	if err == nil {
-		buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 512), limit)+1))
+		buf.Reset()
+		buf.Grow(int(min(max(r.ContentLength, 512), limit) + 1))
 		_, err = buf.ReadFrom(io.LimitReader(body, limit+1))
 		data = buf.Bytes()
 	}
 	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	transport := errors.As(err, &tooLarge) || (errors.As(err, &netErr) && netErr.Timeout())
 	switch {
-	case errors.As(err, &tooLarge):
-		return nil, skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes", tooLarge.Limit)
-	case err != nil && encoding != "" && encoding != "identity":
+	case err != nil && !transport && encoding != "" && encoding != "identity":
 		return nil, skl2go.Errorf(skl2go.EINVALID, "body is not valid %s data: %v", encoding, err)
 	case err != nil:
-		return nil, skl2go.Errorf(skl2go.EINVALID, "reading the body: %v", err)
+		return nil, bodyReadError(err, buf.Len())
 	case int64(len(data)) > limit:
 		return nil, skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes once decompressed", limit)
 	}

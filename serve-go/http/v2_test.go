@@ -454,7 +454,7 @@ func TestV2MetadataAndHealth(t *testing.T) {
 		{"GET", "/v2/models/trip_duration/ready", 200, ""},
 		{"GET", "/v2/models/trip_duration/versions/2/ready", 200, ""},
 		{"HEAD", "/v2/health/live", 200, ""},
-		{"GET", "/v2/models/trip_duration/versions/3/ready", 404, `{"error":"model \"trip_duration\" has no version 3 loaded (serving version 2)"}` + "\n"},
+		{"GET", "/v2/models/trip_duration/versions/3/ready", 404, `{"error":"model \"trip_duration\" has no version 3 loaded (serving versions 1, 2)"}` + "\n"},
 		{"GET", "/v2/models/nope/ready", 404, `{"error":"model \"nope\" not found (serving: trip_duration)"}` + "\n"},
 		{"GET", "/v2/models/nope", 404, `{"error":"model \"nope\" not found (serving: trip_duration)"}` + "\n"},
 		{"GET", "/v2/models/trip_duration/versions/0", 400, `{"error":"version must be a positive integer, got \"0\""}` + "\n"},

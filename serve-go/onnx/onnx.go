@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -44,8 +45,10 @@ func (r *Runtime) Close() error { return ort.DestroyEnvironment() }
 // Model is a model version loaded in an ONNX Runtime session. Its Predict is
 // safe for concurrent use.
 type Model struct {
-	meta    *skl2go.Metadata
-	session *ort.DynamicAdvancedSession
+	meta       *skl2go.Metadata
+	session    *ort.DynamicAdvancedSession
+	executions atomic.Uint64 // runs of the session
+	replayed   uint64        // of which replaying examples at load
 }
 
 var _ skl2go.Model = (*Model)(nil)
@@ -90,6 +93,7 @@ func (r *Runtime) Load(dir string, meta *skl2go.Metadata) (*Model, error) {
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
+	m.replayed = m.executions.Load()
 	return m, nil
 }
 
@@ -107,19 +111,47 @@ func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Outp
 	inputs := make([]ort.Value, len(batch.Columns))
 	defer destroyAll(inputs)
 	for i := range batch.Columns {
-		v, err := newTensor(&batch.Columns[i], shapeFor(m.meta.Inputs[i].Shape, batch.Rows))
+		col := &batch.Columns[i]
+		v, err := newTensor(col.Type, &col.Values, shapeFor(m.meta.Inputs[i].Shape, batch.Rows))
 		if err != nil {
-			return nil, fmt.Errorf("input %s: %w", batch.Columns[i].Name, err)
+			return nil, fmt.Errorf("input %s: %w", col.Name, err)
 		}
 		inputs[i] = v
 	}
-	outputs := make([]ort.Value, len(m.meta.Outputs)) // nil: allocated by Run
+	// Outputs of a known shape are written by ONNX Runtime straight into Go
+	// memory; the others (strings, shapes only known after the run) are
+	// allocated by Run and copied.
+	result := make([]skl2go.Output, len(m.meta.Outputs))
+	outputs := make([]ort.Value, len(m.meta.Outputs))
 	defer destroyAll(outputs)
+	for i, spec := range m.meta.Outputs {
+		shape, known := knownShape(spec.Shape, batch.Rows)
+		if !known || spec.Type == skl2go.String {
+			continue
+		}
+		n := 1
+		for _, d := range shape {
+			n *= int(d)
+		}
+		result[i] = skl2go.Output{Name: spec.Name, Type: spec.Type, Shape: shape, Values: skl2go.MakeValues(spec.Type, n)}
+		v, err := newTensor(spec.Type, &result[i].Values, ort.Shape(shape))
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", spec.Name, err)
+		}
+		outputs[i] = v
+	}
+	preallocated := make([]bool, len(outputs))
+	for i, v := range outputs {
+		preallocated[i] = v != nil
+	}
+	m.executions.Add(1)
 	if err := m.session.Run(inputs, outputs); err != nil {
 		return nil, fmt.Errorf("model %s version %d: %w", m.meta.Name, m.meta.Version, err)
 	}
-	result := make([]skl2go.Output, len(outputs))
 	for i, v := range outputs {
+		if preallocated[i] {
+			continue
+		}
 		out, err := readOutput(v, m.meta.Outputs[i])
 		if err != nil {
 			return nil, err
@@ -130,6 +162,26 @@ func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Outp
 		result[i] = out
 	}
 	return result, nil
+}
+
+// Executions implements skl2go.ExecutionCounter: the runs of the session
+// Predict made (not counting the examples replayed at load).
+func (m *Model) Executions() uint64 { return m.executions.Load() - m.replayed }
+
+// knownShape is spec with the batch dimension set to rows, if every other
+// dimension is fixed.
+func knownShape(spec []int64, rows int) ([]int64, bool) {
+	shape := make([]int64, len(spec))
+	for i, d := range spec {
+		switch {
+		case i == 0 && d < 0:
+			d = int64(rows)
+		case d < 0:
+			return nil, false
+		}
+		shape[i] = d
+	}
+	return shape, len(shape) > 0
 }
 
 // replayExamples predicts model.json's examples and compares the outputs
@@ -232,30 +284,31 @@ func shapeFor(spec []int64, rows int) ort.Shape {
 	return shape
 }
 
-func newTensor(col *skl2go.Column, shape ort.Shape) (ort.Value, error) {
-	switch col.Type {
+// newTensor wraps values (Go memory, not copied) in an ONNX Runtime tensor.
+func newTensor(t skl2go.DataType, values *skl2go.Values, shape ort.Shape) (ort.Value, error) {
+	switch t {
 	case skl2go.Float32:
-		return ort.NewTensor(shape, col.Float32)
+		return ort.NewTensor(shape, values.Float32)
 	case skl2go.Float64:
-		return ort.NewTensor(shape, col.Float64)
+		return ort.NewTensor(shape, values.Float64)
 	case skl2go.Int64:
-		return ort.NewTensor(shape, col.Int64)
+		return ort.NewTensor(shape, values.Int64)
 	case skl2go.Int32:
-		return ort.NewTensor(shape, col.Int32)
+		return ort.NewTensor(shape, values.Int32)
 	case skl2go.Bool:
-		return ort.NewTensor(shape, col.Bool)
+		return ort.NewTensor(shape, values.Bool)
 	case skl2go.String:
 		t, err := ort.NewStringTensor(shape)
 		if err != nil {
 			return nil, err
 		}
-		if err := t.SetContents(col.String); err != nil {
+		if err := t.SetContents(values.String); err != nil {
 			t.Destroy()
 			return nil, err
 		}
 		return t, nil
 	}
-	return nil, fmt.Errorf("unsupported type %s", col.Type)
+	return nil, fmt.Errorf("unsupported type %s", t)
 }
 
 // readOutput copies an ORT output into Go memory (the value is destroyed

@@ -27,41 +27,36 @@ type Entry struct {
 	Metadata *skl2go.Metadata
 }
 
-// Latest returns the highest version of every model under root. Any problem
-// with a model (bad name, no version, unreadable or inconsistent model.json,
-// missing or altered model.onnx) is an error naming the path: a server
-// should not start with half of its models.
-func Latest(root string) ([]Entry, error) {
+// ModelDir is a model's directory in the repository and its versions.
+type ModelDir struct {
+	Name     string
+	Versions []int // ascending
+}
+
+// Scan lists the models under root and their versions. Directories whose
+// names are not valid model names are returned as invalid paths: start-up
+// refuses them, a reload ignores them. Hidden entries are skipped.
+func Scan(root string) (models []ModelDir, invalid []string, err error) {
 	dirs, err := os.ReadDir(root)
 	if err != nil {
-		return nil, fmt.Errorf("model repository: %w", err)
+		return nil, nil, fmt.Errorf("model repository: %w", err)
 	}
-	var entries []Entry
 	for _, d := range dirs {
 		if !d.IsDir() || d.Name()[0] == '.' {
 			continue
 		}
 		name := d.Name()
 		if !skl2go.ValidName(name) {
-			return nil, fmt.Errorf("%s: not a valid model name", filepath.Join(root, name))
+			invalid = append(invalid, filepath.Join(root, name))
+			continue
 		}
 		versions, err := Versions(filepath.Join(root, name))
 		if err != nil {
-			return nil, err
+			return nil, nil, fmt.Errorf("model repository: %w", err)
 		}
-		if len(versions) == 0 {
-			return nil, fmt.Errorf("%s: no versions (expected directories named 1, 2, …)", filepath.Join(root, name))
-		}
-		entry, err := Read(root, name, versions[len(versions)-1])
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, entry)
+		models = append(models, ModelDir{Name: name, Versions: versions})
 	}
-	if len(entries) == 0 {
-		return nil, fmt.Errorf("no models in %s: publish one with `make train export`", root)
-	}
-	return entries, nil
+	return models, invalid, nil
 }
 
 // Versions lists the version numbers in a model directory, ascending.

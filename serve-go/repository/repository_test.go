@@ -10,49 +10,74 @@ import (
 
 	"skl2go"
 	"skl2go/internal/fixture"
+	"skl2go/onnx"
 	"skl2go/repository"
 )
 
-func fixtureModels(t *testing.T) string {
-	t.Helper()
-	dir, err := fixture.ModelsDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+var (
+	runtime *onnx.Runtime
+	models  string
+)
 
-func TestLatestPicksTheHighestVersionAndIgnoresOtherEntries(t *testing.T) {
-	models, root := fixtureModels(t), t.TempDir()
+func TestMain(m *testing.M) { fixture.Main(m, &runtime, &models) }
+
+func TestScanListsModelsAndVersionsAndIgnoresOtherEntries(t *testing.T) {
+	root := t.TempDir()
 	fixture.CopyVersion(t, models, root, 2)
 	fixture.CopyVersion(t, models, root, 10)
 	for _, name := range []string{".incoming-x1", "latest", "0", "011"} {
 		os.MkdirAll(filepath.Join(root, fixture.Model, name), 0o755)
 	}
+	os.WriteFile(filepath.Join(root, fixture.Model, "3"), []byte("a file, not a version"), 0o644)
 	os.MkdirAll(filepath.Join(root, ".hidden-model"), 0o755)
+	os.MkdirAll(filepath.Join(root, "bad name", "1"), 0o755)
 	os.WriteFile(filepath.Join(root, "README.md"), []byte("notes"), 0o644)
 
-	entries, err := repository.Latest(root)
+	found, invalid, err := repository.Scan(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Metadata.Version != 10 || entries[0].Dir != filepath.Join(root, fixture.Model, "10") {
-		t.Fatalf("entries = %+v, want only %s version 10", entries, fixture.Model)
+	if got := fmt.Sprint(found); got != "[{trip_duration [2 10]}]" {
+		t.Errorf("Scan = %s, want [{trip_duration [2 10]}]", got)
 	}
-	versions, _ := repository.Versions(filepath.Join(root, fixture.Model))
-	if fmt.Sprint(versions) != "[2 10]" {
-		t.Errorf("versions = %v, want [2 10]", versions)
+	if len(invalid) != 1 || invalid[0] != filepath.Join(root, "bad name") {
+		t.Errorf("invalid = %v, want the \"bad name\" directory", invalid)
+	}
+	if _, _, err := repository.Scan(filepath.Join(root, "nowhere")); err == nil {
+		t.Error("Scan of a missing repository succeeded")
 	}
 }
 
-func TestLatestRefusesBrokenRepositories(t *testing.T) {
-	models := fixtureModels(t)
+// fakeLoad loads nothing: it returns a fake model for the entry Read checked.
+func fakeLoad(e repository.Entry) (skl2go.Model, error) {
+	return &fakeModel{meta: *e.Metadata}, nil
+}
+
+func TestOpenServesTheLatestVersions(t *testing.T) {
+	root := t.TempDir()
+	for _, v := range []int{1, 2, 3} {
+		fixture.CopyVersion(t, models, root, v)
+	}
+	for keep, want := range map[int]string{1: "[{trip_duration [3] 3}]", 2: "[{trip_duration [2 3] 3}]", 5: "[{trip_duration [1 2 3] 3}]"} {
+		store, err := repository.Open(root, fakeLoad, repository.Options{Keep: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(store.Models()); got != want {
+			t.Errorf("keep %d: Models() = %s, want %s", keep, got, want)
+		}
+		store.Close()
+	}
+}
+
+func TestOpenRefusesBrokenRepositories(t *testing.T) {
 	tests := []struct {
 		name   string
 		damage func(t *testing.T, root, version string)
 		want   string
 	}{
 		{"empty repository", func(t *testing.T, root, v string) { os.RemoveAll(filepath.Join(root, fixture.Model)) }, "no models in"},
+		{"missing repository", func(t *testing.T, root, v string) { os.RemoveAll(root) }, "model repository: open"},
 		{"model without versions", func(t *testing.T, root, v string) { os.RemoveAll(v) }, "no versions"},
 		{"missing model.json", func(t *testing.T, root, v string) { os.Remove(filepath.Join(v, "model.json")) }, "model.json: no such file"},
 		{"missing model.onnx", func(t *testing.T, root, v string) { os.Remove(filepath.Join(v, "model.onnx")) }, "model.onnx: no such file"},
@@ -67,15 +92,26 @@ func TestLatestRefusesBrokenRepositories(t *testing.T) {
 		}, "model.json names other version 1, but the directory is trip_duration version 1"},
 		{"invalid model directory name", func(t *testing.T, root, v string) {
 			os.MkdirAll(filepath.Join(root, "bad name", "1"), 0o755)
-		}, "not a valid model name"},
+		}, "bad name: not a valid model name"},
+		{"model.json disagrees with the graph", func(t *testing.T, root, v string) {
+			fixture.EditMetadata(t, v, func(m map[string]any) {
+				m["inputs"].([]any)[2].(map[string]any)["type"] = "tensor(double)"
+			})
+		}, `model.json disagrees with the graph: input "trip_distance"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			v := fixture.CopyVersion(t, models, root, 1)
 			tt.damage(t, root, v)
-			_, err := repository.Latest(root)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
+			store, err := repository.Open(root, func(e repository.Entry) (skl2go.Model, error) {
+				return runtime.Load(e.Dir, e.Metadata)
+			}, repository.Options{})
+			if err == nil {
+				store.Close()
+				t.Fatalf("opened a broken repository; want an error containing %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
 		})
@@ -104,20 +140,23 @@ func TestStore(t *testing.T) {
 	}{
 		{"a", 0, 5, ""},
 		{"a", 2, 2, ""},
-		{"a", 3, 0, `model "a" has no version 3 loaded (serving version 5)`},
+		{"a", 3, 0, `model "a" has no version 3 loaded (serving versions 2, 5)`},
+		{"b", 2, 0, `model "b" has no version 2 loaded (serving version 1)`},
 		{"c", 0, 0, `model "c" not found (serving: a, b)`},
 	}
 	for _, tt := range tests {
-		m, err := store.Model(tt.name, tt.version)
+		m, release, err := store.Acquire(tt.name, tt.version)
 		if tt.err != "" {
 			if skl2go.ErrorCode(err) != skl2go.ENOTFOUND || skl2go.ErrorMessage(err) != tt.err {
-				t.Errorf("Model(%q, %d) err = %v, want ENOTFOUND %q", tt.name, tt.version, err, tt.err)
+				t.Errorf("Acquire(%q, %d) err = %v, want ENOTFOUND %q", tt.name, tt.version, err, tt.err)
 			}
 			continue
 		}
 		if err != nil || m.Metadata().Version != tt.want {
-			t.Errorf("Model(%q, %d) = %v, %v; want version %d", tt.name, tt.version, m, err, tt.want)
+			t.Errorf("Acquire(%q, %d) = %v, %v; want version %d", tt.name, tt.version, m, err, tt.want)
+			continue
 		}
+		release()
 	}
 	got := fmt.Sprint(store.Models())
 	if want := "[{a [2 5] 5} {b [1] 1}]"; got != want {

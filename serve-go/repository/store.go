@@ -1,52 +1,353 @@
 package repository
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"skl2go"
 )
 
-// Store holds the loaded models and finds them by name and version. It is
-// safe for concurrent use.
+// Loader turns a version read from the repository into a model ready to
+// serve (in the server: onnx.Runtime.Load, which checks the graph against
+// model.json and replays its examples). Start-up and hot reload both load
+// through it, so a version is checked the same way whenever it is loaded.
+type Loader func(Entry) (skl2go.Model, error)
+
+// Options configure a Store.
+type Options struct {
+	// Keep is how many versions of each model are served: the latest Keep
+	// versions that load. 1 (the default) serves the latest only.
+	Keep int
+	// Logger receives one line per version loaded, refused and unloaded.
+	Logger *slog.Logger
+}
+
+// Store holds the loaded model versions and finds them by name and version.
+// It is safe for concurrent use.
+//
+// Versions are reference-counted: Acquire takes a reference that its caller
+// releases when done, and the store holds one of its own while it serves a
+// version. A version the store stops serving (replaced by a newer one, or
+// removed from disk) loses the store's reference at once, so no new request
+// finds it, and is closed when its last in-flight request releases it: a
+// request never runs on a closed model.
 type Store struct {
-	mu     sync.RWMutex
-	models map[string]map[int]skl2go.Model
+	root   string
+	load   Loader
+	keep   int
+	logger *slog.Logger
+
+	syncMu  sync.Mutex         // one Sync at a time; guards refused and invalid
+	refused map[string]refusal // version directories that failed to load, by path
+	invalid map[string]bool    // directories that are not model names, already logged
+
+	mu       sync.RWMutex
+	models   map[string]map[int]*handle
+	failures map[string]int // versions refused since start-up, by model name
+	closed   bool
 }
 
 var _ skl2go.ModelStore = (*Store)(nil)
 
-// NewStore returns a store serving the given models.
+// refusal remembers a version that failed to load, with the state of its
+// files then: it is tried again only when that state changes.
+type refusal struct {
+	stamp string
+	err   error
+}
+
+// handle is a loaded version and its references.
+type handle struct {
+	model  skl2go.Model
+	dir    string
+	refs   atomic.Int64  // the store's reference (while served) plus one per Acquire
+	done   chan struct{} // closed once the model is closed
+	logger *slog.Logger
+}
+
+func newHandle(m skl2go.Model, dir string, logger *slog.Logger) *handle {
+	h := &handle{model: m, dir: dir, done: make(chan struct{}), logger: logger}
+	h.refs.Store(1)
+	return h
+}
+
+// release drops a reference; the last one closes the model.
+func (h *handle) release() {
+	switch n := h.refs.Add(-1); {
+	case n > 0:
+		return
+	case n < 0:
+		panic("repository: model version released more often than acquired")
+	}
+	meta := h.model.Metadata()
+	if err := h.model.Close(); err != nil {
+		h.logger.Error("closing model version", "model", meta.Name, "version", meta.Version, "err", err)
+	} else {
+		h.logger.Info("model version unloaded", "model", meta.Name, "version", meta.Version, "path", h.dir)
+	}
+	close(h.done)
+}
+
+// NewStore returns a store serving the given models, which it never
+// reloads. (Open is the store of a model repository.)
 func NewStore(models ...skl2go.Model) *Store {
-	s := &Store{models: make(map[string]map[int]skl2go.Model)}
+	s := newStore("", nil, Options{})
 	for _, m := range models {
 		meta := m.Metadata()
 		if s.models[meta.Name] == nil {
-			s.models[meta.Name] = make(map[int]skl2go.Model)
+			s.models[meta.Name] = make(map[int]*handle)
 		}
-		s.models[meta.Name][meta.Version] = m
+		s.models[meta.Name][meta.Version] = newHandle(m, "", s.logger)
 	}
 	return s
 }
 
-// Model implements skl2go.ModelStore.
-func (s *Store) Model(name string, version int) (skl2go.Model, error) {
+func newStore(root string, load Loader, opts Options) *Store {
+	if opts.Keep < 1 {
+		opts.Keep = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Store{
+		root: root, load: load, keep: opts.Keep, logger: opts.Logger,
+		refused:  make(map[string]refusal),
+		invalid:  make(map[string]bool),
+		models:   make(map[string]map[int]*handle),
+		failures: make(map[string]int),
+	}
+}
+
+// Open loads the latest opts.Keep versions of every model under root. It is
+// strict: a repository with no model, a model without versions, a directory
+// that is not a model name, or any of those versions failing to load is an
+// error naming the path, and nothing is served.
+func Open(root string, load Loader, opts Options) (*Store, error) {
+	s := newStore(root, load, opts)
+	models, invalid, err := Scan(root)
+	if err != nil {
+		return nil, err
+	}
+	if len(invalid) > 0 {
+		return nil, fmt.Errorf("%s: not a valid model name (use letters, digits, '_', '.', '-')", invalid[0])
+	}
+	if len(models) == 0 {
+		return nil, fmt.Errorf("no models in %s: publish one with `make train export`", root)
+	}
+	for _, m := range models {
+		if len(m.Versions) == 0 {
+			s.Close()
+			return nil, fmt.Errorf("%s: no versions (expected directories named 1, 2, …)", filepath.Join(root, m.Name))
+		}
+		s.models[m.Name] = make(map[int]*handle)
+		for _, v := range newestFirst(m.Versions)[:min(s.keep, len(m.Versions))] {
+			h, err := s.loadVersion(m.Name, v)
+			if err != nil {
+				s.Close()
+				return nil, err
+			}
+			s.models[m.Name][v] = h
+		}
+	}
+	return s, nil
+}
+
+// loadVersion reads, loads and checks one version.
+func (s *Store) loadVersion(name string, version int) (*handle, error) {
+	start := time.Now()
+	entry, err := Read(s.root, name, version)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.load(entry)
+	if err != nil {
+		return nil, err
+	}
+	s.logger.Info("model version loaded", "model", name, "version", version, "path", entry.Dir,
+		"inputs", len(entry.Metadata.Inputs), "load_ms", time.Since(start).Milliseconds())
+	return newHandle(m, entry.Dir, s.logger), nil
+}
+
+// Sync brings the store in line with the repository on disk, for each model:
+//   - it serves the latest Keep versions that load; a version not loaded yet
+//     is loaded and checked beside the ones serving, then swapped in;
+//   - a version that fails to load is refused: logged with its directory and
+//     the reason, counted in LoadFailures, and not tried again until its
+//     files change; the versions serving keep serving;
+//   - a version no longer selected (a newer one replaced it, or its directory
+//     was removed) is unloaded once its in-flight requests are done.
+//
+// A model whose directory is gone is unloaded. A model whose directory is
+// still there but holds no version that loads keeps the versions it serves
+// (a half-done change to the directory must not take a model offline).
+// Sync returns the number of versions loaded and refused.
+func (s *Store) Sync() (loaded, refused int) {
+	if s.load == nil {
+		return 0, 0 // a fixed set of models (NewStore)
+	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.isClosed() {
+		return 0, 0
+	}
+	models, invalid, err := Scan(s.root)
+	if err != nil {
+		s.logger.Error("model repository unreadable; serving what is loaded", "path", s.root, "err", err)
+		return 0, 0
+	}
+	for _, path := range invalid {
+		if !s.invalid[path] {
+			s.invalid[path] = true
+			s.logger.Warn("ignoring a directory that is not a valid model name", "path", path)
+		}
+	}
+
+	serving := s.snapshot()
+	next := make(map[string]map[int]*handle, len(models))
+	onDisk := make(map[string]bool) // version directories seen, to forget old refusals
+	for _, m := range models {
+		kept := make(map[int]*handle)
+		for _, v := range newestFirst(m.Versions) {
+			if len(kept) == s.keep {
+				break
+			}
+			dir := filepath.Join(s.root, m.Name, strconv.Itoa(v))
+			onDisk[dir] = true
+			if h, ok := serving[m.Name][v]; ok {
+				kept[v] = h
+				continue
+			}
+			stamp := stampDir(dir)
+			if r, ok := s.refused[dir]; ok && r.stamp == stamp {
+				continue
+			}
+			h, err := s.loadVersion(m.Name, v)
+			if err != nil {
+				refused++
+				s.refused[dir] = refusal{stamp: stamp, err: err}
+				s.countFailure(m.Name)
+				s.logger.Error("model version refused; the versions serving keep serving",
+					"model", m.Name, "version", v, "path", dir, "err", err.Error(), "serving", versionList(serving[m.Name]))
+				continue
+			}
+			delete(s.refused, dir)
+			loaded++
+			kept[v] = h
+		}
+		if len(kept) == 0 && len(serving[m.Name]) > 0 {
+			s.logger.Warn("no version of the model loads; keeping the versions serving", "model", m.Name,
+				"path", filepath.Join(s.root, m.Name), "serving", versionList(serving[m.Name]))
+			kept = serving[m.Name]
+		}
+		if len(kept) > 0 {
+			next[m.Name] = kept
+		}
+	}
+	for dir := range s.refused {
+		if !onDisk[dir] {
+			delete(s.refused, dir)
+		}
+	}
+	s.swap(next)
+	return loaded, refused
+}
+
+// snapshot copies the serving map (handles are shared, not copied).
+func (s *Store) snapshot() map[string]map[int]*handle {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]map[int]*handle, len(s.models))
+	for name, versions := range s.models {
+		out[name] = make(map[int]*handle, len(versions))
+		for v, h := range versions {
+			out[name][v] = h
+		}
+	}
+	return out
+}
+
+// swap serves next and drops the store's reference to every version it no
+// longer contains. Sync and Close hold syncMu, so the store is open here.
+func (s *Store) swap(next map[string]map[int]*handle) {
+	s.mu.Lock()
+	old := s.models
+	s.models = next
+	s.mu.Unlock()
+	for name, versions := range old {
+		for v, h := range versions {
+			if next[name][v] != h {
+				h.release()
+			}
+		}
+	}
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+func (s *Store) countFailure(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures[name]++
+}
+
+// Watch calls Sync every interval (never when interval is 0) and whenever
+// reload receives a signal (SIGHUP in the server), until ctx ends.
+func (s *Store) Watch(ctx context.Context, interval time.Duration, reload <-chan os.Signal) {
+	var tick <-chan time.Time
+	if interval > 0 {
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+			s.Sync()
+		case sig := <-reload:
+			loaded, refused := s.Sync()
+			s.logger.Info("model repository reloaded", "signal", sig.String(), "loaded", loaded, "refused", refused,
+				"models", len(s.Models()))
+		}
+	}
+}
+
+// Acquire implements skl2go.ModelStore.
+func (s *Store) Acquire(name string, version int) (skl2go.Model, func(), error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	versions, ok := s.models[name]
 	if !ok {
-		return nil, skl2go.Errorf(skl2go.ENOTFOUND, "model %q not found (serving: %s)", name, s.namesLocked())
+		return nil, nil, skl2go.Errorf(skl2go.ENOTFOUND, "model %q not found (serving: %s)", name, s.namesLocked())
 	}
 	if version == 0 {
 		version = latest(versions)
 	}
-	m, ok := versions[version]
+	h, ok := versions[version]
 	if !ok {
-		return nil, skl2go.Errorf(skl2go.ENOTFOUND, "model %q has no version %d loaded (serving version %d)",
-			name, version, latest(versions))
+		return nil, nil, skl2go.Errorf(skl2go.ENOTFOUND, "model %q has no version %d loaded (serving %s)",
+			name, version, describeVersions(versions))
 	}
-	return m, nil
+	// Under the read lock, so swap (which takes the write lock before
+	// dropping the store's reference) cannot close h between lookup and here.
+	h.refs.Add(1)
+	return h.model, sync.OnceFunc(h.release), nil
 }
 
 // Models implements skl2go.ModelStore.
@@ -55,31 +356,48 @@ func (s *Store) Models() []skl2go.ModelSummary {
 	defer s.mu.RUnlock()
 	out := make([]skl2go.ModelSummary, 0, len(s.models))
 	for name, versions := range s.models {
-		sum := skl2go.ModelSummary{Name: name, Latest: latest(versions)}
-		for v := range versions {
-			sum.Versions = append(sum.Versions, v)
-		}
-		sort.Ints(sum.Versions)
-		out = append(out, sum)
+		out = append(out, skl2go.ModelSummary{Name: name, Versions: versionList(versions), Latest: latest(versions)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// Close closes every model.
+// LoadFailures implements skl2go.ModelStore.
+func (s *Store) LoadFailures() map[string]int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]int, len(s.failures))
+	for name, n := range s.failures {
+		out[name] = n
+	}
+	return out
+}
+
+// Close stops serving every version and waits until each is closed, that
+// is until every request that acquired one has released it. Sync does
+// nothing afterwards.
 func (s *Store) Close() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var first error
-	for _, versions := range s.models {
-		for _, m := range versions {
-			if err := m.Close(); err != nil && first == nil {
-				first = err
-			}
+	old := s.models
+	s.models, s.closed = nil, true
+	s.mu.Unlock()
+	releaseAll(old)
+	for _, versions := range old {
+		for _, h := range versions {
+			<-h.done
 		}
 	}
-	s.models = nil
-	return first
+	return nil
+}
+
+func releaseAll(models map[string]map[int]*handle) {
+	for _, versions := range models {
+		for _, h := range versions {
+			h.release()
+		}
+	}
 }
 
 func (s *Store) namesLocked() string {
@@ -91,10 +409,67 @@ func (s *Store) namesLocked() string {
 	return strings.Join(names, ", ")
 }
 
-func latest(versions map[int]skl2go.Model) int {
+func latest(versions map[int]*handle) int {
 	best := 0
 	for v := range versions {
 		best = max(best, v)
 	}
 	return best
+}
+
+func versionList(versions map[int]*handle) []int {
+	out := make([]int, 0, len(versions))
+	for v := range versions {
+		out = append(out, v)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// describeVersions says which versions are served: "version 5" or "versions 4, 5".
+func describeVersions(versions map[int]*handle) string {
+	list := versionList(versions)
+	if len(list) == 1 {
+		return "version " + strconv.Itoa(list[0])
+	}
+	parts := make([]string, len(list))
+	for i, v := range list {
+		parts[i] = strconv.Itoa(v)
+	}
+	return "versions " + strings.Join(parts, ", ")
+}
+
+func newestFirst(versions []int) []int {
+	out := slices.Clone(versions)
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out
+}
+
+// stampDir describes the state of a version directory's files (name, size,
+// modification time of each, and of the directory): a refused version is
+// retried when its stamp changes, for instance when a copy finishes.
+func stampDir(dir string) string {
+	var b strings.Builder
+	info, err := os.Stat(dir)
+	if err != nil {
+		return "missing"
+	}
+	fmt.Fprintf(&b, "%d;", info.ModTime().UnixNano())
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(&b, "%s:?;", e.Name())
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String()
 }

@@ -1,10 +1,25 @@
 package main
 
 import (
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
+
+	skhttp "skl2go/http"
 )
+
+// defaults is the configuration with no flag and no environment, edited.
+func defaults(edit func(*config)) config {
+	c := config{models: "models", addr: "127.0.0.1:9001", ortThreads: 1,
+		http: skhttp.Config{MaxBodyBytes: 32 << 20, MaxRows: 100000, ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second},
+		maxInflight: goruntime.GOMAXPROCS(0), maxQueue: 256, queueTimeout: time.Second,
+		shutdownTimeout: 20 * time.Second, pollInterval: 5 * time.Second, versionsKept: 1,
+		batchMaxRows: defaultBatchMaxRows, batchDelay: defaultBatchDelay, logLevel: "info", logFormat: "json"}
+	edit(&c)
+	return c
+}
 
 func TestParseFlags(t *testing.T) {
 	env := func(vars map[string]string) func(string) string {
@@ -17,17 +32,39 @@ func TestParseFlags(t *testing.T) {
 		want config
 		err  string
 	}{
-		{name: "defaults", want: config{models: "models", addr: "127.0.0.1:9001", ortThreads: 1, maxBodyBytes: 32 << 20,
-			maxRows: 100000, shutdownTimeout: 20 * time.Second, logLevel: "info", logFormat: "json"}},
+		{name: "defaults", want: defaults(func(*config) {})},
 		{name: "environment", env: map[string]string{"SKL2GO_ADDR": "127.0.0.1:9002", "SKL2GO_ORT_THREADS": "2", "SKL2GO_MODELS": "/m"},
-			want: config{models: "/m", addr: "127.0.0.1:9002", ortThreads: 2, maxBodyBytes: 32 << 20,
-				maxRows: 100000, shutdownTimeout: 20 * time.Second, logLevel: "info", logFormat: "json"}},
+			want: defaults(func(c *config) { c.addr, c.ortThreads, c.models = "127.0.0.1:9002", 2, "/m" })},
 		{name: "flags win over environment", args: []string{"--addr", "127.0.0.1:9003", "--max-rows", "5"},
-			env: map[string]string{"SKL2GO_ADDR": "127.0.0.1:9002"},
-			want: config{models: "models", addr: "127.0.0.1:9003", ortThreads: 1, maxBodyBytes: 32 << 20,
-				maxRows: 5, shutdownTimeout: 20 * time.Second, logLevel: "info", logFormat: "json"}},
+			env:  map[string]string{"SKL2GO_ADDR": "127.0.0.1:9002"},
+			want: defaults(func(c *config) { c.addr, c.http.MaxRows = "127.0.0.1:9003", 5 })},
 		{name: "bad numbers", args: []string{"--ort-threads", "0", "--max-rows", "many"}, err: "--ort-threads must be an integer of at least 1"},
-		{name: "bad duration", args: []string{"--shutdown-timeout", "soon"}, err: `--shutdown-timeout must be a duration such as 20s, got "soon"`},
+		{name: "bad duration", args: []string{"--shutdown-timeout", "soon"}, err: `--shutdown-timeout must be a duration of at least 0s such as 20s, got "soon"`},
+		{name: "roll-out settings", args: []string{"--poll-interval", "0", "--versions-kept", "3"},
+			want: defaults(func(c *config) { c.pollInterval, c.versionsKept = 0, 3 })},
+		{name: "bad roll-out settings", args: []string{"--poll-interval", "-1s", "--versions-kept", "0"},
+			err: `--versions-kept must be an integer of at least 1, got "0"` + "\n" + `--poll-interval must be a duration of at least 0s such as 20s, got "-1s"`},
+		{name: "limits and timeouts", args: []string{"--max-inflight", "3", "--max-queue", "0", "--queue-timeout", "50ms",
+			"--read-header-timeout", "1s", "--read-timeout", "2s", "--write-timeout", "3s", "--idle-timeout", "4s"},
+			want: defaults(func(c *config) {
+				c.maxInflight, c.maxQueue, c.queueTimeout = 3, 0, 50*time.Millisecond
+				c.http.ReadHeaderTimeout, c.http.ReadTimeout, c.http.WriteTimeout, c.http.IdleTimeout = time.Second, 2*time.Second, 3*time.Second, 4*time.Second
+			})},
+		{name: "batching", args: []string{"--batch-delay", "150us"}, env: map[string]string{"SKL2GO_BATCH_MAX_ROWS": "0"},
+			want: defaults(func(c *config) { c.batchMaxRows, c.batchDelay = 0, 150*time.Microsecond })},
+		{name: "bad batching", args: []string{"--batch-max-rows", "-1", "--batch-delay", "-1ms"},
+			err: `--batch-max-rows must be an integer of at least 0, got "-1"` + "\n" + `--batch-delay must be a duration of at least 0s such as 20s, got "-1ms"`},
+		{name: "a timeout of zero would mean none", args: []string{"--read-header-timeout", "0"},
+			err: `--read-header-timeout must be a duration of at least 1ms such as 20s, got "0"`},
+		{name: "loopback by name", args: []string{"--addr", "localhost:9001"}, want: defaults(func(c *config) { c.addr = "localhost:9001" })},
+		{name: "IPv6 loopback", args: []string{"--addr", "[::1]:9001"}, want: defaults(func(c *config) { c.addr = "[::1]:9001" })},
+		{name: "every interface refused", args: []string{"--addr", ":9001"}, err: "--addr :9001 listens on every interface, not loopback"},
+		{name: "public address refused", args: []string{"--addr", "0.0.0.0:9000"}, err: "--addr 0.0.0.0:9000 listens on 0.0.0.0, not loopback"},
+		{name: "a host name refused", args: []string{"--addr", "example.com:9000"}, err: "not loopback"},
+		{name: "not host:port", args: []string{"--addr", "9001"}, err: `--addr must be host:port, got "9001"`},
+		{name: "non-loopback allowed (the container image)", env: map[string]string{"SKL2GO_ADDR": "0.0.0.0:9000", "SKL2GO_ALLOW_NON_LOOPBACK": "true"},
+			want: defaults(func(c *config) { c.addr, c.allowNonLoopback = "0.0.0.0:9000", true })},
+		{name: "allow flag must be a boolean", args: []string{"--allow-non-loopback", "yes please"}, err: `--allow-non-loopback must be true or false, got "yes please"`},
 		{name: "unknown flag", args: []string{"--port", "1"}, err: "flag provided but not defined: -port"},
 	}
 	for _, tt := range tests {
