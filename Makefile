@@ -108,18 +108,14 @@ bench-model: $(VENV)/.installed
 #
 # make parity [DATA=...]: trains and exports each family on DATA into
 # build/parity/ (only those whose data, training code or pinned packages
-# changed since), starts a Go replica behind nginx on free loopback ports
-# (PARITY_PORT= and PARITY_REPLICA_PORT= to choose them), sends every held-out
-# row through it, and writes reports/parity.{md,json}. Exits 1 if a family
-# misses its bound.
+# changed since), starts a Go replica behind nginx on free loopback ports,
+# sends every held-out row through it, and writes reports/parity.{md,json}.
+# Exits 1 if a family misses its bound.
 PARITY        := build/parity
 FAMILIES      := linear ridge random_forest hist_gradient_boosting gradient_boosting $(CLASSIFIERS)
-PARITY_PORT         ?= 0
-PARITY_REPLICA_PORT ?= 0
 
 parity: build nginx $(FAMILIES:%=$(PARITY)/stamps/%)
-	$(PY) -m train parity --data $(DATA) --models $(PARITY)/models --out reports \
-		--port $(PARITY_PORT) --replica-port $(PARITY_REPLICA_PORT)
+	$(PY) -m train parity --data $(DATA) --models $(PARITY)/models --out reports
 
 # A family is retrained when the data, the training code or the pinned
 # packages are newer than its stamp, or DATA names other files.

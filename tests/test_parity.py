@@ -6,6 +6,7 @@ sklearn's answer or a clear 400 naming the field.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 
 import conftest
-from conftest import listening
+from chaos.topology import listening
 from train import agreement, data, export, fit, parity, pipeline, synth
 from train.__main__ import main
 
@@ -118,13 +119,14 @@ def test_parity_stops_the_topology_when_it_fails_midway(every_family, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(every_family.models / "ridge", models / "ridge")
     (models / "ridge" / "1" / "pipeline.joblib").write_bytes(b"not a pickle")  # the server does not read it
-    port, replica_port = parity.free_port(), parity.free_port()
+    state = tmp_path / "run"
     with pytest.raises(Exception):
-        parity.run([str(every_family.trips)], models, {"ridge": "ridge"}, tmp_path, rows=100,
-                   port=port, replica_port=replica_port, state=tmp_path / "run")
-    assert (tmp_path / "run" / "logs").is_dir()  # it did start
-    assert not listening(port) and not listening(replica_port)
-    assert list((tmp_path / "run").glob("*.pid")) == []
+        parity.run([str(every_family.trips)], models, {"ridge": "ridge"}, tmp_path, rows=100, state=state)
+    nginx_port = int(re.search(r"listen 127\.0\.0\.1:(\d+);", (state / "nginx.conf").read_text())[1])
+    replica_port = int(re.search(r"server 127\.0\.0\.1:(\d+)", (state / "nginx.conf").read_text())[1])
+    assert (state / "logs" / "replica-1.log").is_file()  # it did start
+    assert not listening(nginx_port) and not listening(replica_port)
+    assert list(state.glob("*.pid")) == []
 
 
 # --- edge inputs, against the real server ---------------------------------------

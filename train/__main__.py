@@ -49,8 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-rows", type=int, default=10_000, help="fail if a family has fewer held-out rows")
     p.add_argument("--nginx-rows", type=int, default=1000, help="of those, how many also go through nginx")
     p.add_argument("--out", type=Path, default=Path("reports"))
-    p.add_argument("--port", type=int, default=0, help="nginx's port (default: a free one)")
-    p.add_argument("--replica-port", type=int, default=0, help="the Go replica's port (default: a free one)")
 
     args = parser.parse_args(argv)
     # Held-out trips may start in zones the training trips never did; they
@@ -66,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             export.export(args.name, args.build, args.models)
         else:
             results = parity.run(args.data, args.models, {f: f for f in args.families}, args.out, rows=args.rows,
-                                 nginx_rows=args.nginx_rows, min_rows=args.min_rows, port=args.port,
-                                 replica_port=args.replica_port)
+                                 nginx_rows=args.nginx_rows, min_rows=args.min_rows)
             failed = [r.family for r in results if not r.within_bound]
             if failed:
                 print(f"error: out of bound: {', '.join(failed)} (see {args.out / 'parity.md'})", file=sys.stderr)

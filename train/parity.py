@@ -8,8 +8,8 @@ given to `run`):
 1. recompute the rows fit held out, from the same trip files (the latest 20%
    by pickup time), after checking that the model was trained on exactly
    those files (model.json's data fingerprint);
-2. start the real topology, nginx/topology.sh: a Go replica on ONNX Runtime
-   behind nginx, on free loopback ports;
+2. start the real topology (`make up`, through chaos/topology.py): a Go
+   replica on ONNX Runtime behind nginx, on free loopback ports;
 3. send every held-out row (or `rows` of them) to the replica, and a sample
    (`nginx_rows`) through nginx, as JSON predict requests;
 4. compare the answers with the published pipeline.joblib's `predict` (and
@@ -25,9 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import socket
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -41,11 +38,11 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from chaos import topology
+
 from . import agreement, data, pipeline
 from .fit import log
 
-ROOT = Path(__file__).resolve().parents[1]
-TOPOLOGY = ROOT / "nginx" / "topology.sh"
 BATCH = 1000  # rows per request to the replica
 NGINX_BATCH = 100  # rows per request through nginx
 SINGLE_ROWS = 100  # the first rows also go one per request, the common case
@@ -190,31 +187,15 @@ def worst_rows(result: agreement.Agreement, via: str, X: pd.DataFrame, answers: 
 
 # --- the topology -------------------------------------------------------------
 
-def free_port(avoid: set[int] = frozenset()) -> int:
-    """A TCP port free on 127.0.0.1 right now, not in `avoid`."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in avoid:
-            return port
-
-
 @contextlib.contextmanager
-def serving(models: Path, state: Path, port: int = 0, replica_port: int = 0) -> Iterator[Endpoints]:
-    """One Go replica behind nginx (nginx/topology.sh up), on the given or free
-    ports; always stopped (topology.sh down) on exit, even after a failure."""
-    replica_port = replica_port or free_port()
-    port = port or free_port({replica_port})
-    env = {**os.environ, "MODELS": str(models), "STATE": str(state), "REPLICAS": "1",
-           "BASE_PORT": str(replica_port), "PORT": str(port), "SKL2GO_LOG_LEVEL": "warn"}
+def serving(models: Path, state: Path) -> Iterator[Endpoints]:
+    """One Go replica behind nginx (`make up`, on free loopback ports),
+    always stopped (`make down`) on exit, even after a failure."""
+    started = topology.start(models, state, replicas=1, SKL2GO_LOG_LEVEL="warn")
     try:
-        up = subprocess.run([str(TOPOLOGY), "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        if up.returncode != 0:
-            raise ParityError(f"nginx/topology.sh up failed:\n{up.stdout}{up.stderr}")
-        yield Endpoints(replica=f"http://127.0.0.1:{replica_port}", nginx=f"http://127.0.0.1:{port}")
+        yield Endpoints(replica=started.replicas[0], nginx=started.url)
     finally:
-        subprocess.run([str(TOPOLOGY), "down"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+        started.down()
 
 
 # --- the run ------------------------------------------------------------------
@@ -279,8 +260,7 @@ def check_family(p: Plan, endpoints: Endpoints, nginx_rows: int) -> FamilyResult
 
 
 def run(paths: list[str], models: Path, names: dict[str, str], out: Path, rows: int | None = None,
-        nginx_rows: int = 1000, min_rows: int = 0, port: int = 0, replica_port: int = 0,
-        state: Path | None = None) -> list[FamilyResult]:
+        nginx_rows: int = 1000, min_rows: int = 0, state: Path | None = None) -> list[FamilyResult]:
     """Check every family in `names` (family -> model name) and write the reports to `out`."""
     models = Path(models).resolve()
     missing = [f for f in names if f not in pipeline.TASKS]
@@ -291,7 +271,7 @@ def run(paths: list[str], models: Path, names: dict[str, str], out: Path, rows: 
         if state is None:
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skl2go-parity-")))
         log("parity", f"starting a Go replica and nginx on {models} ({len(names)} models)")
-        endpoints = stack.enter_context(serving(models, Path(state), port, replica_port))
+        endpoints = stack.enter_context(serving(models, Path(state)))
         log("parity", f"replica {endpoints.replica}, nginx {endpoints.nginx}")
         results = [check_family(p, endpoints, nginx_rows) for p in plans]
     write_reports(results, Path(out), paths)
