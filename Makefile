@@ -33,7 +33,7 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test parity FORCE setup venv build nginx wrk bench bench-model data train export up down status rollout predict test-go test-python testdata compose-cli clean distclean
+.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -82,6 +82,11 @@ status:
 rollout: build
 	nginx/topology.sh rollout
 
+# Faults under a steady Locust load through nginx (chaos/run.py), then
+# reports/chaos.md and reports/chaos.json; fails if any request was lost.
+chaos: build nginx testdata
+	$(PY) -m chaos --out reports
+
 predict:
 	@echo 'POST http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict  (a 2.5-mile trip from zone 74 to 75, Tuesday 08:00)'
 	@curl -sS --fail-with-body -H 'Content-Type: application/json' \
@@ -111,6 +116,7 @@ bench-model: $(VENV)/.installed
 # changed since), starts a Go replica behind nginx on free loopback ports,
 # sends every held-out row through it, and writes reports/parity.{md,json}.
 # Exits 1 if a family misses its bound.
+.PHONY: parity FORCE
 PARITY        := build/parity
 FAMILIES      := linear ridge random_forest hist_gradient_boosting gradient_boosting $(CLASSIFIERS)
 
