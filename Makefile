@@ -49,7 +49,7 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 data: $(SAMPLE)
-$(SAMPLE): | $(VENV)/.installed
+$(SAMPLE): train/synth.py | $(VENV)/.installed
 	$(PY) -m train synth --out $@
 
 train: $(VENV)/.installed $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE))
@@ -108,6 +108,33 @@ bench: setup wrk bench-model
 bench-model: $(VENV)/.installed
 	@if ! ls -d $(MODELS)/$(NAME)/[0-9]* >/dev/null 2>&1 || [ ! -f build/$(NAME)/validation.parquet ]; then \
 		$(MAKE) train export; fi
+
+# --- Parity: every family through the real server, checked against sklearn -
+#
+# make parity [DATA=...]: trains and exports each family on DATA into
+# build/parity/ (only those whose data, training code or pinned packages
+# changed since), starts a Go replica behind nginx on free loopback ports,
+# sends every held-out row through it, and writes reports/parity.{md,json}.
+# Exits 1 if a family misses its bound.
+.PHONY: parity FORCE
+PARITY        := build/parity
+FAMILIES      := linear ridge random_forest hist_gradient_boosting gradient_boosting $(CLASSIFIERS)
+
+parity: build nginx $(FAMILIES:%=$(PARITY)/stamps/%)
+	$(PY) -m train parity --data $(DATA) --models $(PARITY)/models --out reports
+
+# A family is retrained when the data, the training code or the pinned
+# packages are newer than its stamp, or DATA names other files.
+$(PARITY)/stamps/%: $(PARITY)/data-files $(DATA) $(filter-out train/parity.py,$(wildcard train/*.py)) requirements.txt | $(VENV)/.installed
+	rm -rf $(PARITY)/models/$* $(PARITY)/build/$*
+	$(PY) -m train fit --data $(DATA) --model $* --name $* --build $(PARITY)/build
+	$(PY) -m train export --name $* --build $(PARITY)/build --models $(PARITY)/models
+	@mkdir -p $(@D) && touch $@
+
+$(PARITY)/data-files: FORCE
+	@mkdir -p $(@D); echo '$(DATA)' | cmp -s - $@ || echo '$(DATA)' > $@
+
+FORCE:
 
 # --- Tests ----------------------------------------------------------------
 
