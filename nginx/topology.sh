@@ -223,6 +223,7 @@ rollout() {
     # with the very binary and settings first, and touch nothing if it fails.
     say "checking the model repository $MODELS"
     "$SERVER" --check --models "$MODELS" --log-level warn || fail "the model repository does not load; no replica restarted"
+    ((REPLICAS > 1)) || say "warning: with 1 replica, requests arriving while it restarts get 503 (start 2 or more)"
     # Every replica must be up and in nginx's rotation before one stops (an
     # earlier restart may have left one resting).
     local old all=()
