@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import conftest
-from chaos.topology import listening
+from chaos.topology import listening, request
 from train import agreement, data, export, fit, parity, pipeline, synth
 from train.__main__ import main
 
@@ -227,7 +227,8 @@ def test_nan_and_infinity_literals_are_refused_naming_the_field(every_family, se
     row = _row(every_family, "linear") | {"trip_distance": float(literal.replace("Infinity", "inf"))}
     body = json.dumps({"instances": [row]})  # allow_nan: writes the bare literal
     assert literal in body
-    status, answer = parity.post_raw(f"{server.replica}/v1/models/{every_family.names['linear']}:predict", body)
+    url = f"{server.replica}/v1/models/{every_family.names['linear']}:predict"
+    status, answer = request("POST", url, body.encode())
     assert status == 400
     assert answer["error"].startswith("instances[0].trip_distance: malformed JSON at byte")
     assert "NaN and Infinity are not JSON numbers" in answer["error"]

@@ -27,9 +27,8 @@ import json
 import math
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +44,8 @@ from .fit import log
 
 BATCH = 1000  # rows per request to the replica
 NGINX_BATCH = 100  # rows per request through nginx
-SINGLE_ROWS = 100  # the first rows also go one per request, the common case
+SINGLE_ROWS = 100  # the first rows go one per request, the common case,
+CONCURRENCY = 8  # that many at a time
 WORST_ROWS = 5
 
 
@@ -102,24 +102,10 @@ def sklearn_answers(model, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.n
 
 # --- talking to the server ----------------------------------------------------
 
-def post_json(url: str, payload: dict, timeout: float = 120) -> tuple[int, dict]:
+def post_json(url: str, payload: dict) -> tuple[int, dict]:
     """POST payload as JSON; return the status and the JSON answer."""
-    return post_raw(url, json.dumps(payload), timeout)
-
-
-def post_raw(url: str, body: str, timeout: float = 120) -> tuple[int, dict]:
-    """POST a body as application/json; return the status and the JSON answer."""
-    request = urllib.request.Request(url, data=body.encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        raw = err.read()
-        try:
-            return err.code, json.loads(raw)
-        except ValueError:
-            return err.code, {"error": raw.decode(errors="replace")}
+    status, body = topology.request("POST", url, json.dumps(payload).encode(), timeout=120)
+    return status, body if isinstance(body, dict) else {"error": body}
 
 
 def instances(X: pd.DataFrame) -> list[dict]:
@@ -133,15 +119,21 @@ def instances(X: pd.DataFrame) -> list[dict]:
 
 def server_answers(url: str, name: str, X: pd.DataFrame, batch: int, single: int = 0) -> tuple[list, list[str]]:
     """Send X to url's predict endpoint: the first `single` rows one per
-    request, the rest `batch` per request. Returns one answer per row (None
-    where a request failed) and the errors."""
+    request, CONCURRENCY at a time (so the server's dynamic batching merges
+    them into shared runs), the rest `batch` per request. Returns one answer
+    per row (None where a request failed) and the errors."""
     endpoint = f"{url}/v1/models/{name}:predict"
+    single = min(single, len(X))
+    spans = [(i, i + 1) for i in range(single)] + [(i, min(i + batch, len(X))) for i in range(single, len(X), batch)]
+
+    def ask(span: tuple[int, int]) -> tuple[int, dict]:
+        return post_json(endpoint, {"instances": instances(X.iloc[span[0]:span[1]])})
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        replies = list(pool.map(ask, spans[:single])) + [ask(span) for span in spans[single:]]
     answers: list = []
     errors: list[str] = []
-    starts = list(range(min(single, len(X)))) + list(range(min(single, len(X)), len(X), batch))
-    ends = starts[1:] + [len(X)]
-    for start, end in zip(starts, ends):
-        status, body = post_json(endpoint, {"instances": instances(X.iloc[start:end])})
+    for (start, end), (status, body) in zip(spans, replies):
         if status == 200 and len(body.get("predictions", [])) == end - start:
             answers += body["predictions"]
         else:
@@ -191,7 +183,10 @@ def worst_rows(result: agreement.Agreement, via: str, X: pd.DataFrame, answers: 
 def serving(models: Path, state: Path) -> Iterator[Endpoints]:
     """One Go replica behind nginx (`make up`, on free loopback ports),
     always stopped (`make down`) on exit, even after a failure."""
-    started = topology.start(models, state, replicas=1, SKL2GO_LOG_LEVEL="warn")
+    try:
+        started = topology.start(models, state, replicas=1, SKL2GO_LOG_LEVEL="warn")
+    except RuntimeError as exc:
+        raise ParityError(str(exc)) from None
     try:
         yield Endpoints(replica=started.replicas[0], nginx=started.url)
     finally:
@@ -326,9 +321,9 @@ def markdown(results: list[FamilyResult], paths: list[str]) -> str:
         "",
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; held-out rows of {', '.join(map(str, paths))} "
         "(the latest 20% of trips by pickup time; card payments only for classification).",
-        "Each row was sent as JSON to a Go replica (the first "
-        f"{SINGLE_ROWS} one per request, then {BATCH} per request), and a sample through nginx "
-        f"({NGINX_BATCH} per request), and compared with the published pipeline's `predict` / `predict_proba`.",
+        f"Each row was sent as JSON to a Go replica (the first {SINGLE_ROWS} one per request, {CONCURRENCY} at a "
+        f"time, then {BATCH} per request), and a sample through nginx ({NGINX_BATCH} per request), and compared "
+        "with the published pipeline's `predict` / `predict_proba`.",
         "",
         "Errors are in minutes for regression and in probability for classification. Bounds, on every row:",
         f"- regression: `|server − sklearn| ≤ {agreement.RTOL:g} × max(|sklearn|, {agreement.FLOOR:g} minute)`: "
