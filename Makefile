@@ -24,7 +24,8 @@ MODELS   ?= models
 PORT     ?= 8080
 REPLICAS ?= 2
 SERVER   := serve-go/bin/skl2go-server
-GO_SOURCES := $(shell find serve-go -name '*.go' -not -path '*/testdata/*') serve-go/go.mod serve-go/go.sum
+# Everything the binary is built from, embedded files (//go:embed) included.
+GO_SOURCES := $(shell find serve-go -name '*.go' -not -path '*/testdata/*') serve-go/http/openapi.yaml serve-go/go.mod serve-go/go.sum
 TESTDATA := build/testdata
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 
