@@ -24,7 +24,8 @@ MODELS   ?= models
 PORT     ?= 8080
 REPLICAS ?= 2
 SERVER   := serve-go/bin/skl2go-server
-GO_SOURCES := $(shell find serve-go -name '*.go' -not -path '*/testdata/*') serve-go/go.mod serve-go/go.sum
+# Everything the binary is built from, embedded files (//go:embed) included.
+GO_SOURCES := $(shell find serve-go -name '*.go' -not -path '*/testdata/*') serve-go/http/openapi.yaml serve-go/go.mod serve-go/go.sum
 TESTDATA := build/testdata
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -33,7 +34,7 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status rollout predict test-go test-python testdata compose-cli clean distclean
+.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -49,7 +50,7 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 data: $(SAMPLE)
-$(SAMPLE): | $(VENV)/.installed
+$(SAMPLE): train/synth.py | $(VENV)/.installed
 	$(PY) -m train synth --out $@
 
 train: $(VENV)/.installed $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE))
@@ -82,6 +83,11 @@ status:
 rollout: build
 	nginx/topology.sh rollout
 
+# Faults under a steady Locust load through nginx (chaos/run.py), then
+# reports/chaos.md and reports/chaos.json; fails if any request was lost.
+chaos: build nginx testdata
+	$(PY) -m chaos --out reports
+
 predict:
 	@echo 'POST http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict  (a 2.5-mile trip from zone 74 to 75, Tuesday 08:00)'
 	@curl -sS --fail-with-body -H 'Content-Type: application/json' \
@@ -103,6 +109,33 @@ bench: setup wrk bench-model
 bench-model: $(VENV)/.installed
 	@if ! ls -d $(MODELS)/$(NAME)/[0-9]* >/dev/null 2>&1 || [ ! -f build/$(NAME)/validation.parquet ]; then \
 		$(MAKE) train export; fi
+
+# --- Parity: every family through the real server, checked against sklearn -
+#
+# make parity [DATA=...]: trains and exports each family on DATA into
+# build/parity/ (only those whose data, training code or pinned packages
+# changed since), starts a Go replica behind nginx on free loopback ports,
+# sends every held-out row through it, and writes reports/parity.{md,json}.
+# Exits 1 if a family misses its bound.
+.PHONY: parity FORCE
+PARITY        := build/parity
+FAMILIES      := linear ridge random_forest hist_gradient_boosting gradient_boosting $(CLASSIFIERS)
+
+parity: build nginx $(FAMILIES:%=$(PARITY)/stamps/%)
+	$(PY) -m train parity --data $(DATA) --models $(PARITY)/models --out reports
+
+# A family is retrained when the data, the training code or the pinned
+# packages are newer than its stamp, or DATA names other files.
+$(PARITY)/stamps/%: $(PARITY)/data-files $(DATA) $(filter-out train/parity.py,$(wildcard train/*.py)) requirements.txt | $(VENV)/.installed
+	rm -rf $(PARITY)/models/$* $(PARITY)/build/$*
+	$(PY) -m train fit --data $(DATA) --model $* --name $* --build $(PARITY)/build
+	$(PY) -m train export --name $* --build $(PARITY)/build --models $(PARITY)/models
+	@mkdir -p $(@D) && touch $@
+
+$(PARITY)/data-files: FORCE
+	@mkdir -p $(@D); echo '$(DATA)' | cmp -s - $@ || echo '$(DATA)' > $@
+
+FORCE:
 
 # --- Tests ----------------------------------------------------------------
 

@@ -175,7 +175,9 @@ wait_ready() {
     local addr deadline=$((SECONDS + READY_TIMEOUT))
     addr=$(replica_addr "$1")
     until curl -fsS -o /dev/null "http://$addr/readyz" 2>/dev/null; do
-        pid_alive "$STATE/replica-$1.pid" skl2go-server || { echo "[topology] error: replica $1 ($addr) exited during start-up" >&2; return 1; }
+        # running, not pid_alive: a process just forked may not have exec'd
+        # the server yet, so its command line does not name it.
+        running "$(cat "$STATE/replica-$1.pid")" || { echo "[topology] error: replica $1 ($addr) exited during start-up" >&2; return 1; }
         ((SECONDS < deadline)) || { echo "[topology] error: replica $1 ($addr) not ready after ${READY_TIMEOUT}s" >&2; return 1; }
         sleep 0.1
     done
@@ -187,15 +189,19 @@ predictions() {
         awk '/^skl2go_inference_request_success_total/ { n += $NF } END { print n + 0 }'
 }
 
-# wait_in_rotation N: nginx counts the refused connections of a restart as
-# failures and rests the replica for FAIL_TIMEOUT. Stopping the next replica
-# meanwhile could leave nginx with none, so wait until nginx sends replica N
-# requests again, or FAIL_TIMEOUT + 1 s has passed (no traffic to see).
+# wait_in_rotation N…: nginx counts the refused connections of a restart as
+# failures and rests the replica for FAIL_TIMEOUT. Stopping another replica
+# meanwhile could leave nginx with none, so wait until nginx sends each of
+# replicas N… requests again, or FAIL_TIMEOUT + 1 s has passed (no traffic
+# to see, so nothing to lose).
 wait_in_rotation() {
-    local before deadline=$((SECONDS + FAIL_TIMEOUT + 1))
-    before=$(predictions "$1")
+    local deadline=$((SECONDS + FAIL_TIMEOUT + 1)) i waiting
+    declare -A before
+    for i in "$@"; do before[$i]=$(predictions "$i"); done
     while ((SECONDS < deadline)); do
-        (($(predictions "$1") > before)) && return 0
+        waiting=0
+        for i in "$@"; do (($(predictions "$i") > before[$i])) || waiting=1; done
+        ((waiting)) || return 0
         sleep 0.2
     done
 }
@@ -227,7 +233,15 @@ rollout() {
     # with the very binary and settings first, and touch nothing if it fails.
     say "checking the model repository $MODELS"
     "$SERVER" --check --models "$MODELS" --log-level warn || fail "the model repository does not load; no replica restarted"
-    local old
+    ((REPLICAS > 1)) || say "warning: with 1 replica, requests arriving while it restarts get 503 (start 2 or more)"
+    # Every replica must be up and in nginx's rotation before one stops (an
+    # earlier restart may have left one resting).
+    local old all=()
+    for ((i = 1; i <= REPLICAS; i++)); do
+        wait_ready "$i" || fail "replica $i is not running; start it first (make up, or $0 start-replica $i)"
+        all+=("$i")
+    done
+    wait_in_rotation "${all[@]}"
     for ((i = 1; i <= REPLICAS; i++)); do
         old=$(cat "$STATE/replica-$i.pid" 2>/dev/null || echo "?")
         stop "$STATE/replica-$i.pid" skl2go-server TERM

@@ -90,7 +90,7 @@ func tensorNames(specs []TensorSpec) string {
 func decodeValue(dec *json.Decoder, col *Column, where string) error {
 	tok, err := dec.Token()
 	if err != nil {
-		return syntaxError(dec, err)
+		return valueSyntaxError(dec, err, where)
 	}
 	if err := appendToken(col, tok); err != nil {
 		return Errorf(EINVALID, "%s: %v", where, err)
@@ -240,6 +240,24 @@ func describeToken(tok json.Token) string {
 		return "null"
 	}
 	return fmt.Sprintf("%v", tok)
+}
+
+// valueSyntaxError is syntaxError for a field's value: it names the field,
+// and says what to send instead of NaN or Infinity, which clients often
+// write but JSON does not have.
+func valueSyntaxError(dec *json.Decoder, err error, where string) error {
+	var syn *json.SyntaxError
+	nonFinite := errors.As(err, &syn) &&
+		(strings.Contains(syn.Error(), "invalid character 'N'") || strings.Contains(syn.Error(), "invalid character 'I'"))
+	err = syntaxError(dec, err)
+	var e *Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	if nonFinite {
+		return Errorf(e.Code, "%s: %s (NaN and Infinity are not JSON numbers: send a finite number)", where, e.Message)
+	}
+	return Errorf(e.Code, "%s: %s", where, e.Message)
 }
 
 // syntaxError turns a decoder error into a client error with the offset.

@@ -125,7 +125,8 @@ def test_baseline_refuses_bad_input_like_the_go_server(gunicorn, go_server, body
     elif compare == "field":
         assert py["error"].split(":")[0] == go["error"].split(":")[0]
     else:
-        assert py["error"].startswith("malformed JSON") and go["error"].startswith("malformed JSON")
+        # the Go server also names the field when the bad syntax is a value's (NaN)
+        assert py["error"].startswith("malformed JSON") and "malformed JSON" in go["error"]
 
 
 @pytest.mark.parametrize("path, content_type, status", [

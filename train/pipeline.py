@@ -84,9 +84,11 @@ def build(family: str, seed: int = 0) -> Pipeline:
             sparse=True,
         )
     if family == "hist_gradient_boosting":
-        return _pipeline(HistGradientBoostingRegressor(max_iter=200, learning_rate=0.1, random_state=seed), sparse=False)
+        return _pipeline(HistGradientBoostingRegressor(max_iter=200, learning_rate=0.1, random_state=seed),
+                         sparse=False)
     if family == "hist_gradient_boosting_classifier":
-        return _pipeline(HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed), sparse=False)
+        return _pipeline(HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed),
+                         sparse=False)
     raise AssertionError(f"no pipeline for family {family!r}")
 
 

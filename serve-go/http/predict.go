@@ -83,7 +83,14 @@ func DecodeRequestBytes(body []byte, meta *skl2go.Metadata, maxRows int) (*skl2g
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	return decodeRequest(dec, meta, maxRows)
+	batch, err := decodeRequest(dec, meta, maxRows)
+	var clientErr *skl2go.Error
+	if err != nil && !errors.As(err, &clientErr) {
+		// The body is all in memory: whatever else the decoder says is
+		// about the client's JSON, never a reason for a 500.
+		return nil, skl2go.Errorf(skl2go.EINVALID, "malformed JSON: %v", err)
+	}
+	return batch, err
 }
 
 // bodyReadError turns an error reading a request body, after read bytes,
@@ -151,7 +158,7 @@ func bodyError(err error) error {
 	switch {
 	case errors.As(err, &syn):
 		return skl2go.Errorf(skl2go.EINVALID, "malformed JSON at byte %d: %s", syn.Offset, syn.Error())
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF): // "{" alone ends in io.EOF
 		return skl2go.Errorf(skl2go.EINVALID, "malformed JSON: unexpected end of body")
 	}
 	return err

@@ -152,6 +152,8 @@ func TestPredictRefusesBadRequests(t *testing.T) {
 		{"other top-level key", "POST", predict, "application/json", `{"inputs": []}`, 400, `unknown field "inputs"`},
 		{"body not an object", "POST", predict, "application/json", `[1, 2]`, 400, "body must be a JSON object"},
 		{"empty body", "POST", predict, "application/json", ``, 400, "empty body"},
+		{"object not closed", "POST", predict, "application/json", strings.TrimSuffix(good, "}"), 400, "malformed JSON: unexpected end of body"},
+		{"open brace only", "POST", predict, "application/json", `{`, 400, "malformed JSON: unexpected end of body"},
 		{"malformed JSON", "POST", predict, "application/json", `{"instances": [{"PULocationID": 7,}]}`, 400, "malformed JSON at byte"},
 		{"NaN", "POST", predict, "application/json", `{"instances": [{"trip_distance": NaN}]}`, 400, "malformed JSON"},
 		{"trailing data", "POST", predict, "application/json", good + ` {}`, 400, "data after the top-level object"},
