@@ -53,10 +53,12 @@ WRK_SCRIPT = ROOT / "loadtest" / "wrk.lua"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Dynamic batching settings of the replicas, by name (server flags as SKL2GO_*
-# variables); "on" is the server's default.
+# variables). "on" is the server's default; "on, 300us" also lets a run wait
+# for more requests when they come that close.
 BATCHING = {
-    "on": {"SKL2GO_BATCH_MAX_ROWS": "64", "SKL2GO_BATCH_DELAY": "300us"},
+    "on": {"SKL2GO_BATCH_MAX_ROWS": "64", "SKL2GO_BATCH_DELAY": "0"},
     "off": {"SKL2GO_BATCH_MAX_ROWS": "0"},
+    "on, 300us": {"SKL2GO_BATCH_MAX_ROWS": "64", "SKL2GO_BATCH_DELAY": "300us"},
 }
 DEFAULT_BATCHING = "on"
 
@@ -461,7 +463,8 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
         variants = [DEFAULT_BATCHING] + ([v for v in BATCHING if v != DEFAULT_BATCHING] if settings.batching_rows else [])
         for variant in variants:
             port, bench_port = free_ports(2)
-            topology = Topology(models, work / f"topology-batching-{variant}", port,
+            slug = variant.replace(", ", "-")
+            topology = Topology(models, work / f"topology-batching-{slug}", port,
                                 free_port_block(2, [port, bench_port]), bench_port, server_env=BATCHING[variant])
             cleanup.callback(topology.down)
             topology.up()
@@ -488,7 +491,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
                 log(f"[bench] batching {variant}: the Go targets")
                 for rows in settings.batching_rows:
                     for target in go:
-                        results, runs = measure(target, rows, settings, out / f"batching-{variant}", bodies[rows],
+                        results, runs = measure(target, rows, settings, out / f"batching-{slug}", bodies[rows],
                                                 args.name, held_out_dir, log)
                         bench["batching"] += [{**r, "batching": variant} for r in results]
                         bench["runs"] += [{**r, "batching": variant} for r in runs]

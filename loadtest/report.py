@@ -140,21 +140,28 @@ def markdown(bench: dict) -> str:
                     f"| {times(ratio(r['cpu_ms_per_request'], base and base['cpu_ms_per_request']))} |")
 
     batching = bench.get("batching") or []
-    if {r["batching"] for r in batching} >= {"on", "off"}:
-        lines += ["", "## Dynamic batching, on vs off", "",
-                  f"Server settings: {json.dumps(s.get('batching_settings', {}))}. The replicas are restarted "
-                  "for each setting, so the two columns are minutes apart.", "",
-                  "| target | rows | loadgen | req/s off | req/s on | on/off | p99 ms off | p99 ms on "
-                  "| CPU ms/req off | CPU ms/req on |",
-                  "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|"]
-        for r_off in (r for r in batching if r["batching"] == "off"):
-            r_on = find(batching, r_off["target"], r_off["rows_per_request"], r_off["loadgen"], batching="on")
-            if r_on is None:
+    variants = list(dict.fromkeys(r["batching"] for r in batching))
+    default = s.get("default_batching")
+    if len(variants) > 1 and default in variants:
+        others = [v for v in variants if v != default]
+        lines += ["", "## Dynamic batching", "",
+                  f"Server settings: {json.dumps(s.get('batching_settings', {}))}; `{default}` is the default. "
+                  "The replicas are restarted for each setting, so the columns are minutes apart.", "",
+                  "| target | rows | loadgen | " + " | ".join(f"req/s {v}" for v in variants) + " | "
+                  + " | ".join(f"{v} vs {default}" for v in others) + " | "
+                  + " | ".join(f"p99 ms {v}" for v in variants) + " | "
+                  + " | ".join(f"CPU ms/req {v}" for v in variants) + " |",
+                  "|---|--:|---|" + "--:|" * (4 * len(variants) - 1)]
+        for base in (r for r in batching if r["batching"] == default):
+            row = [find(batching, base["target"], base["rows_per_request"], base["loadgen"], batching=v) for v in variants]
+            if any(r is None for r in row):
                 continue
             lines.append(
-                f"| {r_off['target']} | {r_off['rows_per_request']:,} | {r_off['loadgen']} | {num(r_off['rps'])} "
-                f"| {num(r_on['rps'])} | {times(ratio(r_on['rps'], r_off['rps']))} | {num(r_off['p99_ms'], 2)} "
-                f"| {num(r_on['p99_ms'], 2)} | {num(r_off['cpu_ms_per_request'], 3)} | {num(r_on['cpu_ms_per_request'], 3)} |")
+                f"| {base['target']} | {base['rows_per_request']:,} | {base['loadgen']} | "
+                + " | ".join(num(r["rps"]) for r in row) + " | "
+                + " | ".join(times(ratio(r["rps"], base["rps"])) for r in row[1:]) + " | "
+                + " | ".join(num(r["p99_ms"], 2) for r in row) + " | "
+                + " | ".join(num(r["cpu_ms_per_request"], 3) for r in row) + " |")
 
     if bench.get("in_process"):
         lines += ["", "## sklearn's own predict, in process (one thread, no HTTP)", "",

@@ -66,12 +66,12 @@ def fake_bench(go_rps: float, go_p99: float, go_cpu: float, go_rows_1000: float,
         fake_result("sklearn_gunicorn", 1000, "wrk", 40, 300, 20.0),
         fake_result("go_nginx", 1000, "wrk", go_rows_1000 / 1000, 40, 4.0),
     ]
-    batching = [{**r, "batching": "off"} for r in results if r["target"] == "go_nginx"] + \
-               [{**r, "rps": 2 * r["rps"], "batching": "on"} for r in results if r["target"] == "go_nginx"]
+    batching = [{**r, "batching": "on"} for r in results if r["target"] == "go_nginx"] + \
+               [{**r, "rps": r["rps"] / 2, "batching": "off"} for r in results if r["target"] == "go_nginx"]
     return {"machine": {"cpu": "test", "cores": 2}, "results": results, "batching": batching,
             "in_process": [{"what": "sklearn_predict_in_process", "rows_per_request": 1000, "ms_per_call": 5.0,
                             "rows_per_s": 200_000}],
-            "settings": {"model": "m", "version": 1, "fixed_rate": {1: 100}}}
+            "settings": {"model": "m", "version": 1, "fixed_rate": {1: 100}, "default_batching": "on"}}
 
 
 def test_report_judges_the_issue_targets_from_the_run():
@@ -96,7 +96,7 @@ def test_report_writes_tables_with_ratios_and_a_chart(tmp_path):
     md = (tmp_path / "bench.md").read_text()
     assert "| go_nginx | wrk | 16,000 | 16,000 |" in md
     assert "| 40.0× | 1/30 |" in md  # req/s and CPU against the baseline of the same loadgen and size
-    assert "| go_nginx | 1 | wrk | 16,000 | 32,000 | 2.0× |" in md  # batching on vs off
+    assert "| go_nginx | 1 | wrk | 16,000 | 8,000 | 0.50× |" in md  # batching on (the default), then off
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -127,11 +127,11 @@ def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, tm
     assert all(r["versions"] == {"1": r["requests"]} for r in result["runs"] if r.get("versions") and r["target"].startswith(("go_", "sklearn")))
 
     batching = {(r["target"], r["loadgen"], r["batching"]) for r in result["batching"]}
-    assert batching == {(t, g, b) for t in ("go_direct", "go_nginx") for g in ("locust", "wrk") for b in ("on", "off")}
+    assert batching == {(t, g, b) for t in ("go_direct", "go_nginx") for g in ("locust", "wrk") for b in bench.BATCHING}
     assert all(r["failures"] == 0 for r in result["batching"])
 
     assert (out / "bench.md").read_text().startswith("# skl2go benchmark")
-    assert "## Dynamic batching, on vs off" in (out / "bench.md").read_text()
+    assert "## Dynamic batching" in (out / "bench.md").read_text()
     assert (out / "bench.png").stat().st_size > 10_000
     assert (out / "locust" / "go_nginx-rows1.html").stat().st_size > 0
     assert (out / "locust" / "go_nginx-rows1_stats.csv").read_text().count("predict rows=1") == 1

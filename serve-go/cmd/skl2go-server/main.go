@@ -166,14 +166,16 @@ func newLogger(c config) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format must be json or text, got %q", c.logFormat)
 }
 
-// Dynamic batching defaults, measured on the 2-core machine (BENCHMARKS.md):
-// single-row requests, wrk with 32 connections through nginx to 2 replicas,
-// 3 alternating rounds: 13.0-16.5k req/s without batching (p99 10-13 ms),
-// 14.8-18.4k with a 100µs delay, 17.3-18.3k with 300µs (p99 6.5 ms),
-// 12.1-14.0k with 1ms. Requests of 64 rows or more run alone.
+// Dynamic batching defaults, measured on the 2-core machine (BENCHMARKS.md).
+// A run takes what has queued (no delay): it costs nothing at low load and
+// merges what arrives while runs are busy. A delay helped under saturation
+// (wrk, 32 connections through nginx: +15-35% req/s with 300µs) but halved
+// a 16-user Locust run, because a sub-millisecond timer fires late (about
+// 1 ms) on a replica with nothing else to do. Requests of 64 rows or more
+// run alone.
 const (
 	defaultBatchMaxRows = 64
-	defaultBatchDelay   = 300 * time.Microsecond
+	defaultBatchDelay   = time.Duration(0)
 )
 
 // loader returns the one function that loads and checks a model version
