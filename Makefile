@@ -83,10 +83,10 @@ status:
 rollout: build
 	nginx/topology.sh rollout
 
-# Faults under a steady Locust load through nginx (chaos/run.py), then
+# Faults under a steady Locust load through nginx (loadtest/chaos/run.py), then
 # reports/chaos.md and reports/chaos.json; fails if any request was lost.
 chaos: build nginx testdata
-	$(PY) -m chaos --out reports
+	$(PY) -m loadtest.chaos --out reports
 
 predict:
 	@echo 'POST http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict  (a 2.5-mile trip from zone 74 to 75, Tuesday 08:00)'
@@ -122,11 +122,11 @@ PARITY        := build/parity
 FAMILIES      := linear ridge random_forest hist_gradient_boosting gradient_boosting $(CLASSIFIERS)
 
 parity: build nginx $(FAMILIES:%=$(PARITY)/stamps/%)
-	$(PY) -m train parity --data $(DATA) --models $(PARITY)/models --out reports
+	$(PY) -m loadtest.parity --data $(DATA) --models $(PARITY)/models --out reports
 
 # A family is retrained when the data, the training code or the pinned
 # packages are newer than its stamp, or DATA names other files.
-$(PARITY)/stamps/%: $(PARITY)/data-files $(DATA) $(filter-out train/parity.py,$(wildcard train/*.py)) requirements.txt | $(VENV)/.installed
+$(PARITY)/stamps/%: $(PARITY)/data-files $(DATA) $(wildcard train/*.py) requirements.txt | $(VENV)/.installed
 	rm -rf $(PARITY)/models/$* $(PARITY)/build/$*
 	$(PY) -m train fit --data $(DATA) --model $* --name $* --build $(PARITY)/build
 	$(PY) -m train export --name $* --build $(PARITY)/build --models $(PARITY)/models

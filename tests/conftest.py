@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.topology import ROOT, Topology, start
+from loadtest.topology import ROOT, Topology, start
 from train import export, fit, synth
 
 

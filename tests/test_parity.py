@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 import conftest
-from chaos.topology import listening, request
-from train import agreement, data, export, fit, parity, pipeline, synth
-from train.__main__ import main
+from loadtest import parity
+from loadtest.topology import listening, request
+from train import agreement, data, export, fit, pipeline, synth
 
 # The report's shape, as the issue gives it (other tools read it).
 FAMILY_KEYS = ["family", "task", "rows", "max_abs_error", "max_rel_error", "label_agreement",
@@ -92,7 +92,7 @@ def test_a_family_that_differs_from_sklearn_fails_parity(every_family, tmp_path,
     shutil.copytree(every_family.models / "ridge", models / "ridge")
     shutil.copyfile(every_family.models / every_family.names["linear"] / "1" / "pipeline.joblib",
                     models / "ridge" / "1" / "pipeline.joblib")
-    code = main(["parity", "--data", str(every_family.trips), "--models", str(models), "--families", "ridge",
+    code = parity.main(["--data", str(every_family.trips), "--models", str(models), "--families", "ridge",
                  "--rows", "500", "--nginx-rows", "50", "--min-rows", "0", "--out", str(tmp_path / "reports")])
     assert code == 1
     assert "out of bound: ridge" in capsys.readouterr().err

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from chaos import faults
-from chaos.topology import ROOT, free_ports, ready, request, start, wait_until
+from loadtest.chaos import faults
+from loadtest.topology import ROOT, free_ports, ready, request, start, wait_until
 from train import export
 
 MODEL = "trip_duration"

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chaos.topology import listening, request, start
+from loadtest.topology import listening, request, start
 from conftest import REPLICAS, running_topology
 from train import agreement, data, export
 

@@ -1,9 +1,8 @@
-"""Command line: python -m train {synth,fit,export,parity} ...
+"""Command line: python -m train {synth,fit,export} ...
 
     python -m train synth --out data/green_tripdata_synthetic.parquet
     python -m train fit --data data/green_tripdata_synthetic.parquet --model linear --name trip_duration
     python -m train export --name trip_duration
-    python -m train parity --data data/green_tripdata_synthetic.parquet --models build/parity/models
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import data, export, fit, parity, pipeline, synth
+from . import data, export, fit, pipeline, synth
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,17 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build", type=Path, default=Path("build"))
     p.add_argument("--models", type=Path, default=Path("models"))
 
-    p = commands.add_parser("parity", help="send held-out rows of every family through the real Go server and "
-                            "nginx, compare with sklearn, write reports/parity.{md,json}")
-    p.add_argument("--data", nargs="+", required=True, help="the trip files the models were trained on")
-    p.add_argument("--models", type=Path, default=Path("build/parity/models"),
-                   help="a model repository with one model per family, named after it")
-    p.add_argument("--families", nargs="+", default=list(pipeline.FAMILIES), choices=pipeline.FAMILIES)
-    p.add_argument("--rows", type=int, default=0, help="held-out rows per family sent to the server (0: all)")
-    p.add_argument("--min-rows", type=int, default=10_000, help="fail if a family has fewer held-out rows")
-    p.add_argument("--nginx-rows", type=int, default=1000, help="of those, how many also go through nginx")
-    p.add_argument("--out", type=Path, default=Path("reports"))
-
     args = parser.parse_args(argv)
     # Held-out trips may start in zones the training trips never did; they
     # encode as all zeros by design (handle_unknown="ignore").
@@ -60,16 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[synth] wrote {args.rows:,} trips (seed {args.seed}, {args.month}) to {path}")
         elif args.command == "fit":
             fit.fit(args.data, args.model, args.name, args.build, args.seed)
-        elif args.command == "export":
-            export.export(args.name, args.build, args.models)
         else:
-            results = parity.run(args.data, args.models, {f: f for f in args.families}, args.out, rows=args.rows,
-                                 nginx_rows=args.nginx_rows, min_rows=args.min_rows)
-            failed = [r.family for r in results if not r.within_bound]
-            if failed:
-                print(f"error: out of bound: {', '.join(failed)} (see {args.out / 'parity.md'})", file=sys.stderr)
-                return 1
-    except (data.NotTripData, export.ParityError, parity.ParityError, FileNotFoundError, ValueError) as exc:
+            export.export(args.name, args.build, args.models)
+    except (data.NotTripData, export.ParityError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,6 +1,6 @@
 """Parity: every model family answers through the real Go server as sklearn does.
 
-    python -m train parity --data data/green_tripdata_synthetic.parquet --models build/parity/models
+    python -m loadtest.parity --data data/green_tripdata_synthetic.parquet --models build/parity/models
 
 For each family, the model named after it in the repository (or the names
 given to `run`):
@@ -8,7 +8,7 @@ given to `run`):
 1. recompute the rows fit held out, from the same trip files (the latest 20%
    by pickup time), after checking that the model was trained on exactly
    those files (model.json's data fingerprint);
-2. start the real topology (`make up`, through chaos/topology.py): a Go
+2. start the real topology (`make up`, through loadtest/topology.py): a Go
    replica on ONNX Runtime behind nginx, on free loopback ports;
 3. send every held-out row (or `rows` of them) to the replica, and a sample
    (`nginx_rows`) through nginx, as JSON predict requests;
@@ -22,11 +22,14 @@ The exit status is 1 when a family misses its bound.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
+import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,10 +40,9 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from chaos import topology
-
-from . import agreement, data, pipeline
-from .fit import log
+from loadtest import topology
+from train import agreement, data, export, pipeline
+from train.fit import log
 
 BATCH = 1000  # rows per request to the replica
 NGINX_BATCH = 100  # rows per request through nginx
@@ -357,3 +359,34 @@ def markdown(results: list[FamilyResult], paths: list[str]) -> str:
 def _finite(x: float | None) -> float | None:
     """JSON has no NaN or Infinity: an unknown or unbounded error is null."""
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.parity", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", required=True, help="the trip files the models were trained on")
+    parser.add_argument("--models", type=Path, default=Path("build/parity/models"),
+                        help="a model repository with one model per family, named after it")
+    parser.add_argument("--families", nargs="+", default=list(pipeline.FAMILIES), choices=pipeline.FAMILIES)
+    parser.add_argument("--rows", type=int, default=0, help="held-out rows per family sent to the server (0: all)")
+    parser.add_argument("--min-rows", type=int, default=10_000, help="fail if a family has fewer held-out rows")
+    parser.add_argument("--nginx-rows", type=int, default=1000, help="of those, how many also go through nginx")
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    # Held-out trips may start in zones the training trips never did; they
+    # encode as all zeros by design (handle_unknown="ignore").
+    warnings.filterwarnings("ignore", message="Found unknown categories")
+    try:
+        results = run(args.data, args.models, {f: f for f in args.families}, args.out, rows=args.rows,
+                      nginx_rows=args.nginx_rows, min_rows=args.min_rows)
+    except (data.NotTripData, export.ParityError, ParityError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    failed = [r.family for r in results if not r.within_bound]
+    if failed:
+        print(f"error: out of bound: {', '.join(failed)} (see {args.out / 'parity.md'})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,5 @@
 """The chaos run: with Locust sending a steady load of held-out trips through
-nginx (chaos/locustfile.py: loadtest's PredictUser), inflict one fault per
+nginx (loadtest/chaos/locustfile.py: loadtest's PredictUser), inflict one fault per
 scenario on a real topology (2 Go replicas behind nginx) and count what the
 load saw. A scenario passes when no request was lost (every answer checked
 and 200), no answer was a 5xx, and its own checks hold.
@@ -27,8 +27,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from chaos import faults, malformed
-from chaos.topology import ROOT, Topology, request, start, wait_until
+from loadtest.chaos import faults, malformed
+from loadtest.topology import ROOT, Topology, request, start, wait_until
 from train import export
 
 MODEL = "trip_duration"
@@ -81,7 +81,7 @@ class Load:
             path.unlink(missing_ok=True)
         self.log = open(work / "locust.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", "chaos/locustfile.py", "--headless", "--only-summary",
+            [sys.executable, "-m", "locust", "-f", "loadtest/chaos/locustfile.py", "--headless", "--only-summary",
              "-u", str(s.users), "-r", str(s.users), "--user-rate", str(s.user_rate), "--host", url,
              "--model-name", MODEL, "--held-out", str(held_out), "--summary-file", str(self.summary),
              "--status-file", str(self.statuses), "--loglevel", "WARNING", "PredictUser"],
@@ -327,5 +327,5 @@ def write_reports(out_dir: Path, outcomes: list[Outcome], fuzz: list[dict], s: S
             if not f["passed"]:
                 lines += ["", f"{f['target']} failed:", "", "```", f["output"], "```"]
         lines.append("")
-    lines += ["Reproduce: `make chaos` (full) or `.venv/bin/python -m chaos --short`.", ""]
+    lines += ["Reproduce: `make chaos` (full) or `.venv/bin/python -m loadtest.chaos --short`.", ""]
     (out_dir / "chaos.md").write_text("\n".join(lines))
