@@ -61,9 +61,11 @@ export: $(VENV)/.installed
 
 # --- Go server ------------------------------------------------------------
 
+# -buildvcs=auto: GET /v2 reports the git revision built, even where GOFLAGS
+# turns stamping off.
 build: $(SERVER)
 $(SERVER): $(GO_SOURCES)
-	cd serve-go && go build -trimpath -o bin/skl2go-server ./cmd/skl2go-server
+	cd serve-go && go build -buildvcs=auto -trimpath -o bin/skl2go-server ./cmd/skl2go-server
 
 # --- Local topology: REPLICAS Go servers on 127.0.0.1:9001… behind nginx on 127.0.0.1:$(PORT)
 

@@ -240,8 +240,9 @@ func TestAgreesWithSklearn(t *testing.T) {
 
 func TestValidName(t *testing.T) {
 	for name, want := range map[string]bool{
-		"trip_duration": true, "m-1.v2": true, "A": true,
-		"": false, "..": false, "a..b": false, ".hidden": false, "a/b": false, "a b": false, strings.Repeat("x", 129): false,
+		"trip_duration": true, "m-1.v2": true, "A": true, "9_a.": true, strings.Repeat("x", 128): true,
+		"": false, "..": false, "a..b": false, "a..": false, ".hidden": false, "_a": false, "-a": false,
+		"a/b": false, "a b": false, "a\\b": false, "é": false, "a\x00": false, strings.Repeat("x", 129): false,
 	} {
 		if got := skl2go.ValidName(name); got != want {
 			t.Errorf("ValidName(%q) = %v, want %v", name, got, want)
