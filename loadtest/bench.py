@@ -16,6 +16,11 @@ For each target and request size (1, 100, 1,000 rows) it runs:
    workers) before and after.
 3. wrk (C, from Debian): the peak req/s, which one Locust process cannot reach.
 
+Single-record predict through nginx and nginx proxying to /healthz are then
+measured again in alternating wrk rounds (A B, B A, …): their ratio is a
+target, and on a shared machine one run of each can land in a quiet and a
+busy minute. The median of the rounds' ratios is the figure.
+
 Then the dynamic batching comparison (replicas restarted with it on, then off)
 and sklearn's own in-process `predict` on the same rows. It writes
 reports/bench.json, reports/bench.md, reports/bench.png and Locust's HTML and
@@ -79,12 +84,14 @@ class Settings:
     fixed_rate: dict[int, float] = field(default_factory=lambda: {1: 100.0, 100: 40.0, 1000: 10.0})
     in_process_seconds: float = 3.0
     batching_rows: list[int] = field(default_factory=lambda: [1, 100])  # compare batching on/off at these
+    paired_rounds: int = 5  # alternating wrk rounds of predict and /healthz through nginx
+    paired_duration: int = 8  # seconds per run in those rounds
 
     @classmethod
     def quick(cls) -> Settings:
         """Under 2 minutes: the smallest and largest requests, short runs."""
         return cls(rows=[1, 1000], duration=2, fixed_duration=2, wrk_duration=2, in_process_seconds=1.0,
-                   batching_rows=[1])
+                   batching_rows=[1], paired_rounds=1, paired_duration=2)
 
 
 # --- processes ----------------------------------------------------------------
@@ -332,6 +339,27 @@ def measure(target: Target, rows: int, settings: Settings, out: Path, bodies: Pa
     return results, runs
 
 
+def paired_rounds(predict: Target, healthz: Target, settings: Settings, bodies: Path, model: str,
+                  log) -> list[dict]:
+    """Single-record predict and /healthz through the same nginx, in alternating
+    wrk rounds (the order flips each round, so a drift in the machine's load
+    weighs on both): each round's req/s and their ratio."""
+    rounds = []
+    for i in range(settings.paired_rounds):
+        order = [predict, healthz] if i % 2 == 0 else [healthz, predict]
+        runs = {}
+        for target in order:
+            wrk = run_wrk(target, settings, None if target.get_path else bodies, settings.paired_duration, model)
+            runs[target.name] = wrk_run(target, 1, wrk, 0.0)
+        p, h = runs[predict.name], runs[healthz.name]
+        rounds.append({"round": i + 1, "first": order[0].name, "go_nginx_rps": p["rps"],
+                       "nginx_go_healthz_rps": h["rps"], "ratio": p["rps"] / h["rps"] if h["rps"] else None,
+                       "failures": p["failures"] + h["failures"]})
+        log(f"  round {i + 1}: predict {p['rps']:,.0f} req/s, /healthz {h['rps']:,.0f} req/s, "
+            f"{100 * rounds[-1]['ratio']:.0f}%  failures {rounds[-1]['failures']}")
+    return rounds
+
+
 def locust_run(target: Target, rows: int, loadgen: str, phase: str, summary: dict, cpu: float | None,
                rate: float) -> dict:
     requests = summary["requests"]
@@ -487,6 +515,9 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
                         bench["runs"] += runs
                         if target.name.startswith("go_") and rows in settings.batching_rows:
                             bench["batching"] += [{**r, "batching": variant} for r in results]
+                if 1 in settings.rows and settings.paired_rounds:
+                    log(f"[bench] predict vs /healthz through nginx, {settings.paired_rounds} alternating rounds")
+                    bench["paired"] = paired_rounds(go[1], ceilings[1], settings, bodies[1], args.name, log)
             else:
                 log(f"[bench] batching {variant}: the Go targets")
                 for rows in settings.batching_rows:
@@ -510,6 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="reports", help="where the reports go")
     parser.add_argument("--rows", default="", help="request sizes, comma-separated (default 1,100,1000)")
     parser.add_argument("--duration", type=int, default=0, help="seconds per run (all three kinds)")
+    parser.add_argument("--rounds", type=int, default=-1,
+                        help="alternating rounds of predict and /healthz through nginx (default 5; 0: none)")
     parser.add_argument("--no-batching", action="store_true", help="skip the dynamic batching comparison")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -519,7 +552,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.fixed_rate = {r: settings.fixed_rate.get(r, 10.0) for r in settings.rows}
         settings.batching_rows = [r for r in settings.batching_rows if r in settings.rows]
     if args.duration:
-        settings.duration = settings.fixed_duration = settings.wrk_duration = args.duration
+        settings.duration = settings.fixed_duration = settings.wrk_duration = settings.paired_duration = args.duration
+    if args.rounds >= 0:
+        settings.paired_rounds = args.rounds
     if args.no_batching:
         settings.batching_rows = []
     for tool in ("wrk", "nginx"):
@@ -534,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     report.write(bench, out)
     print(f"[bench] wrote {out}/bench.json, bench.md, bench.png and Locust's reports in {out}/locust "
           f"({bench['elapsed_s']:.0f}s)")
-    failures = sum(r["failures"] for r in bench["results"] + bench["batching"])
+    failures = sum(r["failures"] for r in bench["results"] + bench["batching"] + bench.get("paired", []))
     if failures:
         print(f"[bench] {failures} failed requests: see the Locust reports and bench.json's runs", file=sys.stderr)
         return 1

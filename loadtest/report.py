@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -68,11 +69,18 @@ def goals(bench: dict) -> list[dict]:
         f"{rows:.2f}× ({go1000['rows_per_s']:,.0f} vs {in_process['rows_per_s']:,.0f} rows/s)",
         "met": None if rows is None else bool(rows >= 1)})
 
-    share = ratio(go1 and go1["rps"], healthz and healthz["rps"])
+    paired = [r["ratio"] for r in bench.get("paired", []) if r["ratio"] is not None]
+    if paired:  # alternating rounds: the median ratio, less at the mercy of one busy minute
+        share = statistics.median(paired)
+        measured = (f"{100 * share:.0f}%, median of {len(paired)} alternating rounds "
+                    f"({100 * min(paired):.0f}–{100 * max(paired):.0f}%)")
+    else:
+        share = ratio(go1 and go1["rps"], healthz and healthz["rps"])
+        measured = None if share is None else f"{100 * share:.0f}% ({go1['rps']:,.0f} vs {healthz['rps']:,.0f} req/s)"
     out.append({
         "goal": "predict through nginx vs nginx proxying to the replicas' /healthz (wrk, single record)",
         "wanted": "≥ 80%",
-        "measured": None if share is None else f"{100 * share:.0f}% ({go1['rps']:,.0f} vs {healthz['rps']:,.0f} req/s)",
+        "measured": measured,
         "met": None if share is None else bool(share >= 0.8)})
     return out
 
@@ -138,6 +146,17 @@ def markdown(bench: dict) -> str:
                     f"| {num(r['p95_ms'], 2)} | {num(r['p99_ms'], 2)} | {r['failures']} "
                     f"| {num(r['cpu_ms_per_request'], 3)} | {times(ratio(r['rps'], base and base['rps']))} "
                     f"| {times(ratio(r['cpu_ms_per_request'], base and base['cpu_ms_per_request']))} |")
+
+    if bench.get("paired"):
+        lines += ["", "## Predict vs /healthz through nginx, alternating rounds", "",
+                  f"Single-record predict and nginx proxying to the replicas' /healthz, wrk "
+                  f"{s.get('paired_duration')} s each, the order flipped every round.", "",
+                  "| round | first | predict req/s | /healthz req/s | predict / healthz | failures |",
+                  "|--:|---|--:|--:|--:|--:|"]
+        for r in bench["paired"]:
+            share = "–" if r["ratio"] is None else f"{100 * r['ratio']:.0f}%"
+            lines.append(f"| {r['round']} | {r['first']} | {num(r['go_nginx_rps'])} | {num(r['nginx_go_healthz_rps'])} "
+                         f"| {share} | {r['failures']} |")
 
     batching = bench.get("batching") or []
     variants = list(dict.fromkeys(r["batching"] for r in batching))
