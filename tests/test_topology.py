@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
+import urllib.request
 from pathlib import Path
 
 import joblib
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loadtest.topology import listening, request, start
+from loadtest.topology import listening, request, start, wait_until
 from conftest import REPLICAS, running_topology
 from train import agreement, data, export
 
@@ -116,6 +118,22 @@ def test_bad_requests_through_nginx_get_clear_json_errors(topology, path, body, 
     got_status, got = request("POST", topology.url + path, json.dumps(body).encode(), content_type)
     assert got_status == status
     assert needle in got["error"]
+
+
+def test_nginx_gives_each_request_an_id_that_the_client_and_its_log_see(topology):
+    body = json.dumps({"instances": [{"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5,
+                                      "pickup_hour": 8, "pickup_weekday": 1}]}).encode()
+    sent = urllib.request.Request(f"{topology.url}/v1/models/trip_duration:predict", data=body, method="POST",
+                                  headers={"Content-Type": "application/json", "X-Request-ID": "client-chosen"})
+    with urllib.request.urlopen(sent, timeout=30) as resp:
+        assert resp.status == 200
+        request_id = resp.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # nginx's own, not the client's
+    log = topology.state / "logs" / "nginx-access.log"  # buffered by nginx, flushed within a second
+    line = wait_until("nginx to log the request", lambda: next(
+        (line for line in log.read_text().splitlines() if f"request_id={request_id}" in line), None), timeout=10)
+    assert '"POST /v1/models/trip_duration:predict HTTP/1.1" 200' in line
+    assert re.search(r"upstream=127\.0\.0\.1:\d+ upstream_status=200 ", line)
 
 
 def test_metrics_are_not_exposed_through_nginx(topology):

@@ -33,7 +33,7 @@ func errMethod(got, want string) error {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := skl2go.ErrorCode(err)
 	if code == skl2go.EINTERNAL {
-		s.logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
 	}
 	status, ok := codes[code]
 	if !ok {

@@ -146,9 +146,20 @@ func (s *Server) route(name, method string, h http.HandlerFunc) http.Handler {
 		s.metrics.httpRequests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
 		if s.logger.Enabled(r.Context(), slog.LevelDebug) { // no argument boxing per request otherwise
 			s.logger.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000)
+				"duration_ms", float64(time.Since(start).Microseconds())/1000, "request_id", requestID(r))
 		}
 	})
+}
+
+// requestID is the X-Request-ID nginx gives each request (it logs it too,
+// and returns it to the client), so that a client's report leads to the
+// replica's log lines. Bounded: a direct caller can send anything.
+func requestID(r *http.Request) string {
+	id := r.Header.Get("X-Request-ID")
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return id
 }
 
 // handleModels dispatches /v1/models/{name}[/versions/{v}][:predict].

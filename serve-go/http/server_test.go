@@ -301,3 +301,32 @@ func TestServeAndShutdownOverRealHTTP(t *testing.T) {
 		t.Fatalf("Serve returned %v after Shutdown", err)
 	}
 }
+
+func TestRequestLogCarriesNginxRequestID(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := skhttp.NewServer(repository.NewStore(), skhttp.Config{}, logger, prometheus.NewRegistry())
+	long := strings.Repeat("x", 100)
+	for _, tt := range []struct{ sent, logged string }{
+		{"9f86d081884c7d659a2feaa0c55ad015", "9f86d081884c7d659a2feaa0c55ad015"},
+		{long, long[:64]}, // a direct caller cannot flood the log
+		{"", ""},
+	} {
+		logs.Reset()
+		req := httptest.NewRequest("GET", "/healthz", nil)
+		if tt.sent != "" {
+			req.Header.Set("X-Request-ID", tt.sent)
+		}
+		s.Handler().ServeHTTP(httptest.NewRecorder(), req)
+		var line struct {
+			Msg       string `json:"msg"`
+			RequestID string `json:"request_id"`
+		}
+		if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+			t.Fatalf("log line %q: %v", logs.String(), err)
+		}
+		if line.Msg != "request" || line.RequestID != tt.logged {
+			t.Errorf("sent %q: logged %s", tt.sent, logs.String())
+		}
+	}
+}
