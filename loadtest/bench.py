@@ -37,7 +37,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -52,6 +51,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from loadtest import baseline, report, samples
+from loadtest.topology import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = ROOT / "loadtest" / "wrk.lua"
@@ -95,36 +95,6 @@ class Settings:
 
 
 # --- processes ----------------------------------------------------------------
-
-def free_ports(n: int) -> list[int]:
-    """n distinct TCP ports free on 127.0.0.1 right now."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    return free_ports(1)[0]
-
-
-def free_port_block(n: int, avoid: list[int]) -> int:
-    """A port p such that p … p+n-1 are free (the replicas' BASE_PORT) and not in `avoid`."""
-    for _ in range(100):
-        base = free_port()
-        if base + n >= 65536 or set(range(base, base + n)) & set(avoid):
-            continue
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in range(base, base + n):
-                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
-
 
 def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
     """Poll `url` until it answers 200; fail early if `process` exits."""
@@ -483,17 +453,18 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
             f"{m['rows_per_s']:,.0f} rows/s")
 
     with contextlib.ExitStack() as cleanup:
-        gunicorn_port = free_port()
+        gunicorn_port = free_ports(1)
         gunicorn = start_baseline(models, gunicorn_port, work / "logs" / "gunicorn.log")
         cleanup.callback(stop, gunicorn)
         sklearn = Target("sklearn_gunicorn", f"http://127.0.0.1:{gunicorn_port}", None,
                          lambda: [gunicorn.pid] + children(gunicorn.pid))
         variants = [DEFAULT_BATCHING] + ([v for v in BATCHING if v != DEFAULT_BATCHING] if settings.batching_rows else [])
         for variant in variants:
-            port, bench_port = free_ports(2)
+            port = free_ports(1)
+            bench_port = free_ports(1, avoid=[port])
             slug = variant.replace(", ", "-")
             topology = Topology(models, work / f"topology-batching-{slug}", port,
-                                free_port_block(2, [port, bench_port]), bench_port, server_env=BATCHING[variant])
+                                free_ports(2, avoid=[port, bench_port]), bench_port, server_env=BATCHING[variant])
             cleanup.callback(topology.down)
             topology.up()
             go = [

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from loadtest import topology
+from loadtest.samples import instances
 from train import agreement, data, export, pipeline
 from train.fit import log
 
@@ -110,15 +112,6 @@ def post_json(url: str, payload: dict) -> tuple[int, dict]:
     return status, body if isinstance(body, dict) else {"error": body}
 
 
-def instances(X: pd.DataFrame) -> list[dict]:
-    """Rows as request instances, as a client would write them: float32
-    values in their shortest form (2.53, not 2.5299999713897705), which
-    the server reads back as the very same float32."""
-    columns = {c: [float(str(v)) for v in X[c].to_numpy()] if X[c].dtype == np.float32 else X[c].tolist()
-               for c in X.columns}
-    return [dict(zip(columns, values)) for values in zip(*columns.values())]
-
-
 def server_answers(url: str, name: str, X: pd.DataFrame, batch: int, single: int = 0) -> tuple[list, list[str]]:
     """Send X to url's predict endpoint: the first `single` rows one per
     request, CONCURRENCY at a time (so the server's dynamic batching merges
@@ -185,14 +178,12 @@ def worst_rows(result: agreement.Agreement, via: str, X: pd.DataFrame, answers: 
 def serving(models: Path, state: Path) -> Iterator[Endpoints]:
     """One Go replica behind nginx (`make up`, on free loopback ports),
     always stopped (`make down`) on exit, even after a failure."""
-    try:
-        started = topology.start(models, state, replicas=1, SKL2GO_LOG_LEVEL="warn")
-    except RuntimeError as exc:
-        raise ParityError(str(exc)) from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            started = stack.enter_context(topology.running(models, state, replicas=1, SKL2GO_LOG_LEVEL="warn"))
+        except RuntimeError as exc:
+            raise ParityError(str(exc)) from None
         yield Endpoints(replica=started.replicas[0], nginx=started.url)
-    finally:
-        started.down()
 
 
 # --- the run ------------------------------------------------------------------
@@ -209,15 +200,17 @@ class Plan:
     X: pd.DataFrame
 
 
-def plan(family: str, name: str, models: Path, paths: list[str], rows: int | None, min_rows: int) -> Plan:
-    """Find the family's model and its held-out rows, checking that the model
-    was trained on these very trip files, before anything is started."""
+def plan(family: str, name: str, models: Path, paths: list[str], rows: int | None, min_rows: int,
+         held_out_rows: Callable[[str], tuple[pd.DataFrame, str]]) -> Plan:
+    """Find the family's model and its held-out rows (held_out_rows(task):
+    held_out on `paths`), checking that the model was trained on these very
+    trip files, before anything is started."""
     version_dir = latest_version(models, name)
     meta = json.loads((version_dir / "model.json").read_text())
     task = pipeline.task_of(family)
     if meta["family"] != family:
         raise ParityError(f"{version_dir}: model.json says family {meta['family']!r}, expected {family!r}")
-    X, fingerprint = held_out(paths, task)
+    X, fingerprint = held_out_rows(task)
     if meta["data"]["fingerprint"] != fingerprint:
         raise ParityError(f"{version_dir} was trained on other trip files than {', '.join(paths)} "
                           f"(fingerprint {meta['data']['fingerprint']}, these files: {fingerprint}): retrain it")
@@ -241,7 +234,7 @@ def check_family(p: Plan, endpoints: Endpoints, nginx_rows: int) -> FamilyResult
     answers, errors = server_answers(endpoints.replica, p.name, X, BATCH, single=SINGLE_ROWS)
     server = compare(p.task, answers, want, want_proba)
 
-    nginx_want, nginx_proba = sklearn_answers(model, sample, p.task)
+    nginx_want, nginx_proba = want[sampled], None if want_proba is None else want_proba[sampled]
     nginx_answers, nginx_errors = server_answers(endpoints.nginx, p.name, sample, NGINX_BATCH)
     nginx = compare(p.task, nginx_answers, nginx_want, nginx_proba)
 
@@ -263,7 +256,8 @@ def run(paths: list[str], models: Path, names: dict[str, str], out: Path, rows: 
     missing = [f for f in names if f not in pipeline.TASKS]
     if missing:
         raise ParityError(f"unknown model families {missing}; choose from {', '.join(pipeline.FAMILIES)}")
-    plans = [plan(family, name, models, paths, rows, min_rows) for family, name in names.items()]
+    held_out_rows = functools.cache(functools.partial(held_out, paths))  # one read per task, not per family
+    plans = [plan(family, name, models, paths, rows, min_rows, held_out_rows) for family, name in names.items()]
     with contextlib.ExitStack() as stack:
         if state is None:
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skl2go-parity-")))

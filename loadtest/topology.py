@@ -6,6 +6,7 @@ targets a user runs, and look at it through HTTP, pid files and metrics.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -13,19 +14,23 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_ports(n: int) -> int:
-    """Return a port p such that p … p+n-1 are free on 127.0.0.1."""
+def free_ports(n: int, avoid: Iterable[int] = ()) -> int:
+    """Return a port p such that p … p+n-1 are free on 127.0.0.1 and none is
+    in `avoid` (ports already handed out, not yet bound)."""
+    avoid = set(avoid)
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             base = s.getsockname()[1]
-        if base + n < 65536 and all(port_free(base + i) for i in range(n)):
+        block = range(base, base + n)
+        if base + n < 65536 and not avoid.intersection(block) and all(port_free(p) for p in block):
             return base
     raise RuntimeError(f"no {n} consecutive free ports")
 
@@ -130,7 +135,8 @@ class Topology:
 def start(models: Path, state: Path, replicas: int = 2, **settings: str) -> Topology:
     """`make up` on free loopback ports; settings are extra environment
     variables (SKL2GO_* server flags, RATE_LIMIT, CLIENT_TIMEOUT, …)."""
-    base, port = free_ports(replicas), free_ports(1)
+    port = free_ports(1)
+    base = free_ports(replicas, avoid=[port])
     env = {**os.environ, "PORT": str(port), "BASE_PORT": str(base), "REPLICAS": str(replicas),
            "MODELS": str(models), "STATE": str(state), **settings}
     started = make("up", env)
@@ -138,3 +144,13 @@ def start(models: Path, state: Path, replicas: int = 2, **settings: str) -> Topo
         make("down", env)
         raise RuntimeError(f"make up failed:\n{started.stdout}\n{started.stderr}")
     return Topology(f"http://127.0.0.1:{port}", [f"http://127.0.0.1:{base + i}" for i in range(replicas)], state, env)
+
+
+@contextlib.contextmanager
+def running(models: Path, state: Path, replicas: int = 2, **settings: str) -> Iterator[Topology]:
+    """start(…), and `make down` on exit, even after a failure."""
+    topology = start(models, state, replicas, **settings)
+    try:
+        yield topology
+    finally:
+        topology.down()

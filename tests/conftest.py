@@ -7,14 +7,13 @@ fewer rows so the suite stays quick.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from loadtest.topology import ROOT, Topology, start
+from loadtest.topology import ROOT, Topology, running
 from train import export, fit, synth
 
 
@@ -54,20 +53,10 @@ def repository(tmp_path_factory, trips_file) -> Repository:
     return repo
 
 
-@contextlib.contextmanager
-def running_topology(models: Path, state: Path) -> Iterator[Topology]:
-    """`make up` on free loopback ports; `make down` on exit."""
-    topology = start(models, state, replicas=REPLICAS)
-    try:
-        yield topology
-    finally:
-        topology.down()
-
-
 @pytest.fixture(scope="session")
 def topology(repository, tmp_path_factory) -> Iterator[Topology]:
     """The repository's models served by REPLICAS replicas behind nginx, shared
     by every test that only sends requests (tests that break a topology start
     their own)."""
-    with running_topology(repository.models, tmp_path_factory.mktemp("run")) as topology:
+    with running(repository.models, tmp_path_factory.mktemp("run"), replicas=REPLICAS) as topology:
         yield topology

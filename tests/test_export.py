@@ -38,7 +38,7 @@ def test_publishes_model_json_beside_the_graph(repository):
     assert meta["libraries"]["onnxruntime"] == onnxruntime.__version__
     assert meta["libraries"]["scikit-learn"] == sklearn.__version__
     assert meta["files"]["onnx"]["sha256"] == hashlib.sha256((version / "model.onnx").read_bytes()).hexdigest()
-    assert meta["parity"]["max_rel_error"] <= export.RTOL
+    assert meta["parity"]["max_rel_error"] <= agreement.RTOL
     assert len(meta["examples"]) == export.N_EXAMPLES
     assert set(meta["examples"][0]["instance"]) == set(data.FEATURES)
 
@@ -87,7 +87,7 @@ def test_tree_models_match_sklearn_on_every_held_out_row(repository):
     meta = json.loads((repository.models / "trip_duration_hgb" / "1" / "model.json").read_text())
     assert meta["family"] == "hist_gradient_boosting"
     assert meta["parity"]["rows"] == meta["metrics"]["validation"]["rows"]
-    assert meta["parity"]["max_rel_error"] <= export.RTOL
+    assert meta["parity"]["max_rel_error"] <= agreement.RTOL
 
 
 def test_export_without_training_says_what_to_run(tmp_path, capsys):

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from loadtest import baseline, bench, samples
+from loadtest.topology import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "serve-go" / "bin" / "skl2go-server"
@@ -40,7 +41,7 @@ def held_out(repository) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def gunicorn(repository, tmp_path_factory):
     """The baseline under gunicorn, as `make bench` runs it."""
-    port = bench.free_port()
+    port = free_ports(1)
     process = bench.start_baseline(repository.models, port, tmp_path_factory.mktemp("logs") / "gunicorn.log", workers=2)
     yield f"http://127.0.0.1:{port}"
     bench.stop(process)
@@ -49,7 +50,7 @@ def gunicorn(repository, tmp_path_factory):
 @pytest.fixture(scope="module")
 def go_server(repository, tmp_path_factory):
     """One Go replica, to compare the baseline's answers with."""
-    port = bench.free_port()
+    port = free_ports(1)
     log = tmp_path_factory.mktemp("logs") / "replica.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([str(SERVER), "--models", str(repository.models), "--addr", f"127.0.0.1:{port}"],

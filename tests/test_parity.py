@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
@@ -35,8 +35,14 @@ class EveryFamily:
     def pipeline(self, family: str):
         return joblib.load(self.models / self.names[family] / "1" / "pipeline.joblib")
 
+    held_out_by_task: dict[str, pd.DataFrame] = field(default_factory=dict)  # read once per task
+
     def held_out(self, family: str) -> pd.DataFrame:
-        return parity.held_out([str(self.trips)], pipeline.task_of(family))[0]
+        """The family's held-out rows (shared: the tests take copies, iloc or assign)."""
+        task = pipeline.task_of(family)
+        if task not in self.held_out_by_task:
+            self.held_out_by_task[task] = parity.held_out([str(self.trips)], task)[0]
+        return self.held_out_by_task[task]
 
 
 @pytest.fixture(scope="session")

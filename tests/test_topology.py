@@ -17,15 +17,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loadtest.topology import listening, request, start, wait_until
-from conftest import REPLICAS, running_topology
-from train import agreement, data, export
+from loadtest.topology import listening, request, running, start, wait_until
+from conftest import REPLICAS
+from train import agreement, data
 
 
 @pytest.fixture(scope="module")
 def own_topology(repository, tmp_path_factory):
     """A topology of this module's own, for the tests that break it."""
-    with running_topology(repository.models, tmp_path_factory.mktemp("run")) as topology:
+    with running(repository.models, tmp_path_factory.mktemp("run"), replicas=REPLICAS) as topology:
         yield topology
 
 
@@ -59,7 +59,7 @@ def test_held_out_trips_through_nginx_match_sklearn(topology, repository, name, 
         print(f"\n{name}: {len(got):,} held-out rows through nginx: "
               f"max abs difference {abs_err.max():.3g} min, max relative difference {rel_err.max():.3g}")
     assert len(got) == len(held_out)
-    assert rel_err.max() <= export.RTOL
+    assert rel_err.max() <= agreement.RTOL
 
 
 def test_classifier_through_nginx_answers_labels_and_probabilities_like_sklearn(topology, repository, capsys):

@@ -33,7 +33,6 @@ from .fit import PIPELINE_FILE, TRAINING_FILE, VALIDATION_FILE, log
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "model.json"
-RTOL = agreement.RTOL  # kept for callers that check regression bounds
 N_EXAMPLES = 8
 # The tensor types the Go server maps from JSON, named as ONNX Runtime names them.
 ONNX_TYPES = {

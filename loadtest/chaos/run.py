@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -27,8 +26,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from loadtest import bench
 from loadtest.chaos import faults, malformed
-from loadtest.topology import ROOT, Topology, request, start, wait_until
+from loadtest.topology import ROOT, Topology, request, running, wait_until
 from train import export
 
 MODEL = "trip_duration"
@@ -81,19 +81,15 @@ class Load:
             path.unlink(missing_ok=True)
         self.log = open(work / "locust.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", "loadtest/chaos/locustfile.py", "--headless", "--only-summary",
-             "-u", str(s.users), "-r", str(s.users), "--user-rate", str(s.user_rate), "--host", url,
-             "--model-name", MODEL, "--held-out", str(held_out), "--summary-file", str(self.summary),
-             "--status-file", str(self.statuses), "--loglevel", "WARNING", "PredictUser"],
+            bench.locust_command("loadtest/chaos/locustfile.py") + [
+                "--headless", "--only-summary", "-u", str(s.users), "-r", str(s.users),
+                "--user-rate", str(s.user_rate), "--host", url, "--model-name", MODEL, "--held-out", str(held_out),
+                "--summary-file", str(self.summary), "--status-file", str(self.statuses), "--loglevel", "WARNING",
+                "PredictUser"],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self) -> tuple[dict, dict]:
-        self.process.send_signal(signal.SIGTERM)  # Locust stops its users and writes its reports
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        bench.stop(self.process, timeout=60)  # on SIGTERM Locust stops its users and writes its reports
         self.log.close()
         if not self.summary.exists():
             raise RuntimeError(f"Locust wrote no summary; see {self.log.name}")
@@ -291,11 +287,9 @@ def run(s: Settings, build: Path, source_models: Path, state: Path, out_dir: Pat
     shutil.copytree(source_models / MODEL, models / MODEL)
     ctx = {"settings": s, "build": build, "models": models, "held_out": build / MODEL,
            "version": max(int(p.name) for p in (models / MODEL).iterdir() if p.name.isdigit())}
-    topo = start(models, state / "run", replicas=2, SKL2GO_POLL_INTERVAL="1s", CLIENT_TIMEOUT=f"{s.client_timeout}s")
-    try:
+    with running(models, state / "run", replicas=2, SKL2GO_POLL_INTERVAL="1s",
+                 CLIENT_TIMEOUT=f"{s.client_timeout}s") as topo:
         outcomes = [run_scenario(name, action, topo, ctx, s, work) for name, action in SCENARIOS]
-    finally:
-        topo.down()
     write_reports(out_dir, outcomes, fuzz, s, time.monotonic() - started)
     return all(o.passed for o in outcomes) and all(f["passed"] for f in fuzz)
 
