@@ -33,12 +33,12 @@ func (m *Metadata) scanInstances(s *scanner, maxRows int) (*Batch, bool) {
 	if !s.expect('[') {
 		return nil, false
 	}
+	if len(m.Inputs) > 64 {
+		return nil, false // seen is a 64-bit set
+	}
 	batch := &Batch{Columns: make([]Column, len(m.Inputs))}
 	for i, in := range m.Inputs {
 		batch.Columns[i] = in.NewColumn()
-	}
-	if len(m.Inputs) > 64 {
-		return nil, false // seen is a 64-bit set
 	}
 	all := uint64(1)<<len(m.Inputs) - 1
 	start := s.pos

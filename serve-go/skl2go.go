@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -213,7 +214,7 @@ func checkClassifier(m *Metadata) error {
 	ok := len(m.Outputs) == len(want)
 	for i := 0; ok && i < len(want); i++ {
 		got := m.Outputs[i]
-		ok = got.Name == want[i].Name && got.Type == want[i].Type && fmt.Sprint(got.Shape) == fmt.Sprint(want[i].Shape)
+		ok = got.Name == want[i].Name && got.Type == want[i].Type && slices.Equal(got.Shape, want[i].Shape)
 	}
 	if !ok {
 		return fmt.Errorf("a classifier with %d classes outputs %s (export with ZipMap off), got %s",
@@ -318,10 +319,14 @@ type Column struct {
 	Values
 }
 
-// checkRange refuses v (written as text in messages) when it lies outside
-// the column's range; the caller says where.
+// checkRange refuses v (written as text in messages, or formatted with
+// %g's shortest form when text is empty) when it lies outside the column's
+// range; the caller says where.
 func (c *Column) checkRange(v float64, text string) error {
 	if len(c.Range) == 2 && !(v >= c.Range[0] && v <= c.Range[1]) {
+		if text == "" {
+			text = strconv.FormatFloat(v, 'g', -1, 64)
+		}
 		return fmt.Errorf("%s is out of range: the model accepts %g to %g", text, c.Range[0], c.Range[1])
 	}
 	return nil

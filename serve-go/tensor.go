@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -152,7 +151,7 @@ func checkBinary(col *Column, v float64, i int) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Errorf("element %d is %v: only finite numbers are accepted", i, v)
 	}
-	if err := col.checkRange(v, strconv.FormatFloat(v, 'g', -1, 64)); err != nil {
+	if err := col.checkRange(v, ""); err != nil {
 		return fmt.Errorf("element %d: %w", i, err)
 	}
 	return nil

@@ -96,12 +96,9 @@ func DecodeRequestBytes(body []byte, meta *skl2go.Metadata, maxRows int) (*skl2g
 // bodyReadError turns an error reading a request body, after read bytes,
 // into a client error.
 func bodyReadError(err error, read int) error {
-	var clientErr *skl2go.Error
 	var tooLarge *http.MaxBytesError
 	var netErr net.Error
 	switch {
-	case errors.As(err, &clientErr):
-		return err
 	case errors.As(err, &tooLarge):
 		return skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes", tooLarge.Limit)
 	case errors.As(err, &netErr) && netErr.Timeout():

@@ -54,7 +54,7 @@ type Server struct {
 	ready   atomic.Bool
 	server  *http.Server
 	version string    // reported by the V2 server metadata
-	bodies  sync.Pool // *bytes.Buffer for predict bodies, reused across requests
+	bodies  sync.Pool // *bytes.Buffer for request bodies, reused across requests
 }
 
 // maxPooledBody is the largest body buffer kept for reuse: a rare huge

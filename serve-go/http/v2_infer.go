@@ -48,7 +48,9 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request, model skl2go.Mode
 	if err := checkV2ContentType(r.Header.Get("Content-Type")); err != nil {
 		return err
 	}
-	body, err := readBody(w, r, s.config.MaxBodyBytes)
+	buf := s.bodies.Get().(*bytes.Buffer)
+	defer s.releaseBody(buf)
+	body, err := readBodyInto(buf, w, r, s.config.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -103,14 +105,10 @@ func checkV2ContentType(value string) error {
 	return nil
 }
 
-// readBody reads the whole body, decompressing gzip or deflate bodies; the
-// size limit applies before and after decompression.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	return readBodyInto(new(bytes.Buffer), w, r, limit)
-}
-
-// readBodyInto is readBody into buf (reset first), for callers that reuse
-// buffers; the bytes returned are buf's.
+// readBodyInto reads the whole body into buf (reset first), decompressing
+// gzip or deflate bodies; the size limit applies before and after
+// decompression. The bytes returned are buf's: callers reuse buffers, so
+// nothing decoded from them may keep referring to them.
 func readBodyInto(buf *bytes.Buffer, w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	limited := http.MaxBytesReader(w, r.Body, limit)
 	var body io.Reader = limited

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -47,8 +48,7 @@ func (r *Runtime) Close() error { return ort.DestroyEnvironment() }
 type Model struct {
 	meta       *skl2go.Metadata
 	session    *ort.DynamicAdvancedSession
-	executions atomic.Uint64 // runs of the session
-	replayed   uint64        // of which replaying examples at load
+	executions atomic.Uint64 // runs of the session by Predict, from load on
 }
 
 var _ skl2go.Model = (*Model)(nil)
@@ -93,7 +93,7 @@ func (r *Runtime) Load(dir string, meta *skl2go.Metadata) (*Model, error) {
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	m.replayed = m.executions.Load()
+	m.executions.Store(0) // the examples' runs do not count; m is not shared yet
 	return m, nil
 }
 
@@ -140,16 +140,12 @@ func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Outp
 		}
 		outputs[i] = v
 	}
-	preallocated := make([]bool, len(outputs))
-	for i, v := range outputs {
-		preallocated[i] = v != nil
-	}
 	m.executions.Add(1)
 	if err := m.session.Run(inputs, outputs); err != nil {
 		return nil, fmt.Errorf("model %s version %d: %w", m.meta.Name, m.meta.Version, err)
 	}
 	for i, v := range outputs {
-		if preallocated[i] {
+		if result[i].Shape != nil { // preallocated: Run filled it (and set outputs[i])
 			continue
 		}
 		out, err := readOutput(v, m.meta.Outputs[i])
@@ -166,22 +162,15 @@ func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Outp
 
 // Executions implements skl2go.ExecutionCounter: the runs of the session
 // Predict made (not counting the examples replayed at load).
-func (m *Model) Executions() uint64 { return m.executions.Load() - m.replayed }
+func (m *Model) Executions() uint64 { return m.executions.Load() }
 
 // knownShape is spec with the batch dimension set to rows, if every other
 // dimension is fixed.
 func knownShape(spec []int64, rows int) ([]int64, bool) {
-	shape := make([]int64, len(spec))
-	for i, d := range spec {
-		switch {
-		case i == 0 && d < 0:
-			d = int64(rows)
-		case d < 0:
-			return nil, false
-		}
-		shape[i] = d
+	if len(spec) == 0 || slices.ContainsFunc(spec[1:], func(d int64) bool { return d < 0 }) {
+		return nil, false
 	}
-	return shape, len(shape) > 0
+	return shapeFor(spec, rows), true
 }
 
 // replayExamples predicts model.json's examples and compares the outputs
