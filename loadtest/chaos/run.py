@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 
 from loadtest import bench
 from loadtest.chaos import faults, malformed
-from loadtest.topology import ROOT, Topology, request, running, wait_until
+from loadtest import topology
+from loadtest.topology import ROOT, Topology, request, wait_until
 from train import export
 
 MODEL = "trip_duration"
@@ -287,8 +288,8 @@ def run(s: Settings, build: Path, source_models: Path, state: Path, out_dir: Pat
     shutil.copytree(source_models / MODEL, models / MODEL)
     ctx = {"settings": s, "build": build, "models": models, "held_out": build / MODEL,
            "version": max(int(p.name) for p in (models / MODEL).iterdir() if p.name.isdigit())}
-    with running(models, state / "run", replicas=2, SKL2GO_POLL_INTERVAL="1s",
-                 CLIENT_TIMEOUT=f"{s.client_timeout}s") as topo:
+    with topology.running(models, state / "run", replicas=2, SKL2GO_POLL_INTERVAL="1s",
+                          CLIENT_TIMEOUT=f"{s.client_timeout}s") as topo:
         outcomes = [run_scenario(name, action, topo, ctx, s, work) for name, action in SCENARIOS]
     write_reports(out_dir, outcomes, fuzz, s, time.monotonic() - started)
     return all(o.passed for o in outcomes) and all(f["passed"] for f in fuzz)
