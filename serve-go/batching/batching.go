@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"skl2go"
+	"skl2go/repository"
 )
 
 // Options configure a batcher.
@@ -450,4 +451,29 @@ func split(outputs []skl2go.Output, taken []*request) ([][]skl2go.Output, error)
 		}
 	}
 	return parts, nil
+}
+
+// Loader returns the loader a server's store loads versions with: load
+// (onnx.Runtime.Load, which checks the version), the limiter bounding the
+// runs of every model, and, when opts.MaxRows > 0, a batcher in front:
+// merged runs take the limiter's slots, and requests waiting in the
+// batcher are bounded like the limiter's queue. The HTTP server and the
+// stream consumer load through it alike.
+func Loader(load repository.Loader, limiter *skl2go.Limiter, opts Options, observer Observer) repository.Loader {
+	return func(e repository.Entry) (skl2go.Model, error) {
+		m, err := load(e)
+		if err != nil {
+			return nil, err
+		}
+		limited := limiter.Wrap(m)
+		if opts.MaxRows == 0 {
+			return limited, nil
+		}
+		batched, err := New(limited, opts, observer)
+		if err != nil {
+			limited.Close()
+			return nil, err
+		}
+		return batched, nil
+	}
 }

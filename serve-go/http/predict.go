@@ -172,31 +172,37 @@ func AppendPredictions(buf []byte, outputs []skl2go.Output, rows int, name strin
 		if row > 0 {
 			buf = append(buf, ',')
 		}
-		if len(outputs) == 1 {
-			var err error
-			if buf, err = appendRow(buf, &outputs[0], row); err != nil {
-				return nil, err
-			}
-			continue
+		var err error
+		if buf, err = AppendPrediction(buf, outputs, row); err != nil {
+			return nil, err
 		}
-		buf = append(buf, '{')
-		for i := range outputs {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = appendString(buf, outputs[i].Name)
-			buf = append(buf, ':')
-			var err error
-			if buf, err = appendRow(buf, &outputs[i], row); err != nil {
-				return nil, err
-			}
-		}
-		buf = append(buf, '}')
 	}
 	buf = append(buf, `],"model":`...)
 	buf = appendString(buf, name)
 	buf = append(buf, `,"version":`...)
 	buf = strconv.AppendInt(buf, int64(version), 10)
+	return append(buf, '}'), nil
+}
+
+// AppendPrediction appends one row's prediction as it appears in
+// "predictions" (AppendPredictions): the value of the one output, or an
+// object keyed by output name. The stream consumer writes it per event.
+func AppendPrediction(buf []byte, outputs []skl2go.Output, row int) ([]byte, error) {
+	if len(outputs) == 1 {
+		return appendRow(buf, &outputs[0], row)
+	}
+	buf = append(buf, '{')
+	for i := range outputs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendString(buf, outputs[i].Name)
+		buf = append(buf, ':')
+		var err error
+		if buf, err = appendRow(buf, &outputs[i], row); err != nil {
+			return nil, err
+		}
+	}
 	return append(buf, '}'), nil
 }
 

@@ -180,27 +180,11 @@ const (
 )
 
 // loader returns the one function that loads and checks a model version
-// (onnx.Runtime.Load), bounds its runs with the limiter and, when batching
-// is on, puts the batcher in front: merged runs take the limiter's slots,
-// and requests waiting in the batcher are bounded like the limiter's queue.
-func loader(runtime *onnx.Runtime, limiter *skl2go.Limiter, c config, observer batching.Observer) func(repository.Entry) (skl2go.Model, error) {
-	return func(e repository.Entry) (skl2go.Model, error) {
-		m, err := runtime.Load(e.Dir, e.Metadata)
-		if err != nil {
-			return nil, err
-		}
-		limited := limiter.Wrap(m)
-		if c.batchMaxRows == 0 {
-			return limited, nil
-		}
-		batched, err := batching.New(limited, batching.Options{MaxRows: c.batchMaxRows, MaxDelay: c.batchDelay,
-			MaxQueue: c.maxQueue, MaxWait: c.queueTimeout}, observer)
-		if err != nil {
-			limited.Close()
-			return nil, err
-		}
-		return batched, nil
-	}
+// (onnx.Runtime.Load), with the limiter and the batcher in front.
+func loader(runtime *onnx.Runtime, limiter *skl2go.Limiter, c config, observer batching.Observer) repository.Loader {
+	load := func(e repository.Entry) (skl2go.Model, error) { return runtime.Load(e.Dir, e.Metadata) }
+	return batching.Loader(load, limiter, batching.Options{MaxRows: c.batchMaxRows, MaxDelay: c.batchDelay,
+		MaxQueue: c.maxQueue, MaxWait: c.queueTimeout}, observer)
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string) error {

@@ -1,0 +1,261 @@
+// Command skl2go-stream scores ride events from Kafka with the models of a
+// model repository and produces the predictions to Kafka (package kafka).
+// It loads models exactly as skl2go-server does (ONNX Runtime, the checks,
+// hot reload, the limiter and the dynamic batcher); it only reads its
+// configuration and wires the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"skl2go"
+	"skl2go/batching"
+	"skl2go/events"
+	skhttp "skl2go/http"
+	"skl2go/kafka"
+	"skl2go/onnx"
+	"skl2go/repository"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "skl2go-stream:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	models       string
+	names        []string
+	kafka        kafka.Config
+	variant      string
+	metricsAddr  string
+	ortLib       string
+	ortThreads   int
+	pollInterval time.Duration
+	batch        batching.Options
+	maxInflight  int
+	logLevel     string
+	logFormat    string
+}
+
+// parseFlags reads flags, each defaulting to its SKL2GO_* environment variable.
+func parseFlags(args []string, getenv func(string) string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("skl2go-stream", flag.ContinueOnError)
+	env := func(name, def string) string {
+		if v := getenv("SKL2GO_" + name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&c.models, "models", env("MODELS", "models"), "model repository `dir` (env SKL2GO_MODELS)")
+	names := fs.String("model", env("STREAM_MODEL", "trip_duration"), "the model(s) scoring the stream, comma-separated: each consumes every event, in its own consumer group (env SKL2GO_STREAM_MODEL)")
+	brokers := fs.String("brokers", env("KAFKA", "127.0.0.1:9092"), "Kafka bootstrap `host:port`s, comma-separated (env SKL2GO_KAFKA)")
+	fs.StringVar(&c.kafka.Input, "input", env("STREAM_INPUT", "rides"), "topic of ride events (env SKL2GO_STREAM_INPUT)")
+	fs.StringVar(&c.kafka.Output, "output", env("STREAM_OUTPUT", "predictions"), "topic of predictions; {model} is replaced by the model name, for a topic per model (env SKL2GO_STREAM_OUTPUT)")
+	fs.StringVar(&c.kafka.DeadLetter, "dead-letter", env("STREAM_DEAD_LETTER", ""), "topic of unscorable events, {model} as in --output (default <input>.dlq) (env SKL2GO_STREAM_DEAD_LETTER)")
+	fs.StringVar(&c.kafka.Group, "group", env("STREAM_GROUP", "skl2go-{model}"), "consumer group, {model} as in --output (env SKL2GO_STREAM_GROUP)")
+	fs.StringVar(&c.variant, "variant", env("STREAM_VARIANT", ""), "label written as \"variant\" in every prediction (default null) (env SKL2GO_STREAM_VARIANT)")
+	maxPoll := fs.String("max-poll-records", env("STREAM_MAX_POLL_RECORDS", "1000"), "most events scored per batch (env SKL2GO_STREAM_MAX_POLL_RECORDS)")
+	partitions := fs.String("partitions", env("STREAM_PARTITIONS", "4"), "partitions of the topics created when missing (env SKL2GO_STREAM_PARTITIONS)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", env("STREAM_METRICS_ADDR", "127.0.0.1:9180"), "loopback `address` of /metrics and /readyz (env SKL2GO_STREAM_METRICS_ADDR)")
+	fs.StringVar(&c.ortLib, "ort-lib", env("ORT_LIB", ""), "libonnxruntime.so `path` (env SKL2GO_ORT_LIB; default: the .venv's onnxruntime wheel)")
+	threads := fs.String("ort-threads", env("ORT_THREADS", "1"), "ONNX Runtime intra-op threads per model (env SKL2GO_ORT_THREADS)")
+	poll := fs.String("poll-interval", env("POLL_INTERVAL", "5s"), "how often to look for new model versions; 0 = only on SIGHUP (env SKL2GO_POLL_INTERVAL)")
+	inflight := fs.String("max-inflight", env("MAX_INFLIGHT", strconv.Itoa(goruntime.GOMAXPROCS(0))), "model runs at once (env SKL2GO_MAX_INFLIGHT)")
+	batchRows := fs.String("batch-max-rows", env("BATCH_MAX_ROWS", "64"), "dynamic batching: batches smaller than this from several consumers merge into one run; 0 turns it off (env SKL2GO_BATCH_MAX_ROWS)")
+	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
+	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	var errs []error
+	number := func(name, s string, min int64) int64 {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < min {
+			errs = append(errs, fmt.Errorf("--%s must be an integer of at least %d, got %q", name, min, s))
+		}
+		return n
+	}
+	c.kafka.MaxPollRecords = int(number("max-poll-records", *maxPoll, 1))
+	c.kafka.Partitions = int32(number("partitions", *partitions, 1))
+	c.ortThreads = int(number("ort-threads", *threads, 1))
+	c.maxInflight = int(number("max-inflight", *inflight, 1))
+	c.batch.MaxRows = int(number("batch-max-rows", *batchRows, 0))
+	var err error
+	if c.pollInterval, err = time.ParseDuration(*poll); err != nil || c.pollInterval < 0 {
+		errs = append(errs, fmt.Errorf("--poll-interval must be a duration such as 5s, got %q", *poll))
+	}
+	c.kafka.Brokers = split(*brokers)
+	c.names = split(*names)
+	if len(c.kafka.Brokers) == 0 {
+		errs = append(errs, errors.New("--brokers: at least one host:port"))
+	}
+	if len(c.names) == 0 {
+		errs = append(errs, errors.New("--model: at least one model name"))
+	}
+	for _, n := range c.names {
+		if !skl2go.ValidName(n) {
+			errs = append(errs, fmt.Errorf("--model: %q is not a valid model name", n))
+		}
+	}
+	if c.kafka.Input == "" {
+		errs = append(errs, errors.New("--input: a topic name is required"))
+	}
+	if host, _, err := net.SplitHostPort(c.metricsAddr); err != nil || !loopback(host) {
+		errs = append(errs, fmt.Errorf("--metrics-addr must be a loopback host:port, got %q", c.metricsAddr))
+	}
+	return c, errors.Join(errs...)
+}
+
+func split(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func loopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+func newLogger(c config) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(c.logFormat) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be json or text, got %q", c.logFormat)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string) error {
+	c, err := parseFlags(args, getenv)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	defer signal.Stop(reload)
+
+	lib, err := onnx.FindLibrary(c.ortLib)
+	if err != nil {
+		return err
+	}
+	runtime, err := onnx.NewRuntime(lib, c.ortThreads, logger)
+	if err != nil {
+		return err
+	}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// No queue bound: a consumer waits for a run slot rather than be refused.
+	limiter := skl2go.NewLimiter(c.maxInflight, 0, 0)
+	load := batching.Loader(func(e repository.Entry) (skl2go.Model, error) { return runtime.Load(e.Dir, e.Metadata) },
+		limiter, c.batch, skhttp.NewBatchMetrics(registry))
+	store, err := repository.Open(c.models, load, repository.Options{Keep: 1, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer runtime.Close()
+	defer store.Close()
+	for _, name := range c.names {
+		if _, release, err := store.Acquire(name, 0); err != nil {
+			return fmt.Errorf("--model %s: %s", name, skl2go.ErrorMessage(err))
+		} else {
+			release()
+		}
+	}
+
+	metrics := kafka.NewMetrics(registry)
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", c.metricsAddr)
+	if err != nil {
+		return err
+	}
+	metricsServer := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go metricsServer.Serve(ln)
+	defer metricsServer.Close()
+
+	consumers := make([]*kafka.Consumer, 0, len(c.names))
+	for _, name := range c.names {
+		cfg := c.kafka
+		scorer := &events.Scorer{Store: store, Model: name, Variant: c.variant, Logger: logger}
+		consumer, err := kafka.NewConsumer(cfg, scorer, metrics, logger)
+		if err != nil {
+			return err
+		}
+		setup, cancel := context.WithTimeout(ctx, 60*time.Second)
+		err = consumer.EnsureTopics(setup)
+		cancel()
+		if err != nil {
+			return err
+		}
+		consumers = append(consumers, consumer)
+	}
+
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go store.Watch(watchCtx, c.pollInterval, reload)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(consumers))
+	for i, consumer := range consumers {
+		wg.Go(func() {
+			if errs[i] = consumer.Run(runCtx); errs[i] != nil {
+				cancel() // one consumer failing stops them all: the process restarts as a whole
+			}
+		})
+	}
+	ready.Store(true)
+	logger.Info("stream consumer ready", "models", c.names, "brokers", c.kafka.Brokers, "metrics", ln.Addr().String(),
+		"batch_max_rows", c.batch.MaxRows, "poll_interval", c.pollInterval.String())
+	wg.Wait()
+	ready.Store(false)
+	return errors.Join(errs...)
+}
