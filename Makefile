@@ -10,6 +10,9 @@
 #   make rollout   restart the replicas one at a time, no request lost
 #   make chaos     faults under load through nginx; writes reports/chaos.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
+#   make kafka / kafka-down    a single-node Kafka (KRaft) on $(KAFKA)
+#   make stream [NAME=trip_duration] [IN=rides] [OUT=predictions]   the Go stream consumer (make down stops it)
+#   make bench-stream   Go vs Python stream consumer, events/s and end-to-end latency
 
 PYTHON   ?= python3
 VENV     := .venv
@@ -31,10 +34,15 @@ SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 
 BASE_PORT ?= 9001
 STATE    ?= run
+KAFKA    ?= 127.0.0.1:9092
+IN       ?= rides
+OUT      ?= predictions
+STREAM   := serve-go/bin/skl2go-stream
+STREAM_METRICS ?= 127.0.0.1:9180
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata compose-cli clean distclean
+.PHONY: demo test setup venv build build-stream kafka kafka-down stream bench-stream nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -43,10 +51,10 @@ setup: venv build nginx
 # --- Python ---------------------------------------------------------------
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt $(wildcard requirements/*.txt)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "skl2go needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt $(patsubst %,-r %,$(wildcard requirements/*.txt))
 	@touch $@
 
 data: $(SAMPLE)
@@ -63,9 +71,31 @@ export: $(VENV)/.installed
 
 # -buildvcs=auto: GET /v2 reports the git revision built, even where GOFLAGS
 # turns stamping off.
-build: $(SERVER)
+build: $(SERVER) $(STREAM)
 $(SERVER): $(GO_SOURCES)
 	cd serve-go && go build -buildvcs=auto -trimpath -o bin/skl2go-server ./cmd/skl2go-server
+
+build-stream: $(STREAM)
+$(STREAM): $(GO_SOURCES)
+	cd serve-go && go build -buildvcs=auto -trimpath -o bin/skl2go-stream ./cmd/skl2go-stream
+
+# --- Streaming: Kafka (KRaft, single node, 127.0.0.1) and the Go consumer --
+
+kafka:
+	$(PYTHON) -m topology.kafka start --port $(lastword $(subst :, ,$(KAFKA)))
+
+kafka-down:
+	$(PYTHON) -m topology.kafka stop --port $(lastword $(subst :, ,$(KAFKA)))
+
+# The consumer of model NAME: events from topic IN, predictions to OUT, against KAFKA.
+stream: $(STREAM)
+	$(PYTHON) -m topology.kafka stream --name $(NAME) --brokers $(KAFKA) --metrics $(STREAM_METRICS) \
+		--models $(MODELS) --input $(IN) --output $(OUT)
+
+# Go consumer vs the Python baseline (kafka-python + sklearn) on the broker at
+# KAFKA (started if it is the local one): reports/stream-bench.json.
+bench-stream: build kafka bench-model
+	$(PY) -m loadtest.stream_bench --bootstrap $(KAFKA) --models $(MODELS) --name $(NAME)
 
 # --- Local topology: REPLICAS Go servers on 127.0.0.1:9001… behind nginx on 127.0.0.1:$(PORT)
 
@@ -78,6 +108,7 @@ up: build nginx
 
 down:
 	nginx/topology.sh down
+	$(PYTHON) -m topology.kafka stream-stop
 
 status:
 	nginx/topology.sh status

@@ -23,7 +23,7 @@ def compose() -> dict:
 
 def test_services_trainer_replicas_and_nginx(compose):
     services = compose["services"]
-    assert set(services) == {"trainer", "server", "nginx"}
+    assert set(services) == {"trainer", "server", "nginx", "kafka"}
     for name in ["trainer", "server"]:
         build = services[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).is_file()
@@ -38,6 +38,11 @@ def test_services_trainer_replicas_and_nginx(compose):
     assert "./nginx:/etc/skl2go:ro" in nginx["volumes"]
     assert "render.sh 0.0.0.0:8080 /tmp/state server:9000" in nginx["command"][0]
     assert nginx["ports"] == ["${PORT:-8080}:8080"]
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:4.")  # the official image, KRaft
+    assert kafka["profiles"] == ["stream"]  # `docker compose up` alone does not start it
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert all(port.startswith("127.0.0.1:") for port in kafka["ports"]), "the broker listens on loopback only"
 
 
 def test_server_image_is_non_root_and_uses_the_pinned_runtime():

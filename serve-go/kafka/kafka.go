@@ -117,6 +117,8 @@ func NewConsumer(config Config, scorer *events.Scorer, metrics *Metrics, logger 
 		kgo.FetchMaxWait(100*time.Millisecond),
 		// Every poll's records are produced, then waited for: lingering only delays the acks.
 		kgo.ProducerLinger(0),
+		// Uncompressed: any client reads it (snappy, franz-go's default, needs a codec kafka-python lacks).
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // the default, and what idempotence requires: stated, not assumed
 		kgo.RecordDeliveryTimeout(2*time.Minute),
 		kgo.WithLogger(kgoLogger{logger}),
