@@ -65,6 +65,7 @@ func (c *Config) defaults(model string) {
 	if c.DeadLetter == "" {
 		c.DeadLetter = c.Input + ".dlq"
 	}
+	c.Group = strings.ReplaceAll(c.Group, "{model}", model)
 	c.Output = strings.ReplaceAll(c.Output, "{model}", model)
 	c.DeadLetter = strings.ReplaceAll(c.DeadLetter, "{model}", model)
 	if c.MaxPollRecords <= 0 {
@@ -114,6 +115,8 @@ func NewConsumer(config Config, scorer *events.Scorer, metrics *Metrics, logger 
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(2*time.Second),
 		kgo.BlockRebalanceOnPoll(),
+		// A consumer that dies (kill -9) holds its partitions until the session times out: 10s, not 45s.
+		kgo.SessionTimeout(10*time.Second),
 		kgo.FetchMaxWait(100*time.Millisecond),
 		// Every poll's records are produced, then waited for: lingering only delays the acks.
 		kgo.ProducerLinger(0),
@@ -128,6 +131,9 @@ func NewConsumer(config Config, scorer *events.Scorer, metrics *Metrics, logger 
 	}
 	return &Consumer{config: config, scorer: scorer, client: client, metrics: metrics, logger: logger.With("model", scorer.Model, "group", config.Group)}, nil
 }
+
+// Group is the consumer group, once defaults are applied.
+func (c *Consumer) Group() string { return c.config.Group }
 
 // Topics are the consumer's topics, once defaults are applied.
 func (c *Consumer) Topics() (input, output, deadLetter string) {

@@ -112,10 +112,13 @@ func TestConsumerScoresEventsAndDeadLettersTheRest(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	metrics := kafka.NewMetrics(reg)
 	scorer := &events.Scorer{Store: s, Model: fixture.Model, Variant: "blue"}
-	consumer, err := kafka.NewConsumer(kafka.Config{Brokers: brokers, Input: "rides", Output: "predictions-{model}", MaxPollRecords: 50},
+	consumer, err := kafka.NewConsumer(kafka.Config{Brokers: brokers, Input: "rides", Group: "g-{model}", Output: "predictions-{model}", MaxPollRecords: 50},
 		scorer, metrics, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if consumer.Group() != "g-"+fixture.Model {
+		t.Errorf("group = %q, want {model} replaced", consumer.Group())
 	}
 	if err := consumer.EnsureTopics(context.Background()); err != nil {
 		t.Fatal(err)
@@ -175,7 +178,7 @@ func TestConsumerScoresEventsAndDeadLettersTheRest(t *testing.T) {
 
 	// Every input offset was committed at shutdown: a restart would start at the end.
 	admin := kadm.NewClient(producer)
-	offsets, err := admin.FetchOffsets(context.Background(), "skl2go-"+fixture.Model)
+	offsets, err := admin.FetchOffsets(context.Background(), consumer.Group())
 	if err != nil {
 		t.Fatal(err)
 	}
