@@ -7,9 +7,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +34,7 @@ import (
 	"skl2go/events"
 	skhttp "skl2go/http"
 	"skl2go/kafka"
+	"skl2go/kinesis"
 	"skl2go/onnx"
 	"skl2go/repository"
 )
@@ -56,6 +59,7 @@ type config struct {
 	maxInflight  int
 	logLevel     string
 	logFormat    string
+	kinesisEvent string
 }
 
 // parseFlags reads flags, each defaulting to its SKL2GO_* environment variable.
@@ -84,6 +88,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	poll := fs.String("poll-interval", env("POLL_INTERVAL", "5s"), "how often to look for new model versions; 0 = only on SIGHUP (env SKL2GO_POLL_INTERVAL)")
 	inflight := fs.String("max-inflight", env("MAX_INFLIGHT", strconv.Itoa(goruntime.GOMAXPROCS(0))), "model runs at once (env SKL2GO_MAX_INFLIGHT)")
 	batchRows := fs.String("batch-max-rows", env("BATCH_MAX_ROWS", "64"), "dynamic batching: batches smaller than this from several consumers merge into one run; 0 turns it off (env SKL2GO_BATCH_MAX_ROWS)")
+	fs.StringVar(&c.kinesisEvent, "kinesis-event", "", "the Lambda-style entry point: score this Kinesis event `file` (- for stdin) with the first --model, print the predictions as JSON, exit; no Kafka")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
@@ -201,6 +206,10 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		}
 	}
 
+	if c.kinesisEvent != "" {
+		return handleKinesis(ctx, c, &events.Scorer{Store: store, Model: c.names[0], Variant: c.variant, Logger: logger})
+	}
+
 	metrics := kafka.NewMetrics(registry)
 	var ready atomic.Bool
 	mux := http.NewServeMux()
@@ -258,4 +267,28 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	wg.Wait()
 	ready.Store(false)
 	return errors.Join(errs...)
+}
+
+// handleKinesis scores one Kinesis event as a Lambda function would and
+// prints the response.
+func handleKinesis(ctx context.Context, c config, scorer *events.Scorer) error {
+	var payload []byte
+	var err error
+	if c.kinesisEvent == "-" {
+		payload, err = io.ReadAll(os.Stdin)
+	} else {
+		payload, err = os.ReadFile(c.kinesisEvent)
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	resp, err := kinesis.Handle(ctx, scorer, payload)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(resp)
 }
