@@ -20,7 +20,7 @@ import warnings
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from loadtest.baseline import ClientError, Served, _not_json, _object, decode_instances, load_latest, predictions
+from loadtest.baseline import Served, _not_json, _object, _row_error, decode_instances, load_latest, predictions
 
 
 def score(model: Served, values: list[bytes]) -> list[tuple[bytes | None, str | None]]:
@@ -45,21 +45,19 @@ def score(model: Served, values: list[bytes]) -> list[tuple[bytes | None, str | 
         where.append(i)
     if not rows:
         return results
-    try:
-        frame = decode_instances(model, rows)
-    except ClientError:
-        # Some event is bad: find which, one by one, and predict the others.
-        good = []
-        for row, ride_id, i in zip(rows, ids, where):
-            try:
-                decode_instances(model, [row])
-                good.append((row, ride_id, i))
-            except ClientError as exc:
-                results[i] = (None, exc.message)
-        if not good:
-            return results
-        rows, ids, where = map(list, zip(*good))
-        frame = decode_instances(model, rows)
+    # Each event's fields checked as the sklearn HTTP baseline checks an
+    # instance; the good ones become one DataFrame.
+    good = []
+    for row, ride_id, i in zip(rows, ids, where):
+        error = _row_error(model, 0, row)
+        if error is None:
+            good.append((row, ride_id, i))
+        else:
+            results[i] = (None, error.message)
+    if not good:
+        return results
+    rows, ids, where = map(list, zip(*good))
+    frame = decode_instances(model, rows)
     for ride_id, i, prediction in zip(ids, where, predictions(model, frame)):
         results[i] = (json.dumps({"ride_id": ride_id, "prediction": prediction, "model": model.name,
                                   "version": model.version, "variant": None}, separators=(",", ":")).encode(), None)

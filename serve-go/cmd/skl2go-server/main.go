@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	goruntime "runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"skl2go"
 	"skl2go/batching"
 	skhttp "skl2go/http"
+	"skl2go/internal/cli"
 	"skl2go/onnx"
 	"skl2go/repository"
 )
@@ -151,20 +151,7 @@ func checkAddr(addr string, allowNonLoopback bool) error {
 		addr, host)
 }
 
-func newLogger(c config) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch strings.ToLower(c.logFormat) {
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format must be json or text, got %q", c.logFormat)
-}
+func newLogger(c config) (*slog.Logger, error) { return cli.NewLogger(c.logLevel, c.logFormat) }
 
 // Dynamic batching defaults, measured on the 2-core machine (BENCHMARKS.md).
 // Without a delay a run first lets the goroutines that are ready go (their

@@ -33,6 +33,7 @@ import (
 	"skl2go/batching"
 	"skl2go/events"
 	skhttp "skl2go/http"
+	"skl2go/internal/cli"
 	"skl2go/kafka"
 	"skl2go/kinesis"
 	"skl2go/onnx"
@@ -148,20 +149,7 @@ func loopback(host string) bool {
 	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
-func newLogger(c config) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch strings.ToLower(c.logFormat) {
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format must be json or text, got %q", c.logFormat)
-}
+func newLogger(c config) (*slog.Logger, error) { return cli.NewLogger(c.logLevel, c.logFormat) }
 
 func run(ctx context.Context, args []string, getenv func(string) string) error {
 	c, err := parseFlags(args, getenv)

@@ -18,7 +18,9 @@ func TestParseFlags(t *testing.T) {
 				c.kafka.Output == "predictions" && c.kafka.Group == "skl2go-{model}" && c.kafka.MaxPollRecords == 1000
 		}},
 		{name: "several models and brokers", args: []string{"--model", "trip_duration, tip_given", "--brokers", "a:1,b:2"},
-			check: func(c config) bool { return len(c.names) == 2 && c.names[1] == "tip_given" && len(c.kafka.Brokers) == 2 }},
+			check: func(c config) bool {
+				return len(c.names) == 2 && c.names[1] == "tip_given" && len(c.kafka.Brokers) == 2
+			}},
 		{name: "environment", env: map[string]string{"SKL2GO_KAFKA": "k:9", "SKL2GO_STREAM_INPUT": "in"},
 			check: func(c config) bool { return c.kafka.Brokers[0] == "k:9" && c.kafka.Input == "in" }},
 		{name: "bad model name", args: []string{"--model", "../x"}, wantErr: `--model: "../x" is not a valid model name`},
