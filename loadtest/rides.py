@@ -108,11 +108,13 @@ def read(bootstrap: str, topic: str, done: Callable[[list], bool], timeout: floa
         consumer.close()
 
 
-def count(bootstrap: str, topic: str) -> int:
-    """Records in a topic: the sum of its partitions' end offsets."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+def count(bootstrap: str, topic: str, consumer: KafkaConsumer | None = None) -> int:
+    """Records in a topic: the sum of its partitions' end offsets (through
+    `consumer` if given, else a client made for this call)."""
+    client = consumer or KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
-        return sum(consumer.end_offsets(partitions).values())
+        partitions = [TopicPartition(topic, p) for p in client.partitions_for_topic(topic) or set()]
+        return sum(client.end_offsets(partitions).values())
     finally:
-        consumer.close()
+        if consumer is None:
+            client.close()

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from kafka import KafkaConsumer
+
 from loadtest import rides, samples
 from loadtest.topology import ROOT, free_ports
 from topology import kafka
@@ -66,8 +68,16 @@ class Consumer:
                 self.process.wait()
 
 
+_counter: dict[str, KafkaConsumer] = {}
+
+
 def done_count(bootstrap: str, topic: str) -> int:
-    return rides.count(bootstrap, topic + ".out") + rides.count(bootstrap, topic + ".dlq")
+    """Output and dead-letter records so far (one client kept: polling must
+    not load the cores the consumers are measured on)."""
+    if bootstrap not in _counter:
+        _counter[bootstrap] = KafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = _counter[bootstrap]
+    return rides.count(bootstrap, topic + ".out", consumer) + rides.count(bootstrap, topic + ".dlq", consumer)
 
 
 def throughput(consumer: Consumer, events: list[rides.Ride], topic: str, timeout: float) -> dict:
@@ -83,7 +93,7 @@ def throughput(consumer: Consumer, events: list[rides.Ride], topic: str, timeout
                 first = (time.monotonic(), n)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{consumer.kind}: {n} of {len(events)} events done after {timeout:g}s")
-            time.sleep(0.05)
+            time.sleep(0.1)
         end = time.monotonic()
     finally:
         consumer.stop()
