@@ -2,6 +2,7 @@ package skl2go_test
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +97,31 @@ func TestDecodeEventMessageMatchesDecodeInstances(t *testing.T) {
 	want := strings.TrimPrefix(skl2go.ErrorMessage(instErr), "instances[0].")
 	if got != want || got == "" {
 		t.Errorf("event message %q, instance message %q", got, want)
+	}
+}
+
+// The fast path (plain events) and the token decoder (what it leaves, such
+// as escaped keys) read an event alike.
+func TestDecodeEventFastAndSlowPathsAgree(t *testing.T) {
+	meta := testMeta(t)
+	batch := meta.NewBatch(2)
+	plain, err := meta.DecodeEvent([]byte(goodEvent), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	escaped := strings.Replace(goodEvent, `"zone"`, `"zon\u0065"`, 1)
+	escaped = strings.Replace(escaped, `"ride_id"`, `"ride\u005fid"`, 1)
+	slow, err := meta.DecodeEvent([]byte(escaped), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(plain.ID) != string(slow.ID) || batch.Rows != 2 {
+		t.Fatalf("ids %s and %s, %d rows", plain.ID, slow.ID, batch.Rows)
+	}
+	for _, c := range batch.Columns {
+		a, b := c.Values.Slice(c.Type, 0, 1), c.Values.Slice(c.Type, 1, 2)
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Errorf("column %s: %v by the fast path, %v by the decoder", c.Name, a, b)
+		}
 	}
 }
