@@ -10,6 +10,9 @@
 #   make rollout   restart the replicas one at a time, no request lost
 #   make chaos     faults under load through nginx; writes reports/chaos.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
+#   make mlflow    MLflow tracking server + registry on 127.0.0.1:5000 (docs/registry.md)
+#   make promote NAME=trip_duration VERSION=3 [ALIAS=champion]
+#   make up REGISTRY=http://127.0.0.1:5000   replicas serve the registry's @champion versions
 
 PYTHON   ?= python3
 VENV     := .venv
@@ -34,6 +37,7 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
+.PHONY: mlflow mlflow-down mlflow-status promote
 .PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata compose-cli clean distclean
 
 demo: setup train export up predict
@@ -43,10 +47,10 @@ setup: venv build nginx
 # --- Python ---------------------------------------------------------------
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements/mlflow.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "skl2go needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements/mlflow.txt
 	@touch $@
 
 data: $(SAMPLE)
@@ -56,8 +60,39 @@ $(SAMPLE): train/synth.py | $(VENV)/.installed
 train: $(VENV)/.installed $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE))
 	$(PY) -m train fit --data $(DATA) --model $(MODEL) --name $(NAME)
 
+# With MLFLOW_TRACKING_URI set, export also logs an MLflow run and registers
+# the version (train/tracking.py); PROMOTE=1 moves the champion alias to it.
 export: $(VENV)/.installed
 	$(PY) -m train export --name $(NAME) --models $(MODELS)
+
+# --- MLflow: tracking server + model registry (docs/registry.md) -----------
+#
+# The server runs from its own venv: mlflow's pins clash with the project's
+# (requirements/mlflow-server.txt says how).
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_PORT ?= 5000
+MLFLOW_TRACKING_URI ?=
+ALIAS    ?= champion
+export MLFLOW_PORT PROMOTE
+
+$(MLFLOW_VENV)/.installed: requirements/mlflow-server.txt
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/mlflow-server.txt
+	@touch $@
+
+mlflow: $(MLFLOW_VENV)/.installed $(VENV)/.installed
+	$(PY) -m topology.mlflow start --port $(MLFLOW_PORT)
+
+mlflow-down: $(VENV)/.installed
+	$(PY) -m topology.mlflow stop
+
+mlflow-status: $(VENV)/.installed
+	$(PY) -m topology.mlflow status
+
+promote: $(VENV)/.installed
+	@test -n "$(VERSION)" || { echo "usage: make promote NAME=trip_duration VERSION=3 [ALIAS=champion]"; exit 2; }
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} \
+		$(PY) -m train.tracking promote --name $(NAME) --version $(VERSION) --alias $(ALIAS)
 
 # --- Go server ------------------------------------------------------------
 
@@ -73,8 +108,10 @@ nginx:
 	@command -v nginx >/dev/null || { echo "installing nginx with apt-get"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx; }
 
+# REGISTRY=http://127.0.0.1:5000: the replicas serve the versions the
+# registry's alias (REGISTRY_ALIAS, default champion) points to.
 up: build nginx
-	nginx/topology.sh up
+	SKL2GO_REGISTRY=$${SKL2GO_REGISTRY:-$(REGISTRY)} nginx/topology.sh up
 
 down:
 	nginx/topology.sh down

@@ -12,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import data, export, fit, pipeline, synth
+from . import data, export, fit, pipeline, synth, tracking
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             fit.fit(args.data, args.model, args.name, args.build, args.seed)
         else:
             export.export(args.name, args.build, args.models)
-    except (data.NotTripData, export.ParityError, FileNotFoundError, ValueError) as exc:
+    except (data.NotTripData, export.ParityError, tracking.TrackingError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

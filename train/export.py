@@ -27,7 +27,7 @@ import onnxruntime as ort
 import pandas as pd
 from skl2onnx import to_onnx
 
-from . import agreement, graph
+from . import agreement, graph, tracking
 from .data import CLASSIFICATION
 from .fit import PIPELINE_FILE, TRAINING_FILE, VALIDATION_FILE, log
 
@@ -157,6 +157,8 @@ def export(name: str, build_dir: Path, models_dir: Path) -> Path:
     metadata = describe(onnx_model, onnx_bytes, training, X_val, model, parity)
     path = publish(Path(models_dir) / name, onnx_bytes, metadata, src / PIPELINE_FILE)
     log("export", f"published {path} in {time.perf_counter() - started:.1f}s")
+    if tracking.enabled():
+        tracking.log_version(path, model, X_val)
     return path
 
 
