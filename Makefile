@@ -124,7 +124,7 @@ rollout: build
 
 # Faults under a steady Locust load through nginx (loadtest/chaos/run.py), then
 # reports/chaos.md and reports/chaos.json; fails if any request was lost.
-chaos: build nginx testdata
+chaos: build nginx testdata $(MLFLOW_VENV)/.installed
 	$(PY) -m loadtest.chaos --out reports
 
 predict:
@@ -178,7 +178,7 @@ FORCE:
 
 # --- Tests ----------------------------------------------------------------
 
-test: setup wrk testdata compose-cli test-go test-python
+test: setup wrk testdata compose-cli $(MLFLOW_VENV)/.installed test-go test-python
 
 # Small models for the Go tests, made by the Python side like any other: a
 # regressor (trip_duration) and a classifier (tip_given).

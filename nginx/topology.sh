@@ -17,6 +17,9 @@
 #   REPLICAS=2       number of Go replicas
 #   BASE_PORT=9001   replicas listen on 127.0.0.1:$BASE_PORT … $BASE_PORT+REPLICAS-1
 #   MODELS=models    model repository
+#   SKL2GO_REGISTRY  MLflow tracking server URL (make up REGISTRY=…): the replicas
+#                    serve the registry's alias versions instead of MODELS, each
+#                    caching them in $STATE/registry/replica-N (docs/registry.md)
 #   STATE=run        pid files, logs, nginx.conf and nginx temp files
 #   SERVER=serve-go/bin/skl2go-server
 #   SKL2GO_*         server settings (flags), passed to every replica, e.g.
@@ -104,13 +107,13 @@ show_logs() {
 
 up() {
     [[ -x $SERVER ]] || fail "$SERVER not found: run 'make build' first"
-    [[ -d $MODELS ]] || fail "model repository $MODELS not found: run 'make train export' first"
+    [[ -n ${SKL2GO_REGISTRY:-} || -d $MODELS ]] || fail "model repository $MODELS not found: run 'make train export' first"
     command -v nginx >/dev/null || fail "nginx not installed: run 'make nginx' (apt-get install nginx)"
     [[ $REPLICAS =~ ^[1-9][0-9]*$ ]] || fail "REPLICAS must be a positive integer, got '$REPLICAS'"
     down
     mkdir -p "$STATE/logs" "$STATE/nginx"
     STATE=$(cd "$STATE" && pwd)
-    MODELS=$(cd "$MODELS" && pwd)
+    [[ -n ${SKL2GO_REGISTRY:-} ]] || MODELS=$(cd "$MODELS" && pwd)
     SERVER=$(cd "$(dirname "$SERVER")" && pwd)/$(basename "$SERVER")
 
     local replicas=() port
@@ -161,10 +164,20 @@ up() {
 
 replica_addr() { echo "127.0.0.1:$((BASE_PORT + $1 - 1))"; }
 
+# models_dir N: what replica N reads: MODELS, or with a registry its own
+# cache of the registry's versions (kept across restarts).
+models_dir() {
+    if [[ -n ${SKL2GO_REGISTRY:-} ]]; then
+        mkdir -p "$STATE/registry/replica-$1" && echo "$STATE/registry/replica-$1"
+    else
+        echo "$MODELS"
+    fi
+}
+
 # start_replica N: start replica N in the background (its log is appended to).
 start_replica() {
     # setsid: the replicas outlive the shell that started them.
-    setsid "$SERVER" --models "$MODELS" --addr "$(replica_addr "$1")" \
+    setsid "$SERVER" --models "$(models_dir "$1")" --addr "$(replica_addr "$1")" \
         >>"$STATE/logs/replica-$1.log" 2>&1 </dev/null &
     echo $! >"$STATE/replica-$1.pid"
 }
@@ -231,8 +244,10 @@ rollout() {
     pid_alive "$STATE/nginx.pid" nginx || fail "nginx is not running from $STATE: run 'make up' first"
     # A replica that cannot start again would be lost: check the repository
     # with the very binary and settings first, and touch nothing if it fails.
-    say "checking the model repository $MODELS"
-    "$SERVER" --check --models "$MODELS" --log-level warn || fail "the model repository does not load; no replica restarted"
+    if [[ -z ${SKL2GO_REGISTRY:-} ]]; then
+        say "checking the model repository $MODELS"
+        "$SERVER" --check --models "$MODELS" --log-level warn || fail "the model repository does not load; no replica restarted"
+    fi
     ((REPLICAS > 1)) || say "warning: with 1 replica, requests arriving while it restarts get 503 (start 2 or more)"
     # Every replica must be up and in nginx's rotation before one stops (an
     # earlier restart may have left one resting).

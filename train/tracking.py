@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -79,7 +80,9 @@ def signature(model, X: pd.DataFrame, task: str):
                                                             for i, c in enumerate(model.classes_)}})
     else:
         out = pd.Series(model.predict(rows), name="prediction")
-    return infer_signature(rows, out)
+    with warnings.catch_warnings():  # the trip inputs are never missing: integer columns are right
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        return infer_signature(rows, out)
 
 
 def log_version(version_dir: Path, model, X: pd.DataFrame, promote: bool | None = None) -> int:

@@ -264,7 +264,9 @@ func (r *RegistryMetrics) ObserveRegistryPoll(err error) {
 }
 
 // ObserveRegistryRefused implements mlflow.Observer.
-func (r *RegistryMetrics) ObserveRegistryRefused(model string, _ int) { r.refused.WithLabelValues(model).Inc() }
+func (r *RegistryMetrics) ObserveRegistryRefused(model string, _ int) {
+	r.refused.WithLabelValues(model).Inc()
+}
 
 // ObserveRegistryServed implements mlflow.Observer.
 func (r *RegistryMetrics) ObserveRegistryServed(model string, version int) {
