@@ -186,7 +186,7 @@ type harness struct {
 	store  *repository.Store
 	poller *mlflow.Poller
 	obs    *observer
-	logs   *bytes.Buffer
+	logs   *syncWriter
 	cache  string
 }
 
@@ -200,8 +200,8 @@ func newHarness(t *testing.T, reg *registry, cache string, hc *http.Client, gete
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewJSONHandler(&syncWriter{w: logs}, nil))
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	load := func(e repository.Entry) (skl2go.Model, error) { return runtime.Load(e.Dir, e.Metadata) }
 	store := repository.New(cache, load, repository.Options{Logger: logger})
 	t.Cleanup(func() { store.Close() })
@@ -225,6 +225,12 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(b)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }
 
 // serving is the version of name the store serves (0: none).
