@@ -281,7 +281,7 @@ func TestPollerServesTheAliasVersionAndFollowsItBothWays(t *testing.T) {
 			t.Fatalf("alias -> %d: serving version %d", v, got)
 		}
 		m, release, _ := h.store.Acquire(fixture.Model, 0)
-		if err := predict(m); err != nil {
+		if err := fixture.PredictExamples(m); err != nil {
 			t.Error(err)
 		}
 		release()
@@ -297,29 +297,6 @@ func TestPollerServesTheAliasVersionAndFollowsItBothWays(t *testing.T) {
 	if reg.fetches.Load() != fetches {
 		t.Error("the version served was downloaded again")
 	}
-}
-
-// predict replays model.json's examples: the version the registry
-// numbered still reproduces sklearn.
-func predict(m skl2go.Model) error {
-	instances, want := fixture.Examples(m.Metadata())
-	data, _ := json.Marshal(instances)
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	batch, err := m.Metadata().DecodeInstances(dec, len(instances))
-	if err != nil {
-		return err
-	}
-	out, err := m.Predict(context.Background(), batch)
-	if err != nil {
-		return err
-	}
-	for i, got := range out[0].Float64s() {
-		if !skl2go.WithinTolerance(got, want[i]) {
-			return fmt.Errorf("row %d: got %g, sklearn %g", i, got, want[i])
-		}
-	}
-	return nil
 }
 
 func TestPollerRefusesABadVersionAndKeepsServing(t *testing.T) {
