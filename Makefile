@@ -71,7 +71,6 @@ export: $(VENV)/.installed
 # (requirements/mlflow-server.txt says how).
 MLFLOW_VENV := .venv-mlflow
 MLFLOW_PORT ?= 5000
-MLFLOW_TRACKING_URI ?=
 ALIAS    ?= champion
 export MLFLOW_PORT PROMOTE
 
