@@ -65,6 +65,13 @@ def registry(mlflow_registry, repository, tmp_path_factory) -> Iterator[Registry
                 os.environ[k] = v
 
 
+def test_start_converges_on_a_healthy_server(registry):
+    pid = mlflow_server.pid(registry.state)
+    port = int(registry.url.rsplit(":", 1)[1])
+    assert mlflow_server.start(port, registry.state) == registry.url
+    assert mlflow_server.pid(registry.state) == pid  # left alone, not restarted
+
+
 def test_runs_have_params_metrics_and_both_flavors(registry):
     import mlflow
 
