@@ -21,6 +21,7 @@ import sys
 import httpx
 import kserve
 import numpy as np
+from kserve.protocol.infer_type import RequestedOutput
 from kserve.protocol.rest.v2_datamodels import ModelMetadataResponse, ServerMetadataResponse
 
 # The protocol's datatypes, as numpy dtypes.
@@ -34,7 +35,7 @@ def infer_request(name: str, metadata: ModelMetadataResponse, columns: dict, bin
         tensor = kserve.InferInput(spec.name, list(values.shape), spec.datatype)
         tensor.set_data_from_numpy(values, binary_data=binary)
         inputs.append(tensor)
-    outputs = [kserve.RequestedOutput(o.name, {"binary_data": binary}) for o in metadata.outputs]
+    outputs = [RequestedOutput(o.name, {"binary_data": binary}) for o in metadata.outputs]
     return kserve.InferRequest(model_name=name, infer_inputs=inputs, request_id=request_id, request_outputs=outputs)
 
 
