@@ -38,7 +38,7 @@ STATE    ?= run
 export PORT REPLICAS BASE_PORT MODELS STATE
 
 .PHONY: mlflow mlflow-down mlflow-status promote
-.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
+.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -51,6 +51,17 @@ $(VENV)/.installed: requirements.txt requirements/mlflow.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "skl2go needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements/mlflow.txt
+	@touch $@
+
+# KServe's Python SDK pins pandas<3, psutil<6 and python-dateutil<3, which
+# the project's venv cannot hold: tests/system/test_kserve_sdk.py runs it
+# from a client venv of its own (docs/clients.md).
+KSERVE_VENV := .venv-kserve
+venv-kserve: $(KSERVE_VENV)/.installed
+$(KSERVE_VENV)/.installed: requirements/clients-kserve.txt
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/clients-kserve.txt
+	$(KSERVE_VENV)/bin/python -m pip check
 	@touch $@
 
 data: $(SAMPLE)
@@ -76,7 +87,8 @@ export MLFLOW_PORT PROMOTE
 
 $(MLFLOW_VENV)/.installed: requirements/mlflow-server.txt
 	$(PYTHON) -m venv $(MLFLOW_VENV)
-	$(MLFLOW_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/mlflow-server.txt
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/mlflow-server.txt
+	$(MLFLOW_VENV)/bin/python -m pip check
 	@touch $@
 
 mlflow: $(MLFLOW_VENV)/.installed $(VENV)/.installed
@@ -177,7 +189,7 @@ FORCE:
 
 # --- Tests ----------------------------------------------------------------
 
-test: setup wrk testdata compose-cli $(MLFLOW_VENV)/.installed test-go test-python
+test: setup wrk testdata compose-cli venv-kserve $(MLFLOW_VENV)/.installed test-go test-python
 
 # Small models for the Go tests, made by the Python side like any other: a
 # regressor (trip_duration) and a classifier (tip_given).
@@ -223,4 +235,4 @@ clean: down
 	rm -rf build run data serve-go/bin
 
 distclean: clean
-	rm -rf $(VENV) $(MODELS)/*/
+	rm -rf $(VENV) $(KSERVE_VENV) $(MODELS)/*/
