@@ -13,8 +13,8 @@ import time
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from loadtest.chaos import malformed
-from loadtest.topology import ready, request
+from verify.chaos import malformed
+from topology import ready, request
 
 BODIES = 10_000
 PER_EXAMPLE = 10  # requests per hypothesis example: fewer, larger examples keep generation cheap

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.chaos import faults
-from loadtest.topology import ROOT, free_ports, ready, request, start, wait_until
-from train import export
+from verify.chaos import faults
+from topology import ROOT, free_ports, processes, ready, request, start, wait_until
+from train import export, repository
 
 MODEL = "trip_duration"
 POLL = 0.3  # seconds between the replicas' looks at the repository
@@ -170,8 +170,7 @@ def test_rollout_restarts_every_replica_without_losing_a_request(rolling):
 
 
 def test_rollout_touches_nothing_when_the_repository_would_not_load(rolling, models):
-    latest = max(int(p.name) for p in (models / MODEL).iterdir() if p.name.isdigit())
-    meta_file = models / MODEL / str(latest) / "model.json"
+    meta_file = repository.latest_version(models, MODEL) / repository.METADATA_FILE
     good = meta_file.read_text()
     meta = json.loads(good)
     meta["inputs"][2]["type"] = "tensor(double)"  # disagrees with the graph
@@ -193,3 +192,50 @@ def test_a_replica_refuses_to_listen_beyond_loopback(repository, addr):
                            "--addr", addr.format(port=free_ports(1))], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "not loopback" in done.stderr and "--allow-non-loopback" in done.stderr
+
+
+# --- make up converges (issue 19): under load, never a failed request ---------
+
+def nginx_pid(topo) -> int:
+    return int((topo.state / "nginx.pid").read_text())
+
+
+def test_make_up_converges_under_load_without_a_failed_request(models, tmp_path):
+    topo = start(models, tmp_path / "run", SKL2GO_POLL_INTERVAL=f"{POLL}s")
+    try:
+        master = nginx_pid(topo)
+        with Load(topo.url) as load:
+            time.sleep(0.5)
+            before = topo.pids()
+            same = topo.up()  # the same settings: nothing changes
+            assert same.returncode == 0, same.stderr
+            assert "nothing changed" in same.stdout and topo.pids() == before
+
+            more = topo.up(REPLICAS="3")  # one more replica; the two running are kept
+            assert more.returncode == 0, more.stderr
+            assert len(topo.replicas) == 3 and topo.pids()[:2] == before
+
+            flags = topo.up(SKL2GO_LOG_LEVEL="warn")  # other flags: every replica replaced, one at a time
+            assert flags.returncode == 0, flags.stderr
+            replaced = topo.pids()
+            assert all(p not in before for p in replaced) and len(replaced) == 3
+
+            os.kill(replaced[1], signal.SIGKILL)  # a replica died: only it is started again
+            wait_until("the killed replica to be gone", lambda: not processes.running(replaced[1]), timeout=10)
+            again = topo.up()
+            assert again.returncode == 0, again.stderr
+            assert "replica 2 was not running" in again.stdout
+            after = topo.pids()
+            assert after[0] == replaced[0] and after[2] == replaced[2] and after[1] != replaced[1]
+
+            fewer = topo.up(REPLICAS="2")  # back to two: the third retired
+            assert fewer.returncode == 0, fewer.stderr
+            assert len(topo.replicas) == 2 and topo.pids() == after[:2]
+            time.sleep(0.5)
+        assert nginx_pid(topo) == master  # reloaded, never restarted
+        answers = dict(load.counts)
+        assert sum(answers.values()) > 100, answers
+        assert all(key[0] == 200 for key in answers), answers  # not one error or lost request
+        assert all(topo.metric(r, "skl2go_inference_request_success_total") > 0 for r in (1, 2))
+    finally:
+        topo.down()
