@@ -134,9 +134,9 @@ class Replica:
 @dataclass
 class Plan:
     """What converging does, in order: start the replicas that died where
-    they were (`restart`), replace those started with other settings or not
-    there yet by new ones on new ports (`replace`: slot -> the old replica,
-    or None for a new slot), and retire the slots beyond the count."""
+    they were (`restart`), replace those started with other settings and
+    add the slots not there yet (`replace`: slot -> the old replica, or None
+    for a new slot), and retire the slots beyond the count."""
 
     keep: list[Replica] = field(default_factory=list)
     restart: list[Replica] = field(default_factory=list)

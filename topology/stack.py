@@ -4,12 +4,24 @@ port and what it was started with), replica-<slot>.pid, nginx.pid,
 nginx.conf and logs/. `down` stops exactly what `up` started.
 
 `up` converges: with the settings the stack runs with it changes nothing;
-a replica that died is started again where it was; a replica started with
-other settings (MODELS, SKL2GO_* flags, GOMAXPROCS) is replaced by a new one
-on a new port, which is ready and in nginx's configuration (reloaded, not
-restarted) before the old one leaves it and stops; more or fewer REPLICAS
-add or retire replicas the same way; nginx's own settings are applied by a
-reload. `rollout` replaces every replica, one at a time, the same way.
+a replica that died is started again where it was; replicas started with
+other settings (MODELS, SKL2GO_* flags, GOMAXPROCS) are replaced one at a
+time, as `rollout` replaces them all; more REPLICAS are started and ready
+before nginx sends them requests, fewer leave nginx's configuration before
+they stop; nginx's own settings are applied by a reload, never a restart.
+
+How a replica is replaced (`replace_replica`). With two or more, in place:
+the others are in nginx's rotation, the old process drains and exits
+(nginx sends the next requests to the others, and retries there a request
+whose connection was refused), the new one starts on the same address, and
+it is back in rotation before the next is touched. nginx's configuration
+does not change, so nginx is not reloaded. A reload makes nginx's old
+workers close their idle client keep-alive connections, and a client that
+sends its next request on such a connection in that instant sees the
+connection closed without an answer (one Locust run counted each as a
+failure). With a single replica there is no other to serve meanwhile: the
+new process starts beside the old one on a new port and nginx is reloaded
+to send it requests before the old one stops.
 """
 
 from __future__ import annotations
@@ -163,7 +175,7 @@ def up(want: Settings) -> None:
     with locked(want.state):
         saved = load(want.state)
         alive = {r.slot for r in saved.replicas if replica_pid(want.state, r.slot)} if saved else set()
-        if not alive and nginx.pid(want.state) is None:
+        if saved is None or not alive and nginx.pid(want.state) is None:
             fresh(want)
         else:
             converge(want, saved, alive)
@@ -258,14 +270,22 @@ def converge(want: Settings, saved: State, alive: set[int]) -> None:
         changed = True
         say("nginx was not running: started")
 
-    for slot, old in sorted(p.replace, key=lambda x: x[0]):
-        taken = {r.port for r in state.replicas}
-        port = next_ports(want.base_port, 1, taken, port_free)[0]
-        new = Replica(slot, port, want.spec())
-        swap(state, old, new)
+    replaced = [(slot, old) for slot, old in sorted(p.replace, key=lambda x: x[0]) if old is not None]
+    if replaced:
+        # A replica that cannot start with the new settings would be lost:
+        # check them first, and touch nothing if they fail.
+        check_repository(want.spec())
+        wait_in_rotation(want, [r for r in state.replicas if replica_pid(want.state, r.slot)])
+    for slot, old in replaced:
+        new = replace_replica(state, old, want.spec())
         changed = True
-        say(f"replica {slot}: " + (f"{old.addr} replaced by {new.addr} (new settings)" if old
-                                     else f"added on {new.addr}"))
+        say(f"replica {slot} restarted with the new settings on {new.addr}")
+    for slot, old in sorted(p.replace, key=lambda x: x[0]):
+        if old is None:
+            new = Replica(slot, new_port(state), want.spec())
+            swap(state, None, new)
+            changed = True
+            say(f"replica {slot} added on {new.addr}")
 
     if p.retire:
         state.replicas = [r for r in state.replicas if r.slot <= want.replicas]
@@ -288,6 +308,42 @@ def converge(want: Settings, saved: State, alive: set[int]) -> None:
     if not changed:
         say("already up with these settings: nothing changed")
     say_ready(state)
+
+
+def new_port(state: State) -> int:
+    """A port for a new replica: the lowest free one from BASE_PORT up that no replica of the stack has."""
+    return next_ports(state.settings.base_port, 1, {r.port for r in state.replicas}, port_free)[0]
+
+
+def check_repository(spec: dict) -> None:
+    """Whether replicas started with `spec` would load the model repository
+    (the server's --check, with the very binary and settings)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKL2GO_") and k != "GOMAXPROCS"}
+    checked = subprocess.run([spec["server"], "--check", "--models", spec["models"], "--log-level", "warn"],
+                             env=env | spec["env"], capture_output=True, text=True)
+    if checked.returncode != 0:
+        sys.stderr.write(checked.stdout + checked.stderr)
+        raise TopologyError("the model repository does not load; no replica restarted")
+
+
+def replace_replica(state: State, old: Replica, spec: dict) -> Replica:
+    """Replace `old` by a process started with `spec` (see the module's doc:
+    in place with two replicas or more, beside it with one); return the new one."""
+    s = state.settings
+    if len(state.replicas) < 2 or not port_free(old.port) and replica_pid(s.state, old.slot) is None:
+        new = Replica(old.slot, new_port(state), spec)
+        swap(state, old, new)
+        return new
+    new = Replica(old.slot, old.port, spec)
+    stop_replica(s.state, old.slot)  # SIGTERM: it drains its requests, then exits
+    if not port_free(new.port):
+        raise TopologyError(f"port {new.port} of replica {new.slot} was taken by another program meanwhile")
+    pid = spawn(s, new)
+    wait_ready(s, new, pid)
+    state.put(new)
+    state.save()
+    wait_in_rotation(s, [new])
+    return new
 
 
 def swap(state: State, old: Replica | None, new: Replica) -> None:
@@ -377,12 +433,7 @@ def rollout(state_dir: Path) -> None:
         # A replica that cannot start would be lost: check the repository with
         # the very binary and settings first, and touch nothing if it fails.
         say(f"checking the model repository {s.models}")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SKL2GO_")} | s.replica_env
-        checked = subprocess.run([str(s.server), "--check", "--models", str(s.models), "--log-level", "warn"],
-                                 env=env, capture_output=True, text=True)
-        if checked.returncode != 0:
-            sys.stderr.write(checked.stdout + checked.stderr)
-            raise TopologyError("the model repository does not load; no replica restarted")
+        check_repository(s.spec())
         # Every replica must be up and in nginx's rotation before one leaves
         # (an earlier restart in place may have left one resting).
         for r in state.replicas:
@@ -394,11 +445,9 @@ def rollout(state_dir: Path) -> None:
         wait_in_rotation(s, state.replicas)
         for old in list(state.replicas):
             old_pid = replica_pid(s.state, old.slot)
-            taken = {r.port for r in state.replicas}
-            new = Replica(old.slot, next_ports(s.base_port, 1, taken, port_free)[0], old.spec)
-            swap(state, old, new)
-            say(f"replica {old.slot} restarted (pid {old_pid} -> {replica_pid(s.state, old.slot)}, "
-                f"{old.addr} -> {new.addr})")
+            new = replace_replica(state, old, old.spec)
+            say(f"replica {old.slot} restarted (pid {old_pid} -> {replica_pid(s.state, old.slot)}"
+                + (f", {old.addr} -> {new.addr})" if new.port != old.port else ")"))
         say(f"rollout done: {len(state.replicas)} replica(s) restarted one at a time")
 
 
