@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from train.fit import TRAINING_FILE, VALIDATION_FILE
+from train.tasks import TRAINING_FILE, VALIDATION_FILE
 
 
 def held_out_features(build_dir: str | Path) -> pd.DataFrame:

@@ -25,7 +25,8 @@ from skl2onnx import to_onnx
 
 from . import agreement, graph, repository
 from .data import CLASSIFICATION
-from .fit import TRAINING_FILE, VALIDATION_FILE, log
+from .fit import log
+from .tasks import TRAINING_FILE, VALIDATION_FILE
 from .repository import MODEL_FILE, PIPELINE_FILE
 
 N_EXAMPLES = 8

@@ -18,9 +18,7 @@ from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, mean_
 
 from . import data, pipeline
 from .repository import PIPELINE_FILE
-
-VALIDATION_FILE = "validation.parquet"
-TRAINING_FILE = "training.json"
+from .tasks import TRAINING_FILE, VALIDATION_FILE
 
 
 def log(stage: str, message: str) -> None:

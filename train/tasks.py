@@ -1,7 +1,9 @@
-"""What can be trained: the model families, the task each solves, and the
-model name each task publishes under by default. Standard library only, so
-the Makefile can read these lists before the environment exists
-(python -m train families | classifiers | name FAMILY).
+"""What can be trained: the model families, the task each solves, the model
+name each task publishes under by default, and the files `python -m train
+fit` leaves in build/<name>/ for export and the load tests. Standard library
+only, so the Makefile can read these lists before the environment exists
+(python -m train families | classifiers | name FAMILY) and a Locust process
+can find the held-out rows without importing sklearn.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ TASKS: dict[str, str] = {
     "hist_gradient_boosting_classifier": CLASSIFICATION,
 }
 FAMILIES = tuple(TASKS)
+
+# build/<name>/ after fit: the fitted pipeline (repository.PIPELINE_FILE), the
+# held-out rows (features and target) and the training summary.
+VALIDATION_FILE = "validation.parquet"
+TRAINING_FILE = "training.json"
 
 
 def task_of(family: str) -> str:
