@@ -228,8 +228,13 @@ SCENARIOS = [("kill_replica", kill_replica), ("sigterm_replica", sigterm_replica
 def run_scenario(name, action, topo: Topology, ctx: dict, s: Settings, work: Path) -> Outcome:
     out = Outcome(name)
     ctx["expect_versions"] = {str(ctx["version"])}
+    answered = sum(successes(topo, r) for r in range(1, len(topo.replicas) + 1))
     load = Load(topo.url, ctx["held_out"], work, s)
     try:
+        # Locust takes a few seconds to start on a busy machine: the warm-up
+        # counts from its first answered request.
+        wait_until("Locust's first requests", lambda: sum(successes(topo, r) for r in range(
+            1, len(topo.replicas) + 1)) > answered, timeout=60, interval=0.2)
         time.sleep(s.warmup)
         action(topo, ctx, out)
         time.sleep(s.settle)
