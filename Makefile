@@ -35,7 +35,7 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata compose-cli clean distclean
+.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -44,14 +44,26 @@ setup: venv build nginx
 # --- Python ---------------------------------------------------------------
 
 # Every requirements/*.txt (pins by role: train, loadtest, verify, test, …),
-# into one venv; `pip check` must pass on the whole set.
-REQUIREMENTS := $(sort $(wildcard requirements/*.txt))
+# into one venv; `pip check` must pass on the whole set. requirements/clients-*.txt
+# are client venvs of their own (packages the project's venv cannot hold).
+REQUIREMENTS := $(filter-out requirements/clients-%,$(sort $(wildcard requirements/*.txt)))
 venv: $(VENV)/.installed
 $(VENV)/.installed: $(REQUIREMENTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "skl2go needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(REQUIREMENTS:%=-r %)
 	$(PY) -m pip check
+	@touch $@
+
+# KServe's Python SDK pins pandas<3, psutil<6 and python-dateutil<3, which
+# the project's venv cannot hold: tests/system/test_kserve_sdk.py runs it
+# from a client venv of its own (docs/clients.md).
+KSERVE_VENV := .venv-kserve
+venv-kserve: $(KSERVE_VENV)/.installed
+$(KSERVE_VENV)/.installed: requirements/clients-kserve.txt
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/clients-kserve.txt
+	$(KSERVE_VENV)/bin/python -m pip check
 	@touch $@
 
 data: $(SAMPLE)
@@ -149,7 +161,7 @@ FORCE:
 
 # --- Tests ----------------------------------------------------------------
 
-test: setup wrk testdata compose-cli test-go test-python
+test: setup wrk testdata compose-cli venv-kserve test-go test-python
 
 # Small models for the Go tests, made by the Python side like any other: a
 # regressor (trip_duration) and a classifier (tip_given).
@@ -165,6 +177,11 @@ $(TESTDATA)/models/.done: $(VENV)/.installed train/*.py
 
 test-go: build testdata
 	cd serve-go && SKL2GO_TEST_MODELS=$(abspath $(TESTDATA)/models) go test -race -count=1 ./...
+
+# docs/server.md's tables of flags, endpoints and metrics are made from the
+# code; test-go fails when they differ, and this rewrites them.
+docs: testdata
+	cd serve-go && SKL2GO_UPDATE_DOCS=1 SKL2GO_TEST_MODELS=$(abspath $(TESTDATA)/models) go test -count=1 -run '^TestDocs' ./http ./cmd/skl2go-server
 
 # make test-python [PYTEST=-m unit]: tests/unit (seconds, no server) and tests/system.
 test-python: setup
@@ -191,4 +208,4 @@ clean: down
 	rm -rf build run data serve-go/bin
 
 distclean: clean
-	rm -rf $(VENV) $(MODELS)/*/
+	rm -rf $(VENV) $(KSERVE_VENV) $(MODELS)/*/

@@ -141,9 +141,9 @@ def parse_body(body: bytes) -> list:
         raise ClientError(400, '"instances" given twice')
     for key in doc:
         if key != "instances":
-            raise ClientError(400, f'unknown field "{key}" in the body: expected only "instances"')
+            raise ClientError(400, f'unknown field "{key}" in the body: expected "instances" (rows) or "inputs" (columns)')
     if "instances" not in doc:
-        raise ClientError(400, 'missing field "instances"')
+        raise ClientError(400, 'missing field "instances" (rows; or "inputs", columns)')
     rows = doc["instances"]
     if not isinstance(rows, list):
         raise ClientError(400, f"instances: expected an array of objects, got {_got(rows)}")
