@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from topology import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFLOW = ROOT / ".venv-mlflow" / "bin" / "mlflow"
@@ -54,20 +55,14 @@ def healthy(port: int) -> bool:
 
 def pid(state: Path) -> int | None:
     """The server's pid if the pid file names a live `mlflow server` process."""
-    try:
-        n = int((state / "mlflow.pid").read_text().split()[0])
-        cmdline = Path(f"/proc/{n}/cmdline").read_bytes().replace(b"\0", b" ")
-        status = Path(f"/proc/{n}/status").read_text()
-    except (FileNotFoundError, ValueError, IndexError, ProcessLookupError):
-        return None
-    zombie = "\nState:\tZ" in status
-    return None if zombie or b"mlflow" not in cmdline else n
+    return processes.alive(state / "mlflow.pid", "mlflow")
 
 
 def saved_port(state: Path) -> int | None:
+    """The port the server was started on (mlflow.port beside the pid file)."""
     try:
-        return int((state / "mlflow.pid").read_text().split()[1])
-    except (FileNotFoundError, ValueError, IndexError):
+        return int((state / "mlflow.port").read_text())
+    except (FileNotFoundError, ValueError):
         return None
 
 
@@ -96,17 +91,15 @@ def start(port: int = PORT, state: Path | None = None, timeout: float = START_TI
                            "stop it or pick another MLFLOW_PORT")
     state.mkdir(parents=True, exist_ok=True)
     (state / "artifacts").mkdir(exist_ok=True)
-    with open(state / "mlflow.log", "ab") as log:
-        # Its own session: the server outlives the make that started it.
-        process = subprocess.Popen(command(state, port), cwd=state, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
-    (state / "mlflow.pid").write_text(f"{process.pid} {port}\n")
-    if not _wait_healthy(port, process.pid, timeout):
+    server = processes.spawn(command(state, port), state / "mlflow.log", dict(os.environ))
+    (state / "mlflow.pid").write_text(f"{server}\n")
+    (state / "mlflow.port").write_text(f"{port}\n")
+    if not _wait_healthy(port, server, timeout):
         tail = (state / "mlflow.log").read_text(errors="replace").splitlines()[-15:]
         stop(state)
         raise RuntimeError(f"mlflow server did not become healthy on {url(port)} in {timeout:g}s; "
                            f"last lines of {state / 'mlflow.log'}:\n" + "\n".join(tail))
-    say(f"ready: {url(port)} (pid {process.pid}); SQLite store and artifacts under {state}")
+    say(f"ready: {url(port)} (pid {server}); SQLite store and artifacts under {state}")
     return url(port)
 
 
@@ -115,7 +108,7 @@ def _wait_healthy(port: int, server_pid: int, timeout: float) -> bool:
     while time.monotonic() < deadline:
         if healthy(port):
             return True
-        if not Path(f"/proc/{server_pid}").exists():
+        if not processes.running(server_pid):
             return False
         time.sleep(0.5)
     return False

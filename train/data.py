@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from .tasks import CLASSIFICATION, DEFAULT_NAMES, REGRESSION  # noqa: F401  (data.CLASSIFICATION …)
+
 # The columns every TLC-shaped file must have, besides its two clock columns.
 TRIP_COLUMNS = ["PULocationID", "DOLocationID", "trip_distance"]
 # Optional columns, required by the classification task ("was a tip given").
@@ -42,12 +44,10 @@ NUMERIC = ["trip_distance"]
 RANGES: dict[str, tuple[float, float]] = {"trip_distance": (0.0, 1000.0)}
 MIN_MINUTES, MAX_MINUTES = 1.0, 60.0
 
-REGRESSION, CLASSIFICATION = "regression", "classification"
 TARGET = "duration_minutes"  # regression: minutes from pickup to dropoff
 TIP_TARGET = "tip_given"  # classification: 1 if a card payment included a tip, else 0
 CARD = 1  # payment_type of card payments, the only ones whose tips are recorded
 TARGETS = {REGRESSION: TARGET, CLASSIFICATION: TIP_TARGET}
-DEFAULT_NAMES = {REGRESSION: "trip_duration", CLASSIFICATION: "tip_given"}
 
 
 class NotTripData(ValueError):

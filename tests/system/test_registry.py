@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.chaos.run import SHORT, Load
-from loadtest.topology import free_ports, make, request, running, wait_until
+from topology import free_ports, make, request, running, wait_until
+from verify.chaos.run import SHORT, Load
 from topology import mlflow as mlflow_server
 from train import export, fit, tracking
 

@@ -58,7 +58,7 @@ def test_server_binds_loopback_with_sqlite_and_proxied_artifacts(tmp_path):
 def test_stop_and_status_converge_when_nothing_runs(tmp_path):
     mlflow_server.stop(tmp_path)  # nothing to stop: no error
     assert mlflow_server.status(tmp_path) is False
-    (tmp_path / "mlflow.pid").write_text("999999999 5000\n")  # a stale pid file
+    (tmp_path / "mlflow.pid").write_text("999999999\n")  # a stale pid file
     assert mlflow_server.pid(tmp_path) is None
     mlflow_server.stop(tmp_path)
     assert not (tmp_path / "mlflow.pid").exists()

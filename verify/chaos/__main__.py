@@ -1,4 +1,4 @@
-"""python -m loadtest.chaos [--short] [--out reports]: faults under load (run.py).
+"""python -m verify.chaos [--short] [--out reports]: faults under load (run.py).
 
 Writes OUT/chaos.json and OUT/chaos.md and exits 1 if any scenario lost a
 request, answered a 5xx or failed one of its checks (or a Go fuzz target
@@ -14,12 +14,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from loadtest.chaos.run import SHORT, Settings, run
-from loadtest.topology import ROOT
+from verify.chaos.run import SHORT, Settings, run
+from topology import ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.chaos", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m verify.chaos", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="the quick form make test runs")
     parser.add_argument("--out", type=Path, default=ROOT / "reports", help="where chaos.json and chaos.md go")

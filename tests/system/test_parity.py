@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 import conftest
-from loadtest import parity
-from loadtest.topology import listening, request
+from verify import parity
+from topology import listening, request
 from train import agreement, data, export, fit, pipeline, synth
 
 # The report's shape, as the issue gives it (other tools read it).

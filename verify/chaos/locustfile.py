@@ -3,7 +3,7 @@ trips, every answer checked, model versions counted; its options and
 --summary-file come with it), plus a count of answers by HTTP status
 (0: no answer) written at the end to --status-file.
 
-    python -m locust -f loadtest/chaos/locustfile.py --headless -u 8 -r 8 --user-rate 20 \\
+    python -m locust -f verify/chaos/locustfile.py --headless -u 8 -r 8 --user-rate 20 \\
         --host http://127.0.0.1:8080 --summary-file s.json --status-file st.json PredictUser
 """
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse
 
+from topology import ROOT
 from train import data, pipeline
 
 
@@ -33,3 +37,19 @@ def test_every_family_trains_on_the_float32_values_onnx_runtime_sees(family, tri
     scaled = family in ("linear", "ridge", "logistic_regression")
     if not scaled:  # trees see the distance itself
         assert np.array_equal(distance, X["trip_distance"].to_numpy())
+
+
+def test_the_makefile_reads_the_lists_without_third_party_packages():
+    """`python -m train families | classifiers | name FAMILY` answer from
+    train/tasks.py alone: the Makefile asks before the venv exists."""
+    blocked = "import sys; sys.modules.update(dict.fromkeys(['numpy', 'pandas', 'sklearn', 'onnx'])); "
+
+    def ask(*args: str) -> str:
+        code = blocked + f"from train.__main__ import main; sys.exit(main({list(args)!r}))"
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert ask("families").split() == list(pipeline.FAMILIES)
+    assert ask("classifiers").split() == [f for f in pipeline.FAMILIES if pipeline.task_of(f) == data.CLASSIFICATION]
+    assert ask("name", "random_forest") == "trip_duration" and ask("name", "logistic_regression") == "tip_given"

@@ -14,14 +14,14 @@ import os
 import warnings
 from pathlib import Path
 
-from loadtest import topology
-from loadtest.topology import Topology, free_ports, request
+import topology
+from topology import Topology, free_ports, request
 from topology import mlflow as mlflow_server
 from train import export, tracking
 
 
 def alias_moved(topo: Topology, ctx: dict, out) -> None:
-    from loadtest.chaos.run import MODEL, eventually
+    from verify.chaos.run import MODEL, eventually
 
     tracking.set_alias(MODEL, 2)
     ctx["version"], ctx["expect_versions"] = 2, {"1", "2"}
@@ -31,7 +31,7 @@ def alias_moved(topo: Topology, ctx: dict, out) -> None:
 
 
 def registry_down(topo: Topology, ctx: dict, out) -> None:
-    from loadtest.chaos.run import MODEL, eventually
+    from verify.chaos.run import MODEL, eventually
 
     def poll_errors() -> list[float]:
         return [topo.metric(r, "skl2go_registry_poll_errors_total") for r in range(1, len(topo.replicas) + 1)]
@@ -50,7 +50,7 @@ SCENARIOS = [("alias_moved", alias_moved), ("registry_down", registry_down)]
 
 def run(s, build: Path, state: Path, work: Path) -> list:
     """The registry scenarios on their own MLflow server and topology under state."""
-    from loadtest.chaos.run import MODEL, run_scenario
+    from verify.chaos.run import MODEL, run_scenario
 
     mlflow_state = state / "mlflow"
     url = mlflow_server.start(free_ports(1), mlflow_state)

@@ -1,6 +1,6 @@
 """Parity: every model family answers through the real Go server as sklearn does.
 
-    python -m loadtest.parity --data data/green_tripdata_synthetic.parquet --models build/parity/models
+    python -m verify.parity --data data/green_tripdata_synthetic.parquet --models build/parity/models
 
 For each family, the model named after it in the repository (or the names
 given to `run`):
@@ -8,7 +8,7 @@ given to `run`):
 1. recompute the rows fit held out, from the same trip files (the latest 20%
    by pickup time), after checking that the model was trained on exactly
    those files (model.json's data fingerprint);
-2. start the real topology (`make up`, through loadtest/topology.py): a Go
+2. start the real topology (`make up`, through the topology package): a Go
    replica on ONNX Runtime behind nginx, on free loopback ports;
 3. send every held-out row (or `rows` of them) to the replica, and a sample
    (`nginx_rows`) through nginx, as JSON predict requests;
@@ -41,9 +41,9 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from loadtest import topology
+import topology
 from loadtest.samples import instances
-from train import agreement, data, export, pipeline
+from train import agreement, data, export, pipeline, repository
 from train.fit import log
 
 BATCH = 1000  # rows per request to the replica
@@ -87,14 +87,6 @@ def held_out(paths: list[str], task: str) -> tuple[pd.DataFrame, str]:
     X, y = data.make_features(trips.frame, task)
     _, _, X_val, _ = data.split_latest(X, y)
     return X_val, data.fingerprint(trips.files)
-
-
-def latest_version(models: Path, name: str) -> Path:
-    versions = [int(p.name) for p in (models / name).glob("*") if p.is_dir() and p.name.isdigit()]
-    if not versions:
-        raise ParityError(f"no version of model {name!r} in {models}: train and export it first "
-                          f"(`make parity` does)")
-    return models / name / str(max(versions))
 
 
 def sklearn_answers(model, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -205,8 +197,11 @@ def plan(family: str, name: str, models: Path, paths: list[str], rows: int | Non
     """Find the family's model and its held-out rows (held_out_rows(task):
     held_out on `paths`), checking that the model was trained on these very
     trip files, before anything is started."""
-    version_dir = latest_version(models, name)
-    meta = json.loads((version_dir / "model.json").read_text())
+    try:
+        version_dir = repository.latest_version(models, name)
+    except FileNotFoundError as exc:
+        raise ParityError(f"{exc}: train and export it first (`make parity` does)") from None
+    meta = repository.load_metadata(version_dir)
     task = pipeline.task_of(family)
     if meta["family"] != family:
         raise ParityError(f"{version_dir}: model.json says family {meta['family']!r}, expected {family!r}")
@@ -356,7 +351,7 @@ def _finite(x: float | None) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.parity", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m verify.parity", description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", required=True, help="the trip files the models were trained on")
     parser.add_argument("--models", type=Path, default=Path("build/parity/models"),
                         help="a model repository with one model per family, named after it")

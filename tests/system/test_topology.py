@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loadtest.topology import listening, request, running, start, wait_until
+from topology import listening, request, running, start, wait_until
 from conftest import REPLICAS
 from train import agreement, data
 

@@ -14,6 +14,7 @@ from skl2onnx import to_onnx
 
 import conftest
 from train import agreement, data, export, fit
+from train import repository as train_repository  # the fixture `repository` is another thing
 from train.__main__ import main
 
 
@@ -110,7 +111,7 @@ def test_a_publish_that_fails_halfway_leaves_no_version_behind(repository, tmp_p
         seen_during_write.extend(p.name for p in (models / "trip_duration").iterdir())
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(export.shutil, "copyfile", copy_then_fail)
+    monkeypatch.setattr(train_repository.shutil, "copyfile", copy_then_fail)
     with pytest.raises(OSError, match="No space left"):
         export.export("trip_duration", repository.build, models)
     assert len(seen_during_write) == 1 and seen_during_write[0].startswith(".incoming-")  # hidden while written

@@ -5,15 +5,11 @@ model versions, slow clients, malformed request bodies.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
 import socket
-import tempfile
 import time
 from pathlib import Path
 
-from train import export
+from train import repository
 
 
 def publish_corrupt(model_dir: Path) -> Path:
@@ -21,23 +17,12 @@ def publish_corrupt(model_dir: Path) -> Path:
     directory whose model.onnx is cut in half. model.json records the cut
     file's checksum, so the checksum passes and ONNX Runtime itself must
     refuse the graph: the case a broken converter or a bad copy produces."""
-    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-    source = model_dir / str(versions[-1])
-    tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=model_dir))
-    try:
-        onnx_bytes = (source / export.MODEL_FILE).read_bytes()
-        cut = onnx_bytes[: len(onnx_bytes) // 2]
-        (tmp / export.MODEL_FILE).write_bytes(cut)
-        meta = json.loads((source / export.METADATA_FILE).read_text())
-        version = export.next_version(model_dir)
-        meta["version"] = version
-        meta["files"]["onnx"]["sha256"] = hashlib.sha256(cut).hexdigest()
-        (tmp / export.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        os.chmod(tmp, 0o755)
-        os.rename(tmp, model_dir / str(version))
-        return model_dir / str(version)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    source = repository.latest_version(model_dir.parent, model_dir.name)
+    cut = (source / repository.MODEL_FILE).read_bytes()
+    cut = cut[: len(cut) // 2]
+    meta = repository.load_metadata(source)
+    meta["files"]["onnx"]["sha256"] = hashlib.sha256(cut).hexdigest()
+    return repository.publish(model_dir, {repository.MODEL_FILE: cut}, meta)
 
 
 def slow_clients(host: str, port: int, count: int, path: str, hold: float) -> list[socket.socket]:

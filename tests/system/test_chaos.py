@@ -9,12 +9,12 @@ import json
 import subprocess
 import sys
 
-from loadtest.chaos.run import SCENARIOS
-from loadtest.topology import ROOT
+from verify.chaos.run import SCENARIOS
+from topology import ROOT
 
 
 def test_short_chaos_run_loses_no_request_in_any_scenario(repository, tmp_path, capsys):
-    done = subprocess.run([sys.executable, "-m", "loadtest.chaos", "--short", "--out", str(tmp_path / "reports"),
+    done = subprocess.run([sys.executable, "-m", "verify.chaos", "--short", "--out", str(tmp_path / "reports"),
                            "--state", str(tmp_path / "state"), "--build", str(repository.build),
                            "--models", str(repository.models)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)

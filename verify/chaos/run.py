@@ -1,5 +1,5 @@
 """The chaos run: with Locust sending a steady load of held-out trips through
-nginx (loadtest/chaos/locustfile.py: loadtest's PredictUser), inflict one fault per
+nginx (verify/chaos/locustfile.py: loadtest's PredictUser), inflict one fault per
 scenario on a real topology (2 Go replicas behind nginx) and count what the
 load saw. A scenario passes when no request was lost (every answer checked
 and 200), no answer was a 5xx, and its own checks hold.
@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from loadtest import bench
-from loadtest.chaos import faults, malformed
-from loadtest import topology
-from loadtest.topology import ROOT, Topology, request, wait_until
-from train import export
+import topology
+from topology import ROOT, Topology, processes, request, wait_until
+from train import export, repository
+from verify.chaos import faults, malformed
 
 MODEL = "trip_duration"
 
@@ -85,7 +85,7 @@ class Load:
             path.unlink(missing_ok=True)
         self.log = open(work / "locust.log", "w")
         self.process = subprocess.Popen(
-            bench.locust_command("loadtest/chaos/locustfile.py") + [
+            bench.locust_command("verify/chaos/locustfile.py") + [
                 "--headless", "--only-summary", "-u", str(s.users), "-r", str(s.users),
                 "--user-rate", str(s.user_rate), "--host", url, "--model-name", MODEL, "--held-out", str(held_out),
                 "--summary-file", str(self.summary), "--status-file", str(self.statuses), "--loglevel", "WARNING",
@@ -93,7 +93,7 @@ class Load:
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self) -> tuple[dict, dict]:
-        bench.stop(self.process, timeout=60)  # on SIGTERM Locust stops its users and writes its reports
+        processes.terminate(self.process, timeout=60)  # on SIGTERM Locust stops its users and writes its reports
         self.log.close()
         if not self.summary.exists():
             raise RuntimeError(f"Locust wrote no summary; see {self.log.name}")
@@ -120,20 +120,13 @@ def back_in_rotation(topo: Topology, replica: int) -> bool:
     return eventually(lambda: successes(topo, replica) > before, timeout=30)
 
 
-def running(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/status").read().split("State:")[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 # --- the scenarios: each inflicts its fault under load and records its checks --------------------
 
 
 def kill_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
     pid = topo.pids()[0]
     os.kill(pid, signal.SIGKILL)
-    wait_until("the killed replica to be gone", lambda: not running(pid), timeout=10)
+    wait_until("the killed replica to be gone", lambda: not processes.running(pid), timeout=10)
     topo.start_replica(1)
     out.did = f"kill -9 replica 1 (pid {pid}), start it again ({topo.pids()[0]})"
     out.check("replica 1 restarted with a new pid", topo.pids()[0] != pid)
@@ -143,7 +136,7 @@ def kill_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
 def sigterm_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
     pid = topo.pids()[1]
     os.kill(pid, signal.SIGTERM)
-    wait_until("the replica to finish its requests and exit", lambda: not running(pid), timeout=40)
+    wait_until("the replica to finish its requests and exit", lambda: not processes.running(pid), timeout=40)
     log = (topo.state / "logs" / "replica-2.log").read_text()
     topo.start_replica(2)
     out.did = f"SIGTERM replica 2 (pid {pid}): drained and exited; start it again ({topo.pids()[1]})"
@@ -213,7 +206,7 @@ def fuzzed_bodies(topo: Topology, ctx: dict, out: Outcome) -> None:
     out.status_5xx += sum(n for status, n in statuses.items() if status >= 500)
     out.did = f"{sent:,} malformed v1/v2 requests (hypothesis) through nginx: statuses {dict(sorted(statuses.items()))}"
     out.check("every malformed request answered 4xx with a JSON error", not bad and sent > 0)
-    out.check("no replica restarted", topo.pids() == pids and all(running(p) for p in pids))
+    out.check("no replica restarted", topo.pids() == pids and all(processes.running(p) for p in pids))
     out.errors.update({f"malformed: {b}": 1 for b in bad})
 
 
@@ -238,8 +231,13 @@ SCENARIOS = [("kill_replica", kill_replica), ("sigterm_replica", sigterm_replica
 def run_scenario(name, action, topo: Topology, ctx: dict, s: Settings, work: Path) -> Outcome:
     out = Outcome(name)
     ctx["expect_versions"] = {str(ctx["version"])}
+    answered = sum(successes(topo, r) for r in range(1, len(topo.replicas) + 1))
     load = Load(topo.url, ctx["held_out"], work, s)
     try:
+        # Locust takes a few seconds to start on a busy machine: the warm-up
+        # counts from its first answered request.
+        wait_until("Locust's first requests", lambda: sum(successes(topo, r) for r in range(
+            1, len(topo.replicas) + 1)) > answered, timeout=60, interval=0.2)
         time.sleep(s.warmup)
         action(topo, ctx, out)
         time.sleep(s.settle)
@@ -290,12 +288,12 @@ def run(s: Settings, build: Path, source_models: Path, state: Path, out_dir: Pat
     work.mkdir(parents=True)
     shutil.copytree(source_models / MODEL, models / MODEL)
     ctx = {"settings": s, "build": build, "models": models, "held_out": build / MODEL,
-           "version": max(int(p.name) for p in (models / MODEL).iterdir() if p.name.isdigit())}
+           "version": repository.versions(models / MODEL)[-1]}
     with topology.running(models, state / "run", replicas=2, SKL2GO_POLL_INTERVAL="1s",
                           CLIENT_TIMEOUT=f"{s.client_timeout}s") as topo:
         outcomes = [run_scenario(name, action, topo, ctx, s, work) for name, action in SCENARIOS]
     if s.registry:
-        from loadtest.chaos import registry
+        from verify.chaos import registry
 
         outcomes += registry.run(s, build, state / "registry", work)
     write_reports(out_dir, outcomes, fuzz, s, time.monotonic() - started)
@@ -330,5 +328,5 @@ def write_reports(out_dir: Path, outcomes: list[Outcome], fuzz: list[dict], s: S
             if not f["passed"]:
                 lines += ["", f"{f['target']} failed:", "", "```", f["output"], "```"]
         lines.append("")
-    lines += ["Reproduce: `make chaos` (full) or `.venv/bin/python -m loadtest.chaos --short`.", ""]
+    lines += ["Reproduce: `make chaos` (full) or `.venv/bin/python -m verify.chaos --short`.", ""]
     (out_dir / "chaos.md").write_text("\n".join(lines))

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.chaos import faults
-from loadtest.topology import ROOT, free_ports, ready, request, start, wait_until
-from train import export
+from verify.chaos import faults
+from topology import ROOT, free_ports, processes, ready, request, start, wait_until
+from train import export, repository
 
 MODEL = "trip_duration"
 POLL = 0.3  # seconds between the replicas' looks at the repository
@@ -115,29 +115,53 @@ def test_sighup_reloads_a_replica_that_does_not_poll(repository, tmp_path):
 
 class Load:
     """Threads posting predictions through nginx until stopped, counting
-    answers by status (and version) and connection errors."""
+    answers by status (and version) and connection errors.
+
+    A request sent on a kept-alive connection that nginx closed while it was
+    idle (what an nginx reload does to its old workers' idle connections)
+    never reached nginx: like Go's and urllib3's clients, it is sent once
+    more on a new connection, and counted in `resent` (by phase), so a test
+    can require that none happened."""
 
     def __init__(self, url: str, threads: int = 4):
         self.host, self.port = url.removeprefix("http://").split(":")
         self.counts: collections.Counter = collections.Counter()
+        self.resent: collections.Counter = collections.Counter()
+        self.phase = ""
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
 
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, int(self.port), timeout=30)
+
+    def send(self, conn: http.client.HTTPConnection) -> tuple:
+        conn.request("POST", f"/v1/models/{MODEL}:predict", BODY, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        return (resp.status, json.loads(data)["version"]) if resp.status == 200 else (resp.status, data[:100])
+
     def run(self):
-        conn = http.client.HTTPConnection(self.host, int(self.port), timeout=30)
+        conn, reused = self.connect(), False
         for _ in range(1_000_000):  # bounded; stop() ends it long before
             if self.stopping.is_set():
                 break
             try:
-                conn.request("POST", f"/v1/models/{MODEL}:predict", BODY, {"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                data = resp.read()
-                key = (resp.status, json.loads(data)["version"]) if resp.status == 200 else (resp.status, data[:100])
+                try:
+                    key = self.send(conn)
+                except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                    if not reused:
+                        raise
+                    with self.lock:
+                        self.resent[self.phase] += 1
+                    conn.close()
+                    conn = self.connect()
+                    key = self.send(conn)
+                reused = True
             except (OSError, http.client.HTTPException) as err:
                 key = ("connection error", repr(err))
                 conn.close()
-                conn = http.client.HTTPConnection(self.host, int(self.port), timeout=30)
+                conn, reused = self.connect(), False
             with self.lock:
                 self.counts[key] += 1
             time.sleep(0.002)
@@ -166,12 +190,12 @@ def test_rollout_restarts_every_replica_without_losing_a_request(rolling):
     answers = dict(load.counts)
     assert sum(answers.values()) > 100, answers
     assert all(key[0] == 200 for key in answers), answers  # not one error or lost request
+    assert not load.resent, load.resent  # nor a kept-alive connection closed under a client
     assert "rollout done: 2 replica(s) restarted one at a time" in done.stdout
 
 
 def test_rollout_touches_nothing_when_the_repository_would_not_load(rolling, models):
-    latest = max(int(p.name) for p in (models / MODEL).iterdir() if p.name.isdigit())
-    meta_file = models / MODEL / str(latest) / "model.json"
+    meta_file = repository.latest_version(models, MODEL) / repository.METADATA_FILE
     good = meta_file.read_text()
     meta = json.loads(good)
     meta["inputs"][2]["type"] = "tensor(double)"  # disagrees with the graph
@@ -193,3 +217,56 @@ def test_a_replica_refuses_to_listen_beyond_loopback(repository, addr):
                            "--addr", addr.format(port=free_ports(1))], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "not loopback" in done.stderr and "--allow-non-loopback" in done.stderr
+
+
+# --- make up converges (issue 19): under load, never a failed request ---------
+
+def nginx_pid(topo) -> int:
+    return int((topo.state / "nginx.pid").read_text())
+
+
+def test_make_up_converges_under_load_without_a_failed_request(models, tmp_path):
+    topo = start(models, tmp_path / "run", SKL2GO_POLL_INTERVAL=f"{POLL}s")
+    try:
+        master = nginx_pid(topo)
+        with Load(topo.url) as load:
+            time.sleep(0.5)
+            before = topo.pids()
+            load.phase = "same settings"
+            same = topo.up()  # nothing changes
+            assert same.returncode == 0, same.stderr
+            assert "nothing changed" in same.stdout and topo.pids() == before
+
+            load.phase = "other flags"
+            flags = topo.up(SKL2GO_LOG_LEVEL="warn")  # every replica restarted with them, one at a time
+            assert flags.returncode == 0, flags.stderr
+            replaced = topo.pids()
+            assert all(p not in before for p in replaced) and len(replaced) == 2
+            assert flags.stdout.count("restarted with the new settings") == 2
+
+            load.phase = "a replica died"
+            os.kill(replaced[1], signal.SIGKILL)  # only it is started again
+            wait_until("the killed replica to be gone", lambda: not processes.running(replaced[1]), timeout=10)
+            again = topo.up()
+            assert again.returncode == 0, again.stderr
+            assert "replica 2 was not running" in again.stdout
+            after = topo.pids()
+            assert after[0] == replaced[0] and after[1] != replaced[1]
+
+            load.phase = "scale 2 -> 3 -> 2"
+            more = topo.up(REPLICAS="3")  # one more; the two running are kept
+            assert more.returncode == 0, more.stderr
+            assert len(topo.replicas) == 3 and topo.pids()[:2] == after
+            fewer = topo.up(REPLICAS="2")  # the third retired
+            assert fewer.returncode == 0, fewer.stderr
+            assert len(topo.replicas) == 2 and topo.pids() == after
+            time.sleep(0.5)
+        assert nginx_pid(topo) == master  # reloaded, never restarted
+        answers = dict(load.counts)
+        assert sum(answers.values()) > 100, answers
+        assert all(key[0] == 200 for key in answers), answers  # not one error or lost request
+        # Only the reloads of a scale change close kept-alive client connections.
+        assert set(load.resent) <= {"scale 2 -> 3 -> 2"}, load.resent
+        assert all(topo.metric(r, "skl2go_inference_request_success_total") > 0 for r in (1, 2))
+    finally:
+        topo.down()

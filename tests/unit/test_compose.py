@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from topology import ROOT
+
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,10 @@ def test_server_image_is_non_root_and_uses_the_pinned_runtime():
     dockerfile = (ROOT / "serve-go" / "Dockerfile").read_text()
     assert "USER 65532:65532" in dockerfile
     assert "grep '^onnxruntime==' /tmp/requirements.txt" in dockerfile
-    pins = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("onnxruntime==")]
-    assert len(pins) == 1
+    assert "COPY requirements/train.txt /tmp/requirements.txt" in dockerfile
+    pins = [line for path in (ROOT / "requirements").glob("*.txt") for line in path.read_text().splitlines()
+            if line.startswith("onnxruntime==")]
+    assert len(pins) == 1 and pins[0] in (ROOT / "requirements" / "train.txt").read_text()
     assert "SKL2GO_ADDR=0.0.0.0:9000" in dockerfile  # matches nginx's server:9000
     assert "SKL2GO_ALLOW_NON_LOOPBACK=true" in dockerfile  # the server refuses 0.0.0.0 otherwise
 
