@@ -7,6 +7,7 @@ parquet file, so memory stays bounded whatever the size of the files.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
     """Score every trip of `paths` with `published` into the parquet file `out`."""
     files = trip_files(paths)
     output.refuse_existing(Path(out), overwrite)
-    scorer = Scorer(published)
+    scorer = Scorer(published, threads=os.cpu_count() or 1)
     total = sum(f.rows for f in files)
     log(f"[score] {total:,} trips in {len(files)} file(s) with {published.name} version {published.version} "
         f"({published.metadata['family']}), local engine")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,10 @@ import onnxruntime as ort
 from train.export import METADATA_FILE, MODEL_FILE
 
 # Rows per ONNX Runtime run. The graph one-hot encodes into a dense float32
-# matrix (~2.2 KB a row), so a run's memory grows with it; the answers do not
-# depend on it (see `predict`).
-RUN_ROWS = 8192
+# matrix (~2.2 KB a row): runs whose matrix stays in the CPU's cache are the
+# fastest per row (BENCHMARKS.md). The answers do not depend on it (see
+# `predict`).
+RUN_ROWS = 1024
 
 
 class ModelNotFound(LookupError):
@@ -91,8 +93,10 @@ def session(onnx_bytes: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def predict(sess: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Run the graph on columns of equal length (each [rows, 1], rows >= 1), RUN_ROWS at a time.
+def predict(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], threads: int = 1) -> list[np.ndarray]:
+    """Run the graph on columns of equal length (each [rows, 1], rows >= 1),
+    RUN_ROWS at a time, `threads` runs at once (ONNX Runtime releases the GIL
+    and a session may run concurrently; each run still uses one thread).
 
     ONNX Runtime's matrix multiply (MLAS) computes a one-row product with a
     kernel of its own (M = 1) that adds the terms in another order than the
@@ -103,13 +107,17 @@ def predict(sess: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> list[np
     others or their number.
     """
     rows = len(next(iter(feeds.values())))
-    outputs: list[list[np.ndarray]] = []
-    for start in range(0, rows, RUN_ROWS):
+
+    def run(start: int) -> list[np.ndarray]:
         part = {k: v[start:start + RUN_ROWS] for k, v in feeds.items()}
         if len(next(iter(part.values()))) == 1:
-            got = sess.run(None, {k: np.concatenate([v, v]) for k, v in part.items()})
-            got = [o[:1] for o in got]
-        else:
-            got = sess.run(None, part)
-        outputs.append(got)
+            return [o[:1] for o in sess.run(None, {k: np.concatenate([v, v]) for k, v in part.items()})]
+        return sess.run(None, part)
+
+    starts = range(0, rows, RUN_ROWS)
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            outputs = list(pool.map(run, starts))
+    else:
+        outputs = [run(start) for start in starts]
     return [np.concatenate([o[i] for o in outputs]) for i in range(len(outputs[0]))]

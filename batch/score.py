@@ -57,8 +57,9 @@ def output_schema(published: Published) -> pa.Schema:
 class Scorer:
     """A published version's graph in an ONNX Runtime session, applied to trip batches."""
 
-    def __init__(self, published: Published, onnx_bytes: bytes | None = None):
+    def __init__(self, published: Published, onnx_bytes: bytes | None = None, threads: int = 1):
         self.published = published
+        self.threads = threads  # ONNX Runtime runs at once (Spark: 1, its tasks run in parallel)
         self.schema = output_schema(published)
         self.session = onnx_model.session(onnx_bytes if onnx_bytes is not None else published.onnx_bytes())
         self.graph_inputs = [i.name for i in self.session.get_inputs()]
@@ -97,7 +98,8 @@ class Scorer:
 
         predictions: dict[str, np.ndarray] = {}
         if scored.any():
-            outputs = onnx_model.predict(self.session, {k: v[scored].reshape(-1, 1) for k, v in X.items()})
+            outputs = onnx_model.predict(self.session, {k: v[scored].reshape(-1, 1) for k, v in X.items()},
+                                          self.threads)
         if self.published.task == CLASSIFICATION:
             labels = np.zeros(rows, dtype=np.int64)
             proba = np.zeros((rows, len(self.published.metadata["classes"])), dtype=np.float32)
