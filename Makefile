@@ -36,7 +36,7 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test setup venv build nginx wrk bench bench-model score java bench-batch data train export up down status rollout chaos predict test-go test-python testdata compose-cli clean distclean
+.PHONY: demo test setup venv build nginx wrk bench bench-model score java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -186,6 +186,11 @@ $(TESTDATA)/models/.done: $(VENV)/.installed train/*.py
 
 test-go: build testdata
 	cd serve-go && SKL2GO_TEST_MODELS=$(abspath $(TESTDATA)/models) go test -race -count=1 ./...
+
+# docs/server.md's tables of flags, endpoints and metrics are made from the
+# code; test-go fails when they differ, and this rewrites them.
+docs: testdata
+	cd serve-go && SKL2GO_UPDATE_DOCS=1 SKL2GO_TEST_MODELS=$(abspath $(TESTDATA)/models) go test -count=1 -run '^TestDocs' ./http ./cmd/skl2go-server
 
 test-python: setup
 	$(PY) -m pytest

@@ -1,14 +1,12 @@
 package http
 
 import (
-	"net/http"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"skl2go"
 )
@@ -36,7 +34,7 @@ type metrics struct {
 // durationBuckets span 50µs to about 3s.
 var durationBuckets = prometheus.ExponentialBuckets(50e-6, 2.5, 13)
 
-func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore, limiter *skl2go.Limiter) *metrics {
+func newMetrics(reg prometheus.Registerer, store skl2go.ModelStore, limiter *skl2go.Limiter) *metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
@@ -89,10 +87,6 @@ func newMetrics(reg *prometheus.Registry, store skl2go.ModelStore, limiter *skl2
 		)
 	}
 	return m
-}
-
-func (m *metrics) handler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
 // storeCollector reports, at each scrape, which versions the store serves

@@ -14,6 +14,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"skl2go"
+	"skl2go/tfserving"
 )
 
 // Runtime owns the ONNX Runtime environment. ONNX Runtime allows one
@@ -211,7 +212,8 @@ func knownShape(spec []int64, rows int) ([]int64, bool) {
 
 // replayExamples predicts model.json's examples and compares the outputs
 // with the prediction sklearn recorded for each (the number, or the label
-// and class probabilities).
+// and class probabilities). model.json records each example as a v1
+// (TF Serving) instance, decoded as the predict API decodes one.
 func (m *Model) replayExamples() error {
 	if len(m.meta.Examples) == 0 {
 		return nil
@@ -226,7 +228,7 @@ func (m *Model) replayExamples() error {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	batch, err := m.meta.DecodeInstances(dec, len(instances))
+	batch, err := tfserving.DecodeInstances(dec, m.meta, len(instances))
 	if err != nil {
 		return fmt.Errorf("model.json examples: %s", skl2go.ErrorMessage(err))
 	}

@@ -15,6 +15,7 @@ import (
 	"skl2go/internal/fixture"
 	"skl2go/onnx"
 	"skl2go/repository"
+	"skl2go/tfserving"
 )
 
 var (
@@ -40,7 +41,7 @@ func examplesBatch(t *testing.T, meta *skl2go.Metadata) (*skl2go.Batch, []float6
 	data, _ := json.Marshal(instances)
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.UseNumber()
-	batch, err := meta.DecodeInstances(dec, 1000)
+	batch, err := tfserving.DecodeInstances(dec, meta, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestClassifierPredictsLabelsAndProbabilitiesLikeSklearn(t *testing.T) {
 	data, _ := json.Marshal(instances)
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.UseNumber()
-	batch, err := m.Metadata().DecodeInstances(dec, 100)
+	batch, err := tfserving.DecodeInstances(dec, m.Metadata(), 100)
 	if err != nil {
 		t.Fatal(err)
 	}

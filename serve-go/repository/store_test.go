@@ -20,6 +20,7 @@ import (
 	"skl2go"
 	"skl2go/internal/fixture"
 	"skl2go/repository"
+	"skl2go/tfserving"
 )
 
 // tracked wraps a real ONNX Runtime model and fails the test if a request
@@ -122,7 +123,7 @@ func predictExamples(t testing.TB, m skl2go.Model) error {
 	data, _ := json.Marshal(instances)
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	batch, err := m.Metadata().DecodeInstances(dec, len(instances))
+	batch, err := tfserving.DecodeInstances(dec, m.Metadata(), len(instances))
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,19 @@ type config struct {
 // parseFlags reads flags, each defaulting to its SKL2GO_* environment variable.
 func parseFlags(args []string, getenv func(string) string) (config, error) {
 	var c config
-	fs := flag.NewFlagSet("skl2go-server", flag.ContinueOnError)
+	fs, finish := flagSet(&c, getenv)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	return c, finish()
+}
+
+// flagSet defines the flags into c; finish checks and converts their values
+// once parsed. Each flag's usage names its environment variable, "(env
+// SKL2GO_…)", and, where the default is not one fixed value, "(default:
+// …)": docs/server.md's table of flags is made from them.
+func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish func() error) {
+	fs = flag.NewFlagSet("skl2go-server", flag.ContinueOnError)
 	env := func(name, def string) string {
 		if v := getenv("SKL2GO_" + name); v != "" {
 			return v
@@ -66,7 +78,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.models, "models", env("MODELS", "models"), "model repository `dir` (env SKL2GO_MODELS)")
 	fs.StringVar(&c.addr, "addr", env("ADDR", "127.0.0.1:9001"), "listen `address`, on loopback (env SKL2GO_ADDR)")
 	allow := fs.String("allow-non-loopback", env("ALLOW_NON_LOOPBACK", "false"), "allow an --addr that is not loopback, as in a container network behind nginx (env SKL2GO_ALLOW_NON_LOOPBACK)")
-	fs.StringVar(&c.ortLib, "ort-lib", env("ORT_LIB", ""), "libonnxruntime.so `path` (env SKL2GO_ORT_LIB; default: the .venv's onnxruntime wheel)")
+	fs.StringVar(&c.ortLib, "ort-lib", env("ORT_LIB", ""), "libonnxruntime.so `path` (default: the nearest .venv's onnxruntime wheel) (env SKL2GO_ORT_LIB)")
 	threads := fs.String("ort-threads", env("ORT_THREADS", "1"), "ONNX Runtime intra-op threads per model (env SKL2GO_ORT_THREADS)")
 	maxBody := fs.String("max-body-bytes", env("MAX_BODY_BYTES", strconv.Itoa(32<<20)), "largest request body (env SKL2GO_MAX_BODY_BYTES)")
 	maxRows := fs.String("max-rows", env("MAX_ROWS", "100000"), "most instances per request (env SKL2GO_MAX_ROWS)")
@@ -87,47 +99,47 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.BoolVar(&c.check, "check", false, "load and check every model version that would be served, then exit (0 if all load)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	var errs []error
-	number := func(name, s string, min int64) int64 {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < min {
-			errs = append(errs, fmt.Errorf("--%s must be an integer of at least %d, got %q", name, min, s))
+	finish = func() error {
+		var errs []error
+		number := func(name, s string, min int64) int64 {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < min {
+				errs = append(errs, fmt.Errorf("--%s must be an integer of at least %d, got %q", name, min, s))
+			}
+			return n
 		}
-		return n
-	}
-	duration := func(name, s string, min time.Duration) time.Duration {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < min {
-			errs = append(errs, fmt.Errorf("--%s must be a duration of at least %v such as 20s, got %q", name, min, s))
+		duration := func(name, s string, min time.Duration) time.Duration {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < min {
+				errs = append(errs, fmt.Errorf("--%s must be a duration of at least %v such as 20s, got %q", name, min, s))
+			}
+			return d
 		}
-		return d
+		c.ortThreads = int(number("ort-threads", *threads, 1))
+		c.http.MaxBodyBytes = number("max-body-bytes", *maxBody, 1)
+		c.http.MaxRows = int(number("max-rows", *maxRows, 1))
+		c.maxInflight = int(number("max-inflight", *inflight, 1))
+		c.maxQueue = int(number("max-queue", *queue, 0))
+		c.versionsKept = int(number("versions-kept", *kept, 1))
+		c.batchMaxRows = int(number("batch-max-rows", *batchRows, 0))
+		c.batchDelay = duration("batch-delay", *batchDelay, 0)
+		c.queueTimeout = duration("queue-timeout", *queueTimeout, 0)
+		c.http.ReadHeaderTimeout = duration("read-header-timeout", *headerTimeout, time.Millisecond)
+		c.http.ReadTimeout = duration("read-timeout", *readTimeout, time.Millisecond)
+		c.http.WriteTimeout = duration("write-timeout", *writeTimeout, time.Millisecond)
+		c.http.IdleTimeout = duration("idle-timeout", *idleTimeout, time.Millisecond)
+		c.shutdownTimeout = duration("shutdown-timeout", *shutdown, 0)
+		c.pollInterval = duration("poll-interval", *poll, 0)
+		var err error
+		if c.allowNonLoopback, err = strconv.ParseBool(*allow); err != nil {
+			errs = append(errs, fmt.Errorf("--allow-non-loopback must be true or false, got %q", *allow))
+		}
+		if err := checkAddr(c.addr, c.allowNonLoopback); err != nil {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
 	}
-	c.ortThreads = int(number("ort-threads", *threads, 1))
-	c.http.MaxBodyBytes = number("max-body-bytes", *maxBody, 1)
-	c.http.MaxRows = int(number("max-rows", *maxRows, 1))
-	c.maxInflight = int(number("max-inflight", *inflight, 1))
-	c.maxQueue = int(number("max-queue", *queue, 0))
-	c.versionsKept = int(number("versions-kept", *kept, 1))
-	c.batchMaxRows = int(number("batch-max-rows", *batchRows, 0))
-	c.batchDelay = duration("batch-delay", *batchDelay, 0)
-	c.queueTimeout = duration("queue-timeout", *queueTimeout, 0)
-	c.http.ReadHeaderTimeout = duration("read-header-timeout", *headerTimeout, time.Millisecond)
-	c.http.ReadTimeout = duration("read-timeout", *readTimeout, time.Millisecond)
-	c.http.WriteTimeout = duration("write-timeout", *writeTimeout, time.Millisecond)
-	c.http.IdleTimeout = duration("idle-timeout", *idleTimeout, time.Millisecond)
-	c.shutdownTimeout = duration("shutdown-timeout", *shutdown, 0)
-	c.pollInterval = duration("poll-interval", *poll, 0)
-	var err error
-	if c.allowNonLoopback, err = strconv.ParseBool(*allow); err != nil {
-		errs = append(errs, fmt.Errorf("--allow-non-loopback must be true or false, got %q", *allow))
-	}
-	if err := checkAddr(c.addr, c.allowNonLoopback); err != nil {
-		errs = append(errs, err)
-	}
-	return c, errors.Join(errs...)
+	return fs, finish
 }
 
 // checkAddr refuses to listen beyond loopback unless allowed: replicas sit

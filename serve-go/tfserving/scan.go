@@ -1,26 +1,27 @@
-package skl2go
+package tfserving
 
 import (
-	"encoding/json"
 	"unsafe"
+
+	"skl2go"
 )
 
-// ScanRequest is the fast path for a predict body held in memory,
+// scanRequest is the fast path for a predict body held in memory,
 // {"instances": [{field: value, …}, …]}: one pass over the bytes, no
 // tokens, no reflection, columns sized once. It returns ok=false for
 // anything it does not accept as is: malformed JSON, any value or field the
 // model refuses, more than maxRows rows, and also the rare valid inputs it
 // leaves to the full decoder (escapes in strings or keys, non-ASCII
-// strings). The caller then decodes the body with DecodeInstances, which
+// strings). The caller then decodes the body with the token decoder, which
 // gives the verdict and the error message: the two paths cannot disagree
 // on a message, and the fast one needs only to be right about what it
-// accepts, which the tests compare with DecodeInstances.
-func (m *Metadata) ScanRequest(body []byte, maxRows int) (batch *Batch, ok bool) {
+// accepts, which the tests compare with the token decoder.
+func scanRequest(body []byte, meta *skl2go.Metadata, maxRows int) (batch *skl2go.Batch, ok bool) {
 	s := scanner{data: body}
 	if !s.expect('{') || !s.expectKey("instances") || !s.expect(':') {
 		return nil, false
 	}
-	batch, ok = m.scanInstances(&s, maxRows)
+	batch, ok = scanInstances(&s, meta, maxRows)
 	if !ok || !s.expect('}') {
 		return nil, false
 	}
@@ -29,18 +30,18 @@ func (m *Metadata) ScanRequest(body []byte, maxRows int) (batch *Batch, ok bool)
 }
 
 // scanInstances reads the instances array at the scanner's position.
-func (m *Metadata) scanInstances(s *scanner, maxRows int) (*Batch, bool) {
+func scanInstances(s *scanner, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, bool) {
 	if !s.expect('[') {
 		return nil, false
 	}
-	if len(m.Inputs) > 64 {
+	if len(meta.Inputs) > 64 {
 		return nil, false // seen is a 64-bit set
 	}
-	batch := &Batch{Columns: make([]Column, len(m.Inputs))}
-	for i, in := range m.Inputs {
+	batch := &skl2go.Batch{Columns: make([]skl2go.Column, len(meta.Inputs))}
+	for i, in := range meta.Inputs {
 		batch.Columns[i] = in.NewColumn()
 	}
-	all := uint64(1)<<len(m.Inputs) - 1
+	all := uint64(1)<<len(meta.Inputs) - 1
 	start := s.pos
 	for {
 		if batch.Rows == maxRows || !s.expect('{') {
@@ -52,7 +53,7 @@ func (m *Metadata) scanInstances(s *scanner, maxRows int) (*Batch, bool) {
 			if !ok || !s.expect(':') {
 				return nil, false
 			}
-			i, known := m.inputIndex[unsafeString(key)] // no allocation for the lookup
+			i, known := meta.InputIndex(unsafeString(key)) // no allocation for the lookup
 			if !known || seen&(1<<i) != 0 || !s.value(&batch.Columns[i]) {
 				return nil, false
 			}
@@ -82,7 +83,7 @@ func (m *Metadata) scanInstances(s *scanner, maxRows int) (*Batch, bool) {
 	}
 }
 
-func reserve(batch *Batch, rows int) {
+func reserve(batch *skl2go.Batch, rows int) {
 	for i := range batch.Columns {
 		c := &batch.Columns[i]
 		c.Values.Grow(c.Type, rows-batch.Rows)
@@ -191,19 +192,19 @@ func (s *scanner) literal(word string) bool {
 }
 
 // value reads one field's value into col, with DecodeInstances' rules.
-func (s *scanner) value(col *Column) bool {
+func (s *scanner) value(col *skl2go.Column) bool {
 	s.skipSpace()
 	if s.pos == len(s.data) {
 		return false
 	}
 	switch col.Type {
-	case String:
+	case skl2go.String:
 		str, ok := s.plainString()
 		if ok {
 			col.String = append(col.String, string(str))
 		}
 		return ok
-	case Bool:
+	case skl2go.Bool:
 		switch {
 		case s.literal("true"):
 			col.Bool = append(col.Bool, true)
@@ -218,12 +219,12 @@ func (s *scanner) value(col *Column) bool {
 	if !ok {
 		return false
 	}
-	// The same conversions as appendNumber: a fast path cannot round differently.
-	return appendNumber(col, json.Number(unsafeString(num))) == nil
+	// The same conversions as the token decoder: a fast path cannot round differently.
+	return col.AppendNumber(unsafeString(num)) == nil
 }
 
 // unsafeString views b as a string without copying; the string must not
-// outlive b or be kept (appendNumber keeps it only in an error, which the
+// outlive b or be kept (AppendNumber keeps it only in an error, which the
 // fast path drops).
 func unsafeString(b []byte) string {
 	if len(b) == 0 {

@@ -1,34 +1,31 @@
-package http
+package oip
 
 import (
 	"bytes"
-	"compress/gzip"
-	"compress/zlib"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"mime"
-	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 
 	"skl2go"
+	"skl2go/internal/jsonwire"
 )
 
-// headerLengthKey is the binary tensor data extension's header: the length
-// of the JSON part of a body that continues with binary tensor data.
-const headerLengthKey = "Inference-Header-Content-Length"
+// HeaderLength is the binary tensor data extension's header: the length of
+// the JSON part of a body that continues with binary tensor data.
+const HeaderLength = "Inference-Header-Content-Length"
 
-// inferRequest is a decoded V2 inference request.
-type inferRequest struct {
+// Request is a decoded inference request.
+type Request struct {
+	Batch *skl2go.Batch // the inputs, one column per model input
+
 	id         *string
 	parameters map[string]json.RawMessage
-	batch      *skl2go.Batch
 	outputs    []requestedOutput // in the order the response lists them
 }
 
@@ -38,63 +35,9 @@ type requestedOutput struct {
 	binary bool
 }
 
-// handleV2Infer serves POST /v2/models/{name}[/versions/{v}]/infer.
-func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request, name string, version int) {
-	s.serveInference(w, r, name, version, "v2", s.infer)
-}
-
-// infer decodes, runs and encodes one V2 inference request.
-func (s *Server) infer(w http.ResponseWriter, r *http.Request, model skl2go.Model, inf *inference) error {
-	if err := checkV2ContentType(r.Header.Get("Content-Type")); err != nil {
-		return err
-	}
-	buf := s.bodies.Get().(*bytes.Buffer)
-	defer s.releaseBody(buf)
-	body, err := readBodyInto(buf, w, r, s.config.MaxBodyBytes)
-	if err != nil {
-		return err
-	}
-	headerLen := -1
-	if v := r.Header.Get(headerLengthKey); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return skl2go.Errorf(skl2go.EINVALID, "%s must be a non-negative integer, got %s", headerLengthKey, skl2go.Quote(v))
-		}
-		if n > len(body) {
-			return skl2go.Errorf(skl2go.EINVALID, "%s is %d, but the body has only %d bytes", headerLengthKey, n, len(body))
-		}
-		headerLen = n
-	}
-	meta := model.Metadata()
-	req, err := decodeInferRequest(body, headerLen, meta, s.config.MaxRows)
-	if err != nil {
-		return err
-	}
-	outputs, err := inf.run(r.Context(), model, req.batch)
-	if err != nil {
-		return err
-	}
-	header, tensors, err := appendInferResponse(make([]byte, 0, 256+16*req.batch.Rows), req, meta, outputs)
-	if err != nil {
-		return err
-	}
-	h := w.Header()
-	if tensors != nil {
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set(headerLengthKey, strconv.Itoa(len(header)))
-	} else {
-		h.Set("Content-Type", "application/json")
-	}
-	h.Set("Content-Length", strconv.Itoa(len(header)+len(tensors)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(header)
-	w.Write(tensors)
-	return nil
-}
-
-// checkV2ContentType accepts JSON, the binary extension's octet-stream, or
+// CheckContentType accepts JSON, the binary extension's octet-stream, or
 // no type (tritonclient sends none).
-func checkV2ContentType(value string) error {
+func CheckContentType(value string) error {
 	if value == "" {
 		return nil
 	}
@@ -105,49 +48,28 @@ func checkV2ContentType(value string) error {
 	return nil
 }
 
-// readBodyInto reads the whole body into buf (reset first), decompressing
-// gzip or deflate bodies; the size limit applies before and after
-// decompression. The bytes returned are buf's: callers reuse buffers, so
-// nothing decoded from them may keep referring to them.
-func readBodyInto(buf *bytes.Buffer, w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	limited := http.MaxBytesReader(w, r.Body, limit)
-	var body io.Reader = limited
-	encoding := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
-	var err error
-	switch encoding {
-	case "", "identity":
-	case "gzip":
-		body, err = gzip.NewReader(limited)
-	case "deflate":
-		body, err = zlib.NewReader(limited)
-	default:
-		return nil, skl2go.Errorf(skl2go.EUNSUPPORTED, "Content-Encoding %s is not supported: use gzip, deflate or none", skl2go.Quote(encoding))
+// ParseHeaderLength reads the HeaderLength header's value for a body of
+// bodyLen bytes: -1 when there is none (the body is all JSON).
+func ParseHeaderLength(value string, bodyLen int) (int, error) {
+	if value == "" {
+		return -1, nil
 	}
-	var data []byte
-	if err == nil {
-		buf.Reset()
-		buf.Grow(int(min(max(r.ContentLength, 512), limit) + 1))
-		_, err = buf.ReadFrom(io.LimitReader(body, limit+1))
-		data = buf.Bytes()
+	n, err := strconv.Atoi(value)
+	if err != nil || n < 0 {
+		return 0, skl2go.Errorf(skl2go.EINVALID, "%s must be a non-negative integer, got %s", HeaderLength, skl2go.Quote(value))
 	}
-	var tooLarge *http.MaxBytesError
-	var netErr net.Error
-	transport := errors.As(err, &tooLarge) || (errors.As(err, &netErr) && netErr.Timeout())
-	switch {
-	case err != nil && !transport && encoding != "" && encoding != "identity":
-		return nil, skl2go.Errorf(skl2go.EINVALID, "body is not valid %s data: %v", encoding, err)
-	case err != nil:
-		return nil, bodyReadError(err, buf.Len())
-	case int64(len(data)) > limit:
-		return nil, skl2go.Errorf(skl2go.ETOOLARGE, "request body too large: the limit is %d bytes once decompressed", limit)
+	if n > bodyLen {
+		return 0, skl2go.Errorf(skl2go.EINVALID, "%s is %d, but the body has only %d bytes", HeaderLength, n, bodyLen)
 	}
-	return data, nil
+	return n, nil
 }
 
-// decodeInferRequest checks a V2 inference request against the model and
-// decodes its inputs into a batch. headerLen is the length of the JSON
-// header when binary tensor data follows it, or -1 when the body is all JSON.
-func decodeInferRequest(body []byte, headerLen int, meta *skl2go.Metadata, maxRows int) (*inferRequest, error) {
+// DecodeRequest checks an inference request against the model and decodes
+// its inputs into a batch. headerLen is the length of the JSON header when
+// binary tensor data follows it, or -1 when the body is all JSON. Every
+// error it returns is a client error. Nothing decoded refers to body,
+// which the caller may reuse.
+func DecodeRequest(body []byte, headerLen int, meta *skl2go.Metadata, maxRows int) (*Request, error) {
 	header, tensors := body, []byte(nil)
 	if headerLen >= 0 {
 		header, tensors = body[:headerLen], body[headerLen:]
@@ -162,7 +84,7 @@ func decodeInferRequest(body []byte, headerLen int, meta *skl2go.Metadata, maxRo
 	if err := onlyKeys(top, "body", "id", "parameters", "inputs", "outputs"); err != nil {
 		return nil, err
 	}
-	req := &inferRequest{}
+	req := &Request{}
 	if raw, ok := top["id"]; ok {
 		var id string
 		if err := json.Unmarshal(raw, &id); err != nil {
@@ -183,7 +105,7 @@ func decodeInferRequest(body []byte, headerLen int, meta *skl2go.Metadata, maxRo
 	if !ok {
 		return nil, skl2go.Errorf(skl2go.EINVALID, `missing field "inputs" (model %s has inputs: %s)`, meta.Name, meta.InputNames())
 	}
-	if req.batch, err = decodeInputs(raw, tensors, headerLen >= 0, meta, maxRows); err != nil {
+	if req.Batch, err = decodeInputs(raw, tensors, headerLen >= 0, meta, maxRows); err != nil {
 		return nil, err
 	}
 	if req.outputs, err = decodeOutputs(top["outputs"], meta, binaryOutput); err != nil {
@@ -277,7 +199,7 @@ func decodeInputs(raw, tensors []byte, hasBinary bool, meta *skl2go.Metadata, ma
 				return nil, skl2go.Errorf(skl2go.EINVALID, "%s: has both data and parameters.binary_data_size: give one", where)
 			}
 			if !hasBinary {
-				return nil, skl2go.Errorf(skl2go.EINVALID, "%s: parameters.binary_data_size needs the %s header, which gives the length of the JSON before the binary data", where, headerLengthKey)
+				return nil, skl2go.Errorf(skl2go.EINVALID, "%s: parameters.binary_data_size needs the %s header, which gives the length of the JSON before the binary data", where, HeaderLength)
 			}
 			binaries = append(binaries, binaryInput{where: where, col: col, count: count, size: int(size)})
 			continue
@@ -285,7 +207,7 @@ func decodeInputs(raw, tensors []byte, hasBinary bool, meta *skl2go.Metadata, ma
 		if !hasData {
 			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: missing field \"data\" (or parameters.binary_data_size with binary data)", where)
 		}
-		n, err := skl2go.DecodeTensorJSON(data, col, count, where+".data")
+		n, err := decodeTensorJSON(data, col, count, where+".data")
 		if err != nil {
 			return nil, err
 		}
@@ -303,7 +225,7 @@ func decodeInputs(raw, tensors []byte, hasBinary bool, meta *skl2go.Metadata, ma
 		if b.size > len(tensors)-offset {
 			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: parameters.binary_data_size is %d, but only %d bytes of binary data are left", b.where, b.size, len(tensors)-offset)
 		}
-		if err := skl2go.DecodeTensorBinary(tensors[offset:offset+b.size], b.col, b.count); err != nil {
+		if err := decodeTensorBinary(tensors[offset:offset+b.size], b.col, b.count); err != nil {
 			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: %v", b.where, err)
 		}
 		offset += b.size
@@ -316,13 +238,13 @@ func decodeInputs(raw, tensors []byte, hasBinary bool, meta *skl2go.Metadata, ma
 
 // checkDatatype requires the datatype that is exactly the input's type.
 func checkDatatype(obj map[string]json.RawMessage, spec skl2go.TensorSpec, where string) error {
-	want := v2Types[spec.Type]
+	want := types[spec.Type]
 	datatype, err := stringField(obj, "datatype", where)
 	if err != nil {
 		return err
 	}
 	switch {
-	case !v2KnownTypes[datatype]:
+	case !knownTypes[datatype]:
 		return skl2go.Errorf(skl2go.EINVALID, "%s: unknown datatype %s (the model expects %s)", where, skl2go.Quote(datatype), want)
 	case datatype != want:
 		return skl2go.Errorf(skl2go.EINVALID, "%s: datatype %s does not match the model, which expects %s", where, datatype, want)
@@ -412,17 +334,18 @@ func decodeOutputs(raw json.RawMessage, meta *skl2go.Metadata, binaryDefault boo
 	return out, nil
 }
 
-// appendInferResponse appends the response's JSON to buf, and returns it
-// with the binary data of the outputs requested as binary (nil if none).
-func appendInferResponse(buf []byte, req *inferRequest, meta *skl2go.Metadata, outputs []skl2go.Output) ([]byte, []byte, error) {
+// AppendResponse appends the response's JSON to buf, and returns it with
+// the binary data of the outputs requested as binary (nil if none): a
+// response with binary data sets HeaderLength to the JSON's length.
+func AppendResponse(buf []byte, req *Request, meta *skl2go.Metadata, outputs []skl2go.Output) ([]byte, []byte, error) {
 	buf = append(buf, `{"model_name":`...)
-	buf = appendString(buf, meta.Name)
+	buf = jsonwire.AppendString(buf, meta.Name)
 	buf = append(buf, `,"model_version":"`...)
 	buf = strconv.AppendInt(buf, int64(meta.Version), 10)
 	buf = append(buf, '"')
 	if req.id != nil {
 		buf = append(buf, `,"id":`...)
-		buf = appendString(buf, *req.id)
+		buf = jsonwire.AppendString(buf, *req.id)
 	}
 	if req.parameters != nil {
 		params, err := json.Marshal(req.parameters)
@@ -439,9 +362,9 @@ func appendInferResponse(buf []byte, req *inferRequest, meta *skl2go.Metadata, o
 			buf = append(buf, ',')
 		}
 		buf = append(buf, `{"name":`...)
-		buf = appendString(buf, out.Name)
+		buf = jsonwire.AppendString(buf, out.Name)
 		buf = append(buf, `,"datatype":"`...)
-		buf = append(buf, v2Types[out.Type]...)
+		buf = append(buf, types[out.Type]...)
 		buf = append(buf, `","shape":`...)
 		buf = appendShape(buf, out.Shape)
 		count := 1
@@ -462,7 +385,7 @@ func appendInferResponse(buf []byte, req *inferRequest, meta *skl2go.Metadata, o
 				buf = append(buf, ',')
 			}
 			var err error
-			if buf, err = appendValue(buf, out, j); err != nil {
+			if buf, err = jsonwire.AppendValue(buf, out, j); err != nil {
 				return nil, nil, err
 			}
 		}

@@ -1,4 +1,4 @@
-package http_test
+package tfserving_test
 
 import (
 	"encoding/json"
@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"skl2go"
-	skhttp "skl2go/http"
+	"skl2go/tfserving"
 )
 
 // Names are written as encoding/json writes them, whatever their characters.
@@ -16,7 +16,7 @@ func TestAppendPredictionsWritesJSONForAnyName(t *testing.T) {
 			{Name: name, Type: skl2go.Float32, Shape: []int64{2, 1}, Values: skl2go.Values{Float32: []float32{1.5, -2}}},
 			{Name: "n", Type: skl2go.Int64, Shape: []int64{2}, Values: skl2go.Values{Int64: []int64{7, 8}}},
 		}
-		body, err := skhttp.AppendPredictions(nil, outputs, 2, name, 3)
+		body, err := tfserving.AppendPredictions(nil, outputs, 2, name, 3)
 		if err != nil {
 			t.Fatal(err)
 		}

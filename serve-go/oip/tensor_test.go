@@ -1,4 +1,4 @@
-package skl2go_test
+package oip
 
 import (
 	"encoding/binary"
@@ -38,7 +38,7 @@ func TestDecodeTensorJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			col := skl2go.Column{Name: "x", Type: tt.typ}
-			n, err := skl2go.DecodeTensorJSON([]byte(tt.data), &col, tt.limit, "x.data")
+			n, err := decodeTensorJSON([]byte(tt.data), &col, tt.limit, "x.data")
 			if tt.err != "" {
 				if err == nil || !strings.Contains(skl2go.ErrorMessage(err), tt.err) || skl2go.ErrorCode(err) != skl2go.EINVALID {
 					t.Fatalf("error = %v, want EINVALID containing %q", err, tt.err)
@@ -107,7 +107,7 @@ func TestDecodeTensorBinary(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			col := skl2go.Column{Name: "x", Type: tt.typ}
-			err := skl2go.DecodeTensorBinary(tt.raw, &col, tt.count)
+			err := decodeTensorBinary(tt.raw, &col, tt.count)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("error = %v, want it to contain %q", err, tt.err)
@@ -129,18 +129,18 @@ func TestDecodeTensorBinary(t *testing.T) {
 func TestDecodeTensorRefusesValuesOutsideTheRange(t *testing.T) {
 	spec := skl2go.TensorSpec{Name: "trip_distance", Type: skl2go.Float32, Shape: []int64{-1, 1}, Range: []float64{0, 1000}}
 	col := spec.NewColumn()
-	if _, err := skl2go.DecodeTensorJSON([]byte(`[[0], [1000], [2.5]]`), &col, 3, "x.data"); err != nil {
+	if _, err := decodeTensorJSON([]byte(`[[0], [1000], [2.5]]`), &col, 3, "x.data"); err != nil {
 		t.Fatalf("values within the range: %v", err)
 	}
 	col = spec.NewColumn()
-	_, err := skl2go.DecodeTensorJSON([]byte(`[[0], [1e6]]`), &col, 2, "x.data")
+	_, err := decodeTensorJSON([]byte(`[[0], [1e6]]`), &col, 2, "x.data")
 	if want := "x.data: element 1: 1e6 is out of range: the model accepts 0 to 1000"; skl2go.ErrorMessage(err) != want {
 		t.Errorf("JSON: error = %v, want %q", err, want)
 	}
 	raw := binary.LittleEndian.AppendUint32(nil, math.Float32bits(2.5))
 	raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(-1))
 	col = spec.NewColumn()
-	err = skl2go.DecodeTensorBinary(raw, &col, 2)
+	err = decodeTensorBinary(raw, &col, 2)
 	if want := "element 1: -1 is out of range: the model accepts 0 to 1000"; err == nil || err.Error() != want {
 		t.Errorf("binary: error = %v, want %q", err, want)
 	}

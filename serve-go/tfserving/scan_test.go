@@ -1,4 +1,4 @@
-package skl2go_test
+package tfserving
 
 import (
 	"encoding/json"
@@ -21,7 +21,7 @@ func slowDecode(meta *skl2go.Metadata, body string, maxRows int) (*skl2go.Batch,
 			return nil, fmt.Errorf("not {\"instances\": …}: %v %v", tok, err)
 		}
 	}
-	batch, err := meta.DecodeInstances(dec, maxRows)
+	batch, err := DecodeInstances(dec, meta, maxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -34,11 +34,11 @@ func slowDecode(meta *skl2go.Metadata, body string, maxRows int) (*skl2go.Batch,
 	return batch, nil
 }
 
-// agree fails if ScanRequest accepts a body the reference refuses, or
+// agree fails if scanRequest accepts a body the reference refuses, or
 // decodes it differently. It reports whether the fast path took it.
 func agree(t *testing.T, meta *skl2go.Metadata, body string, maxRows int) bool {
 	t.Helper()
-	fast, ok := meta.ScanRequest([]byte(body), maxRows)
+	fast, ok := scanRequest([]byte(body), meta, maxRows)
 	if !ok {
 		return false
 	}
@@ -124,7 +124,7 @@ func TestScanRequestAllocatesPerColumnNotPerValue(t *testing.T) {
 	meta := testMeta(t)
 	body := []byte(`{"instances": [` + strings.Repeat(goodRow+",", 999) + goodRow + `]}`)
 	allocs := testing.AllocsPerRun(20, func() {
-		if _, ok := meta.ScanRequest(body, 1000); !ok {
+		if _, ok := scanRequest(body, meta, 1000); !ok {
 			t.Fatal("not taken")
 		}
 	})
@@ -137,7 +137,7 @@ func TestScanRequestAllocatesPerColumnNotPerValue(t *testing.T) {
 
 // FuzzScanRequest: whatever the bytes, the fast path never accepts what the
 // decoder refuses and never decodes differently. `go test` runs the seeds;
-// `go test -run '^$' -fuzz FuzzScanRequest -fuzztime 60s .` explores.
+// `go test -run '^$' -fuzz FuzzScanRequest -fuzztime 60s ./tfserving` explores.
 func FuzzScanRequest(f *testing.F) {
 	f.Add(`{"instances": [` + goodRow + `]}`)
 	f.Add(`{"instances":[{"zone":1,"distance":2,"fare":3,"vendor":"v","hour":4,"night":true},` + goodRow + `]}`)
@@ -150,7 +150,7 @@ func FuzzScanRequest(f *testing.F) {
 }
 
 // The decode stage both ways, on the same 1 and 1,000 rows:
-// go test -run '^$' -bench Decode -benchmem .
+// go test ./tfserving -run '^$' -bench Decode -benchmem
 func BenchmarkDecode(b *testing.B) {
 	meta := testMeta(b)
 	for _, rows := range []int{1, 1000} {
@@ -167,7 +167,7 @@ func BenchmarkDecode(b *testing.B) {
 			data := []byte(body)
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				if _, ok := meta.ScanRequest(data, rows); !ok {
+				if _, ok := scanRequest(data, meta, rows); !ok {
 					b.Fatal("not taken")
 				}
 			}

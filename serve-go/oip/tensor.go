@@ -1,4 +1,4 @@
-package skl2go
+package oip
 
 import (
 	"bytes"
@@ -8,23 +8,27 @@ import (
 	"math"
 	"strings"
 	"unicode/utf8"
+
+	"skl2go"
+	"skl2go/internal/jsonwire"
 )
 
-// DecodeTensorJSON appends the elements of data, a JSON array of scalars
+// decodeTensorJSON appends the elements of data, a JSON array of scalars
 // nested to any depth (read in row-major order), to col. It reads at most
 // limit elements and returns how many it appended. Elements are checked as
-// DecodeInstances checks fields; errors are EINVALID and start with where.
-func DecodeTensorJSON(data []byte, col *Column, limit int, where string) (int, error) {
+// the v1 protocol checks fields (skl2go.Column.AppendJSON); errors are
+// EINVALID and start with where.
+func decodeTensorJSON(data []byte, col *skl2go.Column, limit int, where string) (int, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	if err := expectDelim(dec, '[', where, "an array"); err != nil {
+	if err := jsonwire.ExpectDelim(dec, '[', where, "an array"); err != nil {
 		return 0, err
 	}
 	n := 0
 	for depth := 1; depth > 0; {
 		tok, err := dec.Token()
 		if err != nil {
-			return n, syntaxError(dec, err)
+			return n, jsonwire.SyntaxError(dec, err)
 		}
 		if d, ok := tok.(json.Delim); ok && d != '{' {
 			if d == '[' {
@@ -35,43 +39,43 @@ func DecodeTensorJSON(data []byte, col *Column, limit int, where string) (int, e
 			continue
 		}
 		if n == limit {
-			return n, Errorf(EINVALID, "%s: more than %d elements", where, limit)
+			return n, skl2go.Errorf(skl2go.EINVALID, "%s: more than %d elements", where, limit)
 		}
-		if err := appendToken(col, tok); err != nil {
-			return n, Errorf(EINVALID, "%s: element %d: %v", where, n, err)
+		if err := col.AppendJSON(tok); err != nil {
+			return n, skl2go.Errorf(skl2go.EINVALID, "%s: element %d: %v", where, n, err)
 		}
 		n++
 	}
 	return n, nil
 }
 
-// ElementSize is the size in bytes of one element of t in the binary tensor
+// elementSize is the size in bytes of one element of t in the binary tensor
 // encoding (little-endian, bool as one byte 0 or 1), or 0 for strings, whose
 // elements each carry a 4-byte little-endian length before their bytes.
-func ElementSize(t DataType) int {
+func elementSize(t skl2go.DataType) int {
 	switch t {
-	case Float64, Int64:
+	case skl2go.Float64, skl2go.Int64:
 		return 8
-	case Float32, Int32:
+	case skl2go.Float32, skl2go.Int32:
 		return 4
-	case Bool:
+	case skl2go.Bool:
 		return 1
 	}
 	return 0
 }
 
-// DecodeTensorBinary appends count elements, encoded as ElementSize says,
+// decodeTensorBinary appends count elements, encoded as elementSize says,
 // from raw to col; raw must hold exactly those elements. Floats must be
 // finite (JSON cannot carry NaN or Infinity either), strings valid UTF-8
 // without NUL bytes. The error says what is wrong; the caller says where.
-func DecodeTensorBinary(raw []byte, col *Column, count int) error {
-	size := ElementSize(col.Type)
+func decodeTensorBinary(raw []byte, col *skl2go.Column, count int) error {
+	size := elementSize(col.Type)
 	if size > 0 && len(raw) != count*size {
 		return fmt.Errorf("%d bytes of binary data, but %d elements of %d bytes need %d", len(raw), count, size, count*size)
 	}
 	le := binary.LittleEndian
 	switch col.Type {
-	case Float32:
+	case skl2go.Float32:
 		for i := 0; i < count; i++ {
 			f := math.Float32frombits(le.Uint32(raw[4*i:]))
 			if err := checkBinary(col, float64(f), i); err != nil {
@@ -79,7 +83,7 @@ func DecodeTensorBinary(raw []byte, col *Column, count int) error {
 			}
 			col.Float32 = append(col.Float32, f)
 		}
-	case Float64:
+	case skl2go.Float64:
 		for i := 0; i < count; i++ {
 			f := math.Float64frombits(le.Uint64(raw[8*i:]))
 			if err := checkBinary(col, f, i); err != nil {
@@ -87,7 +91,7 @@ func DecodeTensorBinary(raw []byte, col *Column, count int) error {
 			}
 			col.Float64 = append(col.Float64, f)
 		}
-	case Int64:
+	case skl2go.Int64:
 		for i := 0; i < count; i++ {
 			v := int64(le.Uint64(raw[8*i:]))
 			if err := checkBinary(col, float64(v), i); err != nil {
@@ -95,7 +99,7 @@ func DecodeTensorBinary(raw []byte, col *Column, count int) error {
 			}
 			col.Int64 = append(col.Int64, v)
 		}
-	case Int32:
+	case skl2go.Int32:
 		for i := 0; i < count; i++ {
 			v := int32(le.Uint32(raw[4*i:]))
 			if err := checkBinary(col, float64(v), i); err != nil {
@@ -103,14 +107,14 @@ func DecodeTensorBinary(raw []byte, col *Column, count int) error {
 			}
 			col.Int32 = append(col.Int32, v)
 		}
-	case Bool:
+	case skl2go.Bool:
 		for i, b := range raw {
 			if b > 1 {
 				return fmt.Errorf("element %d: byte %d is not a boolean (0 or 1)", i, b)
 			}
 			col.Bool = append(col.Bool, b == 1)
 		}
-	case String:
+	case skl2go.String:
 		return decodeStrings(raw, col, count)
 	default:
 		return fmt.Errorf("unsupported type %s", col.Type)
@@ -118,7 +122,7 @@ func DecodeTensorBinary(raw []byte, col *Column, count int) error {
 	return nil
 }
 
-func decodeStrings(raw []byte, col *Column, count int) error {
+func decodeStrings(raw []byte, col *skl2go.Column, count int) error {
 	off := 0
 	for i := 0; i < count; i++ {
 		if len(raw)-off < 4 {
@@ -147,18 +151,12 @@ func decodeStrings(raw []byte, col *Column, count int) error {
 
 // checkBinary refuses element i, v, when it is not finite or lies outside
 // the column's range.
-func checkBinary(col *Column, v float64, i int) error {
+func checkBinary(col *skl2go.Column, v float64, i int) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Errorf("element %d is %v: only finite numbers are accepted", i, v)
 	}
-	if err := col.checkRange(v, ""); err != nil {
+	if err := col.CheckRange(v); err != nil {
 		return fmt.Errorf("element %d: %w", i, err)
 	}
 	return nil
-}
-
-// InputIndex returns the position of the named input in m.Inputs.
-func (m *Metadata) InputIndex(name string) (int, bool) {
-	i, ok := m.inputIndex[name]
-	return i, ok
 }
