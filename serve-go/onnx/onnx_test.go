@@ -48,6 +48,21 @@ func examplesBatch(t *testing.T, meta *skl2go.Metadata) (*skl2go.Batch, []float6
 	return batch, want
 }
 
+// loadNamed loads version 1 of the fixture model `name` and closes it when the test ends.
+func loadNamed(t *testing.T, name string) *onnx.Model {
+	t.Helper()
+	entry, err := repository.Read(models, name, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := runtime.Load(entry.Dir, entry.Metadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 // loadFixture loads the fixture model and closes it when the test ends.
 func loadFixture(t *testing.T) *onnx.Model {
 	t.Helper()
@@ -80,15 +95,7 @@ func TestPredictMatchesSklearn(t *testing.T) {
 }
 
 func TestClassifierPredictsLabelsAndProbabilitiesLikeSklearn(t *testing.T) {
-	entry, err := repository.Read(models, fixture.Classifier, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := runtime.Load(entry.Dir, entry.Metadata)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := loadNamed(t, fixture.Classifier)
 	instances, want := fixture.ClassExamples(m.Metadata())
 	data, _ := json.Marshal(instances)
 	dec := json.NewDecoder(strings.NewReader(string(data)))
@@ -274,15 +281,7 @@ func TestFindLibrary(t *testing.T) {
 func TestRowAnswersDoNotDependOnTheBatch(t *testing.T) {
 	for _, name := range []string{fixture.Model, fixture.Classifier} {
 		t.Run(name, func(t *testing.T) {
-			entry, err := repository.Read(models, name, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := runtime.Load(entry.Dir, entry.Metadata)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := loadNamed(t, name)
 			all, _ := examplesBatch(t, m.Metadata())
 			whole, err := m.Predict(context.Background(), all)
 			if err != nil {
