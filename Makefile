@@ -116,12 +116,14 @@ java:
 	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { echo "installing OpenJDK 17 with apt-get"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; }
 
-# make bench-batch [BENCH_ROWS=3000000]: a yellow-shaped file scored by the local
-# engine, Spark local and sklearn's predict; reports/bench-batch.{md,json}.
+# make bench-batch [BENCH_ROWS=3000000] [ENGINES="local spark sklearn"] [MODEL=… NAME=…]:
+# a yellow-shaped file scored by the local engine, Spark local and sklearn's
+# predict; reports/bench-batch-$(NAME).{md,json}.
 BENCH_ROWS ?= 3000000
+ENGINES  ?= local spark sklearn
 BENCH_TRIPS := build/bench/yellow_tripdata_synthetic_$(BENCH_ROWS).parquet
 bench-batch: java bench-model $(BENCH_TRIPS)
-	$(PY) -m batch.bench --data $(BENCH_TRIPS) --models $(MODELS) --name $(NAME) --out reports
+	$(PY) -m batch.bench --data $(BENCH_TRIPS) --models $(MODELS) --name $(NAME) --out reports --engines $(ENGINES)
 
 $(BENCH_TRIPS): train/synth.py | $(VENV)/.installed
 	$(PY) -m train synth --schema yellow --rows $(BENCH_ROWS) --out $@

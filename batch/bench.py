@@ -6,15 +6,16 @@
 2. the Spark engine, local[*],
 3. sklearn: the file read with pandas, the same features, pipeline.predict.
 
-Each runs in a child process of its own; peak memory is the largest
-resident set of that process tree's biggest process (the JVM for Spark, not
-the sum with its Python workers), as the kernel reports it (ru_maxrss).
-Writes reports/bench-batch.{md,json}.
+Each runs in a child process of its own; peak memory is the largest sum of
+the resident sets of its process tree (Spark: the JVM and its Python
+workers), sampled every 0.1 s.
+Writes reports/bench-batch-<name>.{md,json}.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 from .model import resolve
 
@@ -42,25 +45,32 @@ print(len(predictions), time.perf_counter() - started)
 """
 
 
-# Runs a command and prints the peak RSS (KB) of its biggest process last: a
-# fresh process per measurement, so that no earlier child's peak counts.
-PEAK = """
-import resource, subprocess, sys
-code = subprocess.run(sys.argv[1:]).returncode
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
-sys.exit(code)
-"""
-
-
-def measure(command: list[str]) -> dict:
-    """Run command in a child process: its wall time and the peak RSS of its biggest process."""
+def measure(command: list[str], interval: float = 0.1) -> dict:
+    """Run command: its wall time, and the peak memory of its process tree
+    (the sum of the resident sets of the command and every process it
+    started, the Spark JVM and its Python workers included), sampled."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", PEAK, *command], capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    peak_kb = int(done.stderr.strip().splitlines()[-1])
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_kb / 1024, 1)}
+    with tempfile.TemporaryFile("w+") as log:
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        root, peak = psutil.Process(child.pid), 0
+        while child.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(_rss(p) for p in tree))
+            time.sleep(interval)
+        seconds = time.perf_counter() - started
+        log.seek(0)
+        text = log.read()
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{text[-4000:]}")
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak / 2**20, 1)}
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.Error:  # ended between the listing and the reading
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                         "family": published.metadata["family"]},
               "cores": os.cpu_count(), "load_average_at_end": os.getloadavg(), "results": results}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench-batch.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"bench-batch-{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Batch scoring, {rows:,} trips ({published.name} v{published.version}, "
              f"{published.metadata['family']})", "",
              "| engine | seconds | rows/s | vs sklearn | peak memory (MB) |", "|---|---|---|---|---|"]
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{r['rows_per_second'] / base:.1f}x" if base else "—"
         lines.append(f"| {engine} | {r['seconds']:.1f} | {r['rows_per_second']:,} | {ratio} | "
                      f"{r['peak_rss_mb']:,.0f} |")
-    (args.out / "bench-batch.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"bench-batch-{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
