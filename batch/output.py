@@ -37,9 +37,10 @@ def replacing(out: Path, overwrite: bool) -> Iterator[Path]:
         if not tmp.exists():
             raise RuntimeError(f"the run wrote nothing to {tmp}")
         refuse_existing(out, overwrite)  # another run may have written it meanwhile
-        if out.is_dir() and not out.is_symlink():
-            # A directory (an earlier Spark run) cannot be replaced by a rename:
-            # move it aside first, then remove it once the new output is in place.
+        if out.exists() or out.is_symlink():
+            # A rename cannot replace a directory (a Spark run's output), nor a
+            # file with a directory: move the old output aside, then remove it
+            # once the new one is in place.
             old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
             os.replace(out, old)
             os.replace(tmp, out)

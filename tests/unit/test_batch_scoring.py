@@ -139,6 +139,12 @@ def test_an_existing_output_is_replaced_only_with_overwrite(repository, tmp_path
     assert out.read_bytes() == b"keep me"
     assert run(*args, "--overwrite") == 0
     assert pq.read_metadata(out).num_rows == pq.read_metadata(repository.trips).num_rows
+    out.unlink()
+    out.mkdir()  # an earlier Spark run's output directory
+    (out / "part-0.parquet").write_bytes(b"old")
+    assert run(*args) == 1 and (out / "part-0.parquet").read_bytes() == b"old"
+    assert run(*args, "--overwrite") == 0
+    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["scored.parquet"]
 
 
 def test_unknown_models_and_versions_are_refused(repository, tmp_path, capsys):
