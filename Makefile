@@ -8,7 +8,8 @@
 #   make parity        every model family through the real server, checked against sklearn
 #   make up [PORT=8080] [REPLICAS=2]      make down      make predict
 #   make rollout   restart the replicas one at a time, no request lost
-#   make chaos     faults under load through nginx; writes reports/chaos.{md,json}
+#   make up        converges: on a running stack it changes only what differs
+#   make chaos [QUICK=1]   faults under load through nginx; writes reports/chaos.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
 #   make score DATA=… OUT=… [NAME=…] [VERSION=n] [ENGINE=local|spark]   batch scoring to parquet
 #   make bench-batch   batch scoring of 3M yellow trips: local, Spark, sklearn (reports/)
@@ -19,9 +20,9 @@ PY       := $(VENV)/bin/python
 SAMPLE   := data/green_tripdata_synthetic.parquet
 DATA     ?= $(SAMPLE)
 MODEL    ?= linear
-CLASSIFIERS := logistic_regression random_forest_classifier hist_gradient_boosting_classifier
-# The family decides the task: regressors predict trip_duration, classifiers tip_given.
-NAME     ?= $(if $(filter $(MODEL),$(CLASSIFIERS)),tip_given,trip_duration)
+# The family decides the task, and so the default name (trip_duration or
+# tip_given): train/tasks.py says which (standard library only, no venv needed).
+NAME     ?= $(shell $(PYTHON) -m train name $(MODEL))
 MODELS   ?= models
 PORT     ?= 8080
 REPLICAS ?= 2
@@ -36,7 +37,7 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test setup venv build nginx wrk bench bench-model score java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
+.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model score java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -44,11 +45,27 @@ setup: venv build nginx
 
 # --- Python ---------------------------------------------------------------
 
+# Every requirements/*.txt (pins by role: train, loadtest, verify, test, …),
+# into one venv; `pip check` must pass on the whole set. requirements/clients-*.txt
+# are client venvs of their own (packages the project's venv cannot hold).
+REQUIREMENTS := $(filter-out requirements/clients-%,$(sort $(wildcard requirements/*.txt)))
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt $(wildcard requirements/*.txt)
+$(VENV)/.installed: $(REQUIREMENTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "skl2go needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt $(foreach f,$(wildcard requirements/*.txt),-r $(f))
+	$(PY) -m pip install --quiet --disable-pip-version-check $(REQUIREMENTS:%=-r %)
+	$(PY) -m pip check
+	@touch $@
+
+# KServe's Python SDK pins pandas<3, psutil<6 and python-dateutil<3, which
+# the project's venv cannot hold: tests/system/test_kserve_sdk.py runs it
+# from a client venv of its own (docs/clients.md).
+KSERVE_VENV := .venv-kserve
+venv-kserve: $(KSERVE_VENV)/.installed
+$(KSERVE_VENV)/.installed: requirements/clients-kserve.txt
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/clients-kserve.txt
+	$(KSERVE_VENV)/bin/python -m pip check
 	@touch $@
 
 data: $(SAMPLE)
@@ -75,22 +92,25 @@ nginx:
 	@command -v nginx >/dev/null || { echo "installing nginx with apt-get"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx; }
 
+# python -m topology (stdlib only, so `make down` works without the venv).
+# `make up` converges: on a running stack it changes only what differs.
 up: build nginx
-	nginx/topology.sh up
+	$(PYTHON) -m topology up
 
 down:
-	nginx/topology.sh down
+	$(PYTHON) -m topology down
 
 status:
-	nginx/topology.sh status
+	$(PYTHON) -m topology status
 
 rollout: build
-	nginx/topology.sh rollout
+	$(PYTHON) -m topology rollout
 
-# Faults under a steady Locust load through nginx (loadtest/chaos/run.py), then
+# Faults under a steady Locust load through nginx (verify/chaos/run.py), then
 # reports/chaos.md and reports/chaos.json; fails if any request was lost.
+# make chaos QUICK=1: the short form make test runs.
 chaos: build nginx testdata
-	$(PY) -m loadtest.chaos --out reports
+	$(PY) -m verify.chaos $(if $(QUICK),--short) --out reports
 
 predict:
 	@echo 'POST http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict  (a 2.5-mile trip from zone 74 to 75, Tuesday 08:00)'
@@ -152,14 +172,14 @@ bench-model: $(VENV)/.installed
 # Exits 1 if a family misses its bound.
 .PHONY: parity FORCE
 PARITY        := build/parity
-FAMILIES      := linear ridge random_forest hist_gradient_boosting gradient_boosting $(CLASSIFIERS)
+FAMILIES      := $(shell $(PYTHON) -m train families)
 
 parity: build nginx $(FAMILIES:%=$(PARITY)/stamps/%)
-	$(PY) -m loadtest.parity --data $(DATA) --models $(PARITY)/models --out reports
+	$(PY) -m verify.parity --data $(DATA) --models $(PARITY)/models --out reports
 
 # A family is retrained when the data, the training code or the pinned
 # packages are newer than its stamp, or DATA names other files.
-$(PARITY)/stamps/%: $(PARITY)/data-files $(DATA) $(wildcard train/*.py) requirements.txt | $(VENV)/.installed
+$(PARITY)/stamps/%: $(PARITY)/data-files $(DATA) $(wildcard train/*.py) requirements/train.txt | $(VENV)/.installed
 	rm -rf $(PARITY)/models/$* $(PARITY)/build/$*
 	$(PY) -m train fit --data $(DATA) --model $* --name $* --build $(PARITY)/build
 	$(PY) -m train export --name $* --build $(PARITY)/build --models $(PARITY)/models
@@ -172,7 +192,7 @@ FORCE:
 
 # --- Tests ----------------------------------------------------------------
 
-test: setup wrk java testdata compose-cli test-go test-python
+test: setup wrk java testdata compose-cli venv-kserve test-go test-python
 
 # Small models for the Go tests, made by the Python side like any other: a
 # regressor (trip_duration) and a classifier (tip_given).
@@ -194,8 +214,9 @@ test-go: build testdata
 docs: testdata
 	cd serve-go && SKL2GO_UPDATE_DOCS=1 SKL2GO_TEST_MODELS=$(abspath $(TESTDATA)/models) go test -count=1 -run '^TestDocs' ./http ./cmd/skl2go-server
 
+# make test-python [PYTEST=-m unit]: tests/unit (seconds, no server) and tests/system.
 test-python: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST)
 
 # `docker compose config` validates docker-compose.yml. Where the Docker CLI has
 # no compose plugin (as on the development machines), build the standalone
@@ -218,4 +239,4 @@ clean: down
 	rm -rf build run data serve-go/bin
 
 distclean: clean
-	rm -rf $(VENV) $(MODELS)/*/
+	rm -rf $(VENV) $(KSERVE_VENV) $(MODELS)/*/

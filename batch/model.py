@@ -10,7 +10,6 @@ every graph optimisation.
 from __future__ import annotations
 
 import hashlib
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from train.export import METADATA_FILE, MODEL_FILE
+from train import repository
+from train.repository import MODEL_FILE
 
 # Rows per ONNX Runtime run. The graph one-hot encodes into a dense float32
 # matrix (~2.2 KB a row): runs whose matrix stays in the CPU's cache are the
@@ -64,18 +64,16 @@ def resolve(models: Path, name: str, version: int | None = None) -> Published:
     registry alias (name@alias, the MLflow issue) resolves here and nothing
     else changes.
     """
-    model_dir = Path(models) / name
-    versions = sorted(int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()) \
-        if model_dir.is_dir() else []
-    if not versions:
+    published = repository.versions(Path(models) / name)
+    if not published:
         raise ModelNotFound(f"no published version of model {name!r} in {models}")
     if version is None:
-        version = versions[-1]
-    elif version not in versions:
+        version = published[-1]
+    elif version not in published:
         raise ModelNotFound(f"model {name!r} has no version {version} in {models} "
-                            f"(published: {', '.join(map(str, versions))})")
-    path = model_dir / str(version)
-    metadata = json.loads((path / METADATA_FILE).read_text())
+                            f"(published: {', '.join(map(str, published))})")
+    path = Path(models) / name / str(version)
+    metadata = repository.load_metadata(path)
     return Published(name, version, path, metadata)
 
 

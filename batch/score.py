@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from train import features
-from train.data import CARD, CLASSIFICATION
+from train.data import CARD
+from train.tasks import CLASSIFICATION
 
 from . import model as onnx_model
 from .model import Published

@@ -5,30 +5,12 @@ import (
 	"testing"
 
 	"skl2go"
+	"skl2go/internal/wiretest"
 )
 
-const testMetadata = `{
-  "name": "trips", "version": 3, "task": "regression",
-  "inputs": [
-    {"name": "zone", "type": "tensor(int64)", "shape": [-1, 1]},
-    {"name": "distance", "type": "tensor(float)", "shape": [-1, 1], "range": [0, 1000]},
-    {"name": "fare", "type": "tensor(double)", "shape": [-1, 1]},
-    {"name": "vendor", "type": "tensor(string)", "shape": [-1, 1]},
-    {"name": "hour", "type": "tensor(int32)", "shape": [-1, 1]},
-    {"name": "night", "type": "tensor(bool)", "shape": [-1, 1]}
-  ],
-  "outputs": [{"name": "variable", "type": "tensor(float)", "shape": [-1, 1]}],
-  "files": {"onnx": {"path": "model.onnx"}}
-}`
+const testMetadata = wiretest.Trips
 
-func testMeta(t testing.TB) *skl2go.Metadata {
-	t.Helper()
-	m, err := skl2go.ParseMetadata([]byte(testMetadata))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
+func testMeta(t testing.TB) *skl2go.Metadata { return wiretest.Parse(t, testMetadata) }
 
 func TestParseMetadataRefusesBadDocuments(t *testing.T) {
 	tests := []struct{ name, edit, want string }{

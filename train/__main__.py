@@ -1,8 +1,11 @@
-"""Command line: python -m train {synth,fit,export} ...
+"""Command line: python -m train {synth,fit,export,families,classifiers,name} ...
 
     python -m train synth --out data/green_tripdata_synthetic.parquet
     python -m train fit --data data/green_tripdata_synthetic.parquet --model linear --name trip_duration
     python -m train export --name trip_duration
+    python -m train families        the model families, one line (the Makefile reads it)
+    python -m train classifiers     the families that classify
+    python -m train name linear     the name a family's model is published under by default
 """
 
 from __future__ import annotations
@@ -12,10 +15,34 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import data, export, fit, pipeline, synth
+from . import tasks
+
+
+def lists(argv: list[str]) -> str | None:
+    """The answer to `families`, `classifiers` or `name FAMILY`, from train/tasks.py
+    alone (no third-party import: the Makefile asks before the venv exists)."""
+    match argv:
+        case ["families"]:
+            return " ".join(tasks.FAMILIES)
+        case ["classifiers"]:
+            return " ".join(f for f in tasks.FAMILIES if tasks.TASKS[f] == tasks.CLASSIFICATION)
+        case ["name", family]:
+            return tasks.DEFAULT_NAMES[tasks.task_of(family)]
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        answer = lists(argv)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if answer is not None:
+        print(answer)
+        return 0
+    from . import data, export, fit, synth  # third-party imports: only for the real work
+
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -28,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("fit", help="train a model family on TLC trip parquet files")
     p.add_argument("--data", nargs="+", required=True, help="green or yellow TLC parquet files")
-    p.add_argument("--model", default="linear", choices=pipeline.FAMILIES,
+    p.add_argument("--model", default="linear", choices=tasks.FAMILIES,
                    help="the family; classifiers predict whether a card payment includes a tip")
     p.add_argument("--name", default=None, help="model name (default: trip_duration, or tip_given for classifiers)")
     p.add_argument("--build", type=Path, default=Path("build"))

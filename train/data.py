@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from . import features
 # The features are defined once, in features.py; these names stay for the callers.
 from .features import CATEGORICAL, FEATURES, NUMERIC, RANGES  # noqa: F401
+from .tasks import CLASSIFICATION, DEFAULT_NAMES, REGRESSION  # noqa: F401  (data.CLASSIFICATION …)
 
 # The columns every TLC-shaped file must have, besides its two clock columns.
 TRIP_COLUMNS = ["PULocationID", "DOLocationID", "trip_distance"]
@@ -30,12 +31,10 @@ CLOCKS = {
 
 MIN_MINUTES, MAX_MINUTES = 1.0, 60.0
 
-REGRESSION, CLASSIFICATION = "regression", "classification"
 TARGET = "duration_minutes"  # regression: minutes from pickup to dropoff
 TIP_TARGET = "tip_given"  # classification: 1 if a card payment included a tip, else 0
 CARD = 1  # payment_type of card payments, the only ones whose tips are recorded
 TARGETS = {REGRESSION: TARGET, CLASSIFICATION: TIP_TARGET}
-DEFAULT_NAMES = {REGRESSION: "trip_duration", CLASSIFICATION: "tip_given"}
 
 
 class NotTripData(ValueError):

@@ -34,10 +34,11 @@ func BenchmarkPredictStages(b *testing.B) {
 	defer release()
 	for _, rows := range []int{1, 1000} {
 		body := benchBody(meta, rows)
-		batch, err := tfserving.DecodeRequest([]byte(body), meta, rows)
+		req, err := tfserving.DecodeRequest([]byte(body), meta, rows)
 		if err != nil {
 			b.Fatal(err)
 		}
+		batch := req.Batch
 		outputs, err := model.Predict(context.Background(), batch)
 		if err != nil {
 			b.Fatal(err)

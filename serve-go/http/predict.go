@@ -26,15 +26,15 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Mo
 		return err
 	}
 	meta := model.Metadata()
-	batch, err := tfserving.DecodeRequest(body, meta, s.config.MaxRows)
+	req, err := tfserving.DecodeRequest(body, meta, s.config.MaxRows)
 	if err != nil {
 		return err
 	}
-	outputs, err := inf.run(r.Context(), model, batch)
+	outputs, err := inf.run(r.Context(), model, req.Batch)
 	if err != nil {
 		return err
 	}
-	resp, err := tfserving.AppendPredictions(make([]byte, 0, 64+16*batch.Rows), outputs, batch.Rows, meta.Name, meta.Version)
+	resp, err := tfserving.AppendResponse(make([]byte, 0, 64+16*req.Batch.Rows), req, outputs, meta.Name, meta.Version)
 	if err != nil {
 		return err
 	}

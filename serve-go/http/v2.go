@@ -19,25 +19,25 @@ func (s *Server) handleV2ServerMetadata(w http.ResponseWriter, r *http.Request) 
 	writeJSON(w, http.StatusOK, oip.ServerMetadata{Name: "skl2go", Version: s.version, Extensions: oip.Extensions})
 }
 
-// handleV2Live answers 200 with an empty body, as the protocol's health
-// endpoints do.
+// handleV2Live answers 200 {"live": true} while the process runs.
 func (s *Server) handleV2Live(w http.ResponseWriter, r *http.Request) {
-	w.WriteHeader(http.StatusOK)
+	writeJSON(w, http.StatusOK, oip.Live{Live: true})
 }
 
-// handleV2Ready answers 200 when ready; "not ready" is a 4xx in the
-// protocol (400, as Triton answers), where /readyz answers 503 for load
-// balancers.
+// handleV2Ready answers 200 {"ready": true} when ready; "not ready" is a
+// 4xx in the protocol (400, as Triton answers), where /readyz answers 503
+// for load balancers.
 func (s *Server) handleV2Ready(w http.ResponseWriter, r *http.Request) {
 	if !s.ready.Load() {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "server not ready"})
 		return
 	}
-	w.WriteHeader(http.StatusOK)
+	writeJSON(w, http.StatusOK, oip.Ready{Ready: true})
 }
 
-// handleV2ModelReady answers 200 when the model (version) is loaded and the
-// server is ready, 404 for a model or version that is not loaded.
+// handleV2ModelReady answers 200 {"name": …, "ready": true} when the model
+// (version) is loaded and the server is ready, 404 for a model or version
+// that is not loaded.
 func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request, name string, version int) {
 	_, release, err := s.store.Acquire(name, version)
 	if err != nil {
@@ -49,7 +49,7 @@ func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request, name
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "server not ready"})
 		return
 	}
-	w.WriteHeader(http.StatusOK)
+	writeJSON(w, http.StatusOK, oip.ModelReady{Name: name, Ready: true})
 }
 
 func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request, name string, version int) {

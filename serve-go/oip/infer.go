@@ -81,7 +81,10 @@ func DecodeRequest(body []byte, headerLen int, meta *skl2go.Metadata, maxRows in
 	if err != nil {
 		return nil, err
 	}
-	if err := onlyKeys(top, "body", "id", "parameters", "inputs", "outputs"); err != nil {
+	if err := onlyKeys(top, "body", "id", "model_name", "model_version", "parameters", "inputs", "outputs"); err != nil {
+		return nil, err
+	}
+	if err := checkModel(top, meta); err != nil {
 		return nil, err
 	}
 	req := &Request{}
@@ -112,6 +115,32 @@ func DecodeRequest(body []byte, headerLen int, meta *skl2go.Metadata, maxRows in
 		return nil, err
 	}
 	return req, nil
+}
+
+// checkModel accepts the model_name and model_version fields that clients
+// such as KServe's SDK put in the request when they name the model (and
+// version) that the URL chose, and refuses them when they name another.
+func checkModel(top map[string]json.RawMessage, meta *skl2go.Metadata) error {
+	if raw, ok := top["model_name"]; ok {
+		var name string
+		if err := json.Unmarshal(raw, &name); err != nil {
+			return skl2go.Errorf(skl2go.EINVALID, "model_name: expected a string, got %s", kindOf(raw))
+		}
+		if name != meta.Name {
+			return skl2go.Errorf(skl2go.EINVALID, "model_name: %s contradicts the URL, which names model %s", skl2go.Quote(name), skl2go.Quote(meta.Name))
+		}
+	}
+	if raw, ok := top["model_version"]; ok {
+		var version string
+		if err := json.Unmarshal(raw, &version); err != nil {
+			return skl2go.Errorf(skl2go.EINVALID, "model_version: expected a string, got %s", kindOf(raw))
+		}
+		if version != strconv.Itoa(meta.Version) {
+			return skl2go.Errorf(skl2go.EINVALID, "model_version: %s contradicts the URL, which is answered by version %d of %s (name a version in the URL: /versions/<v>/infer)",
+				skl2go.Quote(version), meta.Version, skl2go.Quote(meta.Name))
+		}
+	}
+	return nil
 }
 
 // binaryInput is an input whose data follows the JSON header.

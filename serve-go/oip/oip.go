@@ -79,3 +79,24 @@ func tensors(specs []skl2go.TensorSpec) []Tensor {
 	}
 	return out
 }
+
+// The health documents: GET /v2/health/live, /v2/health/ready and
+// /v2/models/<name>[/versions/<v>]/ready answer them with 200. The protocol
+// tells true from false by the status code alone (Triton sends no body,
+// tritonclient reads only the status); KServe documents these bodies and
+// its Python SDK reads them.
+type (
+	// Live is the body of a live server's answer.
+	Live struct {
+		Live bool `json:"live"`
+	}
+	// Ready is the body of a ready server's answer.
+	Ready struct {
+		Ready bool `json:"ready"`
+	}
+	// ModelReady is the body of a ready model's answer.
+	ModelReady struct {
+		Name  string `json:"name"`
+		Ready bool   `json:"ready"`
+	}
+)

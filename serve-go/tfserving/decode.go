@@ -3,10 +3,13 @@
 // a request body decoded into a batch for a model, and the model's outputs
 // encoded as the answer.
 //
-// A request is {"instances": [{input: value, …}, …]}, one object per row
-// with one field per model input. Well-formed bodies take a single pass over
-// the bytes (scanRequest); anything else goes through a token decoder that
-// says what is wrong, naming the row and field.
+// A request gives rows, {"instances": [{input: value, …}, …]}, one object
+// per row with one field per model input, answered {"predictions": […]};
+// or columns, {"inputs": {input: [value, …], …}}, one array per model input
+// with one value per row, answered {"outputs": …}: TF Serving's row and
+// columnar forms. Well-formed rows take a single pass over the bytes
+// (scanRequest); anything else goes through a token decoder that says what
+// is wrong, naming the row or column and the field.
 package tfserving
 
 import (
@@ -34,67 +37,85 @@ func CheckContentType(value string) error {
 	return nil
 }
 
-// DecodeRequest decodes a predict body, {"instances": [ {field: value, …},
-// … ]}, into a batch for meta's inputs. Every error it returns is a client
-// error (*skl2go.Error with a 4xx code). The batch does not refer to body,
-// which the caller may reuse.
-func DecodeRequest(body []byte, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
+// Request is a decoded predict request.
+type Request struct {
+	Batch *skl2go.Batch
+	// Columnar is set when the request gave columns ({"inputs": …}); it is
+	// then answered in columns ({"outputs": …}).
+	Columnar bool
+}
+
+// DecodeRequest decodes a predict body, rows or columns, into a batch for
+// meta's inputs. Every error it returns is a client error (*skl2go.Error
+// with a 4xx code). The batch does not refer to body, which the caller may
+// reuse.
+func DecodeRequest(body []byte, meta *skl2go.Metadata, maxRows int) (Request, error) {
 	if batch, ok := scanRequest(body, meta, maxRows); ok {
-		return batch, nil
+		return Request{Batch: batch}, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	batch, err := decodeRequest(dec, meta, maxRows)
+	req, err := decodeRequest(dec, meta, maxRows)
 	var clientErr *skl2go.Error
 	if err != nil && !errors.As(err, &clientErr) {
 		// The body is all in memory: whatever else the decoder says is
 		// about the client's JSON, never a reason for a 500.
-		return nil, skl2go.Errorf(skl2go.EINVALID, "malformed JSON: %v", err)
+		return Request{}, skl2go.Errorf(skl2go.EINVALID, "malformed JSON: %v", err)
 	}
-	return batch, err
+	return req, err
 }
 
-func decodeRequest(dec *json.Decoder, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
+func decodeRequest(dec *json.Decoder, meta *skl2go.Metadata, maxRows int) (Request, error) {
+	var req Request
 	tok, err := dec.Token()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, skl2go.Errorf(skl2go.EINVALID, `empty body: expected {"instances": [...]}`)
+			return req, skl2go.Errorf(skl2go.EINVALID, `empty body: expected {"instances": [...]}`)
 		}
-		return nil, bodyError(err)
+		return req, bodyError(err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, skl2go.Errorf(skl2go.EINVALID, `body must be a JSON object {"instances": [...]}`)
+		return req, skl2go.Errorf(skl2go.EINVALID, `body must be a JSON object {"instances": [...]}`)
 	}
-	var batch *skl2go.Batch
+	form := "" // "instances" or "inputs", once read
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, bodyError(err)
+			return req, bodyError(err)
 		}
 		key := tok.(string)
-		if key != "instances" {
-			return nil, skl2go.Errorf(skl2go.EINVALID, `unknown field %q in the body: expected only "instances"`, key)
+		switch {
+		case key != "instances" && key != "inputs":
+			return req, skl2go.Errorf(skl2go.EINVALID, `unknown field %q in the body: expected "instances" (rows) or "inputs" (columns)`, key)
+		case key == form:
+			return req, skl2go.Errorf(skl2go.EINVALID, `%q given twice`, key)
+		case form != "":
+			return req, skl2go.Errorf(skl2go.EINVALID, `the body has both "instances" and "inputs": send rows or columns, not both`)
 		}
-		if batch != nil {
-			return nil, skl2go.Errorf(skl2go.EINVALID, `"instances" given twice`)
+		form = key
+		if key == "inputs" {
+			req.Columnar = true
+			req.Batch, err = decodeColumns(dec, meta, maxRows)
+		} else {
+			req.Batch, err = DecodeInstances(dec, meta, maxRows)
 		}
-		if batch, err = DecodeInstances(dec, meta, maxRows); err != nil {
-			return nil, err
+		if err != nil {
+			return req, err
 		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
-		return nil, bodyError(err)
+		return req, bodyError(err)
 	}
-	if batch == nil {
-		return nil, skl2go.Errorf(skl2go.EINVALID, `missing field "instances"`)
+	if form == "" {
+		return req, skl2go.Errorf(skl2go.EINVALID, `missing field "instances" (rows; or "inputs", columns)`)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return nil, bodyError(err)
+			return req, bodyError(err)
 		}
-		return nil, skl2go.Errorf(skl2go.EINVALID, "malformed JSON: data after the top-level object at byte %d", dec.InputOffset())
+		return req, skl2go.Errorf(skl2go.EINVALID, "malformed JSON: data after the top-level object at byte %d", dec.InputOffset())
 	}
-	return batch, nil
+	return req, nil
 }
 
 func bodyError(err error) error {
@@ -167,6 +188,70 @@ func DecodeInstances(dec *json.Decoder, meta *skl2go.Metadata, maxRows int) (*sk
 	}
 	if batch.Rows == 0 {
 		return nil, skl2go.Errorf(skl2go.EINVALID, "instances: must contain at least one instance")
+	}
+	return batch, nil
+}
+
+// decodeColumns reads TF Serving's columnar inputs, {input: [value, …],
+// …}, from dec, positioned at the object: one array per model input, each
+// with one value per row, values checked as DecodeInstances checks fields.
+// Errors name the input and the row ("inputs.trip_distance[1]: …").
+func decodeColumns(dec *json.Decoder, meta *skl2go.Metadata, maxRows int) (*skl2go.Batch, error) {
+	if err := jsonwire.ExpectDelim(dec, '{', "inputs", `an object of columns {"input": [one value per row], …}`); err != nil {
+		return nil, err
+	}
+	batch := &skl2go.Batch{Rows: -1, Columns: make([]skl2go.Column, len(meta.Inputs))}
+	seen := make([]bool, len(meta.Inputs))
+	first := "" // the first column read, whose length the others must have
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, jsonwire.SyntaxError(dec, err)
+		}
+		key := tok.(string)
+		i, ok := meta.InputIndex(key)
+		if !ok {
+			return nil, skl2go.Errorf(skl2go.EINVALID, "inputs.%s: unknown input (model %s expects %s)", key, meta.Name, meta.InputNames())
+		}
+		if seen[i] {
+			return nil, skl2go.Errorf(skl2go.EINVALID, "inputs.%s: given twice", key)
+		}
+		seen[i] = true
+		where := "inputs." + key
+		if err := jsonwire.ExpectDelim(dec, '[', where, "an array with one value per row"); err != nil {
+			return nil, err
+		}
+		col := &batch.Columns[i]
+		*col = meta.Inputs[i].NewColumn()
+		rows := 0
+		for ; dec.More(); rows++ {
+			if rows == maxRows {
+				return nil, skl2go.Errorf(skl2go.ETOOLARGE, "too many rows: at most %d per request", maxRows)
+			}
+			if err := decodeValue(dec, col, fmt.Sprintf("%s[%d]", where, rows)); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := dec.Token(); err != nil { // the closing ']'
+			return nil, jsonwire.SyntaxError(dec, err)
+		}
+		switch {
+		case rows == 0:
+			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: no values: send one per row", where)
+		case batch.Rows >= 0 && rows != batch.Rows:
+			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: %d values, but inputs.%s has %d: every input has one value per row", where, rows, first, batch.Rows)
+		}
+		if batch.Rows < 0 {
+			batch.Rows, first = rows, key
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return nil, jsonwire.SyntaxError(dec, err)
+	}
+	for i, ok := range seen {
+		if !ok {
+			return nil, skl2go.Errorf(skl2go.EINVALID, "inputs.%s: missing (model %s expects %s)", meta.Inputs[i].Name, meta.Name, meta.InputNames())
+		}
 	}
 	return batch, nil
 }

@@ -7,9 +7,9 @@ import (
 	"skl2go/tfserving"
 )
 
-// FuzzDecodeRequest feeds arbitrary bodies to the v1 predict decoder, cut
-// short at arbitrary lengths (as a client that stops sending) and under
-// arbitrary row limits. Invariants: no panic; every error is a client error
+// FuzzDecodeRequest feeds arbitrary bodies, rows or columns, to the v1
+// predict decoder, cut short at arbitrary lengths (as a client that stops
+// sending) and under arbitrary row limits. Invariants: no panic; every error is a client error
 // (4xx); a decoded batch has Rows values in every column, and at most the
 // row limit. Seeds: testdata/fuzz/FuzzDecodeRequest and below.
 // Run: go test ./tfserving -run '^$' -fuzz FuzzDecodeRequest -fuzztime 60s
@@ -24,6 +24,12 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"instances": [{"zone": "74"}]}`, `{"instances": [{"zone": 74, "zone": 75}]}`, `{"instances": [[1, 2]]}`,
 		`{"instances": [` + row + `]} trailing`, `{"instances": [` + row[:30],
 		"{\"instances\": [{\"flag\": \"\xff\xfe\"}]}", `{"instances": [{"paid": 1}]}`,
+		// The columnar form, and both forms at once.
+		`{"inputs": {"zone": [74, 75], "distance": [2.5, 0], "fare": [12.5, 1e2], "count": [1, 2], "flag": ["N", "Y"], "paid": [true, false]}}`,
+		`{"inputs": {"zone": [74], "distance": [2.5, 3], "fare": [1], "count": [1], "flag": ["N"], "paid": [true]}}`,
+		`{"inputs": {"zone": [], "distance": [], "fare": [], "count": [], "flag": [], "paid": []}}`,
+		`{"inputs": {"zone": 74}}`, `{"inputs": [74]}`, `{"inputs": {"zone": [[74]]}}`, `{"inputs": {}}`,
+		`{"instances": [` + row + `], "inputs": {"zone": [74]}}`,
 	} {
 		f.Add([]byte(body), uint16(1024), uint8(3))
 	}
@@ -31,11 +37,12 @@ func FuzzDecodeRequest(f *testing.F) {
 		if len(body) > int(limit)+1 {
 			body = body[:int(limit)+1]
 		}
-		batch, err := tfserving.DecodeRequest(body, meta, int(maxRows)+1)
+		req, err := tfserving.DecodeRequest(body, meta, int(maxRows)+1)
 		if err != nil {
 			wiretest.CheckClientError(t, err)
 			return
 		}
+		batch := req.Batch
 		if batch.Rows < 1 || batch.Rows > int(maxRows)+1 || len(batch.Columns) != len(meta.Inputs) {
 			t.Fatalf("batch of %d rows and %d columns (row limit %d)", batch.Rows, len(batch.Columns), int(maxRows)+1)
 		}

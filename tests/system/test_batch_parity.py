@@ -17,8 +17,9 @@ import pytest
 
 from batch import local, model, output
 from loadtest import samples
-from loadtest.topology import request
+from topology.probe import request
 from train import data, features, synth
+from train.tasks import CLASSIFICATION
 
 ROWS = 3000  # trips compared with the server, per model
 ALONE = 200  # of which sent one per request (the server's one-row path)
@@ -68,7 +69,7 @@ def server_answers(topology, name: str, rows: pa.Table) -> list:
 
 
 def assert_same_bits(table: pa.Table, answers: list, task: str) -> None:
-    if task == data.CLASSIFICATION:
+    if task == CLASSIFICATION:
         labels = np.array([a["label"] for a in answers], dtype=np.int64)
         proba = np.array([a["probabilities"] for a in answers], dtype=np.float32)
         assert (table.column("label").to_numpy() == labels).all()

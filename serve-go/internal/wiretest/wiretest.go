@@ -1,6 +1,6 @@
-// Package wiretest holds what the fuzz tests of the wire protocol packages
-// (tfserving, oip) share: a model with an input of every type, and the
-// check that an error is one the client is told about.
+// Package wiretest holds what the tests of the domain and of the wire
+// protocol packages (tfserving, oip) share: models with an input of every
+// type, and the check that an error is one the client is told about.
 package wiretest
 
 import (
@@ -25,10 +25,29 @@ const Model = `{"name": "fuzz", "version": 1, "task": "regression",
 // Row is a valid instance of Model.
 const Row = `{"zone": 74, "distance": 2.5, "fare": 12.5, "count": 1, "flag": "N", "paid": true}`
 
+// Trips is a trip-duration model with an input of every type, one with a
+// range, for the decoders' table tests.
+const Trips = `{
+  "name": "trips", "version": 3, "task": "regression",
+  "inputs": [
+    {"name": "zone", "type": "tensor(int64)", "shape": [-1, 1]},
+    {"name": "distance", "type": "tensor(float)", "shape": [-1, 1], "range": [0, 1000]},
+    {"name": "fare", "type": "tensor(double)", "shape": [-1, 1]},
+    {"name": "vendor", "type": "tensor(string)", "shape": [-1, 1]},
+    {"name": "hour", "type": "tensor(int32)", "shape": [-1, 1]},
+    {"name": "night", "type": "tensor(bool)", "shape": [-1, 1]}
+  ],
+  "outputs": [{"name": "variable", "type": "tensor(float)", "shape": [-1, 1]}],
+  "files": {"onnx": {"path": "model.onnx"}}
+}`
+
 // Metadata parses Model.
-func Metadata(t testing.TB) *skl2go.Metadata {
+func Metadata(t testing.TB) *skl2go.Metadata { return Parse(t, Model) }
+
+// Parse parses a model.json document, failing the test if it is refused.
+func Parse(t testing.TB, doc string) *skl2go.Metadata {
 	t.Helper()
-	meta, err := skl2go.ParseMetadata([]byte(Model))
+	meta, err := skl2go.ParseMetadata([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
