@@ -11,6 +11,8 @@
 #   make up        converges: on a running stack it changes only what differs
 #   make chaos [QUICK=1]   faults under load through nginx; writes reports/chaos.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
+#   make score DATA=… OUT=… [NAME=…] [VERSION=n] [ENGINE=local|spark]   batch scoring to parquet
+#   make bench-batch   batch scoring of 3M yellow trips: local, Spark, sklearn (reports/)
 #   make mlflow    MLflow tracking server + registry on 127.0.0.1:5000 (docs/registry.md)
 #   make promote NAME=trip_duration VERSION=3 [ALIAS=champion]
 #   make up REGISTRY=http://127.0.0.1:5000   replicas serve the registry's @champion versions
@@ -39,7 +41,7 @@ STATE    ?= run
 export PORT REPLICAS BASE_PORT MODELS STATE
 
 .PHONY: mlflow mlflow-down mlflow-status promote
-.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
+.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model score java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -155,6 +157,35 @@ predict:
 		http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict
 	@echo
 
+# --- Batch scoring: TLC files -> parquet, with a published model version ---
+#
+# make score DATA="a.parquet …" OUT=out.parquet [NAME=trip_duration] [VERSION=n]
+#            [OVERWRITE=1] [ENGINE=local|spark] [MASTER=local[*]]
+ENGINE ?= local
+MASTER ?= local[*]
+
+score: $(VENV)/.installed $(if $(filter spark,$(ENGINE)),java)
+	@test -n "$(OUT)" || { echo 'make score needs OUT=<output parquet>'; exit 2; }
+	$(PY) -m batch score --data $(DATA) --out $(OUT) --name $(NAME) --models $(MODELS) --engine $(ENGINE) \
+		--master '$(MASTER)' $(if $(VERSION),--version $(VERSION)) $(if $(OVERWRITE),--overwrite)
+
+# Spark needs Java 17 or newer: the system's OpenJDK 17 when none is found.
+java:
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { echo "installing OpenJDK 17 with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; }
+
+# make bench-batch [BENCH_ROWS=3000000] [ENGINES="local spark sklearn"] [MODEL=… NAME=…]:
+# a yellow-shaped file scored by the local engine, Spark local and sklearn's
+# predict; reports/bench-batch-$(NAME).{md,json}.
+BENCH_ROWS ?= 3000000
+ENGINES  ?= local spark sklearn
+BENCH_TRIPS := build/bench/yellow_tripdata_synthetic_$(BENCH_ROWS).parquet
+bench-batch: java bench-model $(BENCH_TRIPS)
+	$(PY) -m batch.bench --data $(BENCH_TRIPS) --models $(MODELS) --name $(NAME) --out reports --engines $(ENGINES)
+
+$(BENCH_TRIPS): train/synth.py | $(VENV)/.installed
+	$(PY) -m train synth --schema yellow --rows $(BENCH_ROWS) --out $@
+
 # --- Benchmarks (not part of `make test`: long, and they load the machine) --
 
 wrk:
@@ -199,7 +230,7 @@ FORCE:
 
 # --- Tests ----------------------------------------------------------------
 
-test: setup wrk testdata compose-cli venv-kserve $(MLFLOW_VENV)/.installed test-go test-python
+test: setup wrk java testdata compose-cli venv-kserve $(MLFLOW_VENV)/.installed test-go test-python
 
 # Small models for the Go tests, made by the Python side like any other: a
 # regressor (trip_duration) and a classifier (tip_given).

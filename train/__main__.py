@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=synth.DEFAULT_ROWS)
     p.add_argument("--seed", type=int, default=synth.DEFAULT_SEED)
     p.add_argument("--month", default=synth.DEFAULT_MONTH, help="YYYY-MM")
+    p.add_argument("--schema", default="green", choices=list(synth.SCHEMAS), help="the TLC schema written")
 
     p = commands.add_parser("fit", help="train a model family on TLC trip parquet files")
     p.add_argument("--data", nargs="+", required=True, help="green or yellow TLC parquet files")
@@ -71,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Found unknown categories")
     try:
         if args.command == "synth":
-            path = synth.write(args.out, args.rows, args.seed, args.month)
-            print(f"[synth] wrote {args.rows:,} trips (seed {args.seed}, {args.month}) to {path}")
+            path = synth.write(args.out, args.rows, args.seed, args.month, args.schema)
+            print(f"[synth] wrote {args.rows:,} {args.schema} trips (seed {args.seed}, {args.month}) to {path}")
         elif args.command == "fit":
             fit.fit(args.data, args.model, args.name, args.build, args.seed)
         else:
