@@ -28,8 +28,7 @@ from pathlib import Path
 from kafka import KafkaConsumer
 
 from loadtest import rides, samples
-from loadtest.topology import ROOT, free_ports
-from topology import kafka
+from topology import ROOT, free_ports, stream
 
 
 def log(message: str) -> None:
@@ -47,7 +46,7 @@ class Consumer:
         topics = ["--input", topic, "--output", topic + ".out", "--dead-letter", topic + ".dlq"]
         if self.kind == "go":
             self.metrics = f"127.0.0.1:{free_ports(1)}"
-            kafka.stream_start(self.state, self.args.name, ["--brokers", self.args.bootstrap, "--models", str(self.args.models),
+            stream.start(self.state, self.args.name, ["--brokers", self.args.bootstrap, "--models", str(self.args.models),
                                                             "--group", topic + "-group", *topics], self.metrics)
         else:
             log_file = open(self.state / "logs" / "stream-baseline.log", "ab")
@@ -58,7 +57,7 @@ class Consumer:
 
     def stop(self) -> None:
         if self.kind == "go":
-            kafka.stream_stop(self.state, self.args.name)
+            stream.stop(self.state, self.args.name)
         elif self.process:
             self.process.send_signal(signal.SIGTERM)
             try:

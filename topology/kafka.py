@@ -10,12 +10,8 @@ state directory (STATE, default run/): run/kafka/ and run/logs/kafka.log.
     python -m topology.kafka start [--port 9092]   # converges: a healthy broker is left alone
     python -m topology.kafka status
     python -m topology.kafka stop
-    python -m topology.kafka stream --name trip_duration [--input rides --output predictions]
-    python -m topology.kafka stream-stop [--name trip_duration]   # every consumer without --name
 
-`stream` starts serve-go/bin/skl2go-stream (the Go consumer) in the
-background, pid run/stream-<name>.pid, log run/logs/stream-<name>.log, and
-waits until its /readyz answers; like `start`, it leaves a running one alone.
+The Go consumers that read from it are topology/stream.py's.
 """
 
 from __future__ import annotations
@@ -34,7 +30,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.topology import free_ports, port_free
+from topology import processes
+from topology.probe import free_ports, port_free
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = "4.4.0"
@@ -76,13 +73,7 @@ class Broker:
 
     def pid(self) -> int | None:
         """The broker's pid if it runs (a live process started from our jars)."""
-        try:
-            pid = int(self.pid_file.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, ValueError):
-            return None
-        return pid if b"kafka.Kafka" in cmdline and status != "Z" else None
+        return processes.alive(self.pid_file, "kafka.Kafka")
 
     def healthy(self) -> bool:
         """The process runs and its listener answers a Kafka ApiVersions request."""
@@ -261,7 +252,7 @@ def start(broker: Broker) -> None:
 def wait_healthy(broker: Broker, pid: int, timeout: float, alive=None) -> None:
     """Wait until the broker answers; alive() says whether pid still runs
     (default: its /proc entry, for a broker another command started)."""
-    alive = alive or (lambda: Path(f"/proc/{pid}").exists())
+    alive = alive or (lambda: processes.running(pid))
     deadline = time.monotonic() + timeout
     while not api_versions(broker.port, timeout=1):
         if not alive():
@@ -278,15 +269,7 @@ def stop(broker: Broker, timeout: float = 30) -> None:
         broker.pid_file.unlink(missing_ok=True)
         log("not running")
         return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while broker.pid() == pid and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if broker.pid() == pid:
-        log(f"pid {pid} still running after {timeout:g}s: SIGKILL")
-        os.kill(pid, signal.SIGKILL)
-        while broker.pid() == pid:
-            time.sleep(0.1)
+    processes.stop(pid, signal.SIGTERM, timeout, say=log)
     broker.pid_file.unlink(missing_ok=True)
     log(f"stopped (pid {pid})")
 
@@ -301,91 +284,17 @@ def status(broker: Broker) -> int:
     return 0 if answers else 1
 
 
-STREAM_BINARY = ROOT / "serve-go" / "bin" / "skl2go-stream"
-
-
-def stream_pid(pid_file: Path) -> int | None:
-    """The consumer's pid if the pid file names a live skl2go-stream."""
-    try:
-        pid = int(pid_file.read_text())
-        alive = b"skl2go-stream" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        zombie = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, ValueError):
-        return None
-    return pid if alive and not zombie else None
-
-
-def stream_ready(addr: str) -> bool:
-    import urllib.request
-    try:
-        with urllib.request.urlopen(f"http://{addr}/readyz", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def stream_start(state: Path, name: str, args: list[str], metrics: str, timeout: float = 120) -> None:
-    """Start the consumer of model `name` unless it runs; wait until ready."""
-    pid_file, log_file = state / f"stream-{name}.pid", state / "logs" / f"stream-{name}.log"
-    if (pid := stream_pid(pid_file)) is not None:
-        log(f"stream consumer {name} already running (pid {pid})")
-        return
-    if not STREAM_BINARY.is_file():
-        sys.exit(f"[kafka] error: {STREAM_BINARY} is missing: run `make build-stream`")
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as out:
-        process = subprocess.Popen([str(STREAM_BINARY), "--model", name, "--metrics-addr", metrics, *args],
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    pid_file.write_text(str(process.pid))
-    deadline = time.monotonic() + timeout
-    while not stream_ready(metrics):
-        if process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                process.kill()
-            pid_file.unlink(missing_ok=True)
-            tail = log_file.read_text(errors="replace").splitlines()[-5:]
-            sys.exit(f"[kafka] error: stream consumer {name} did not become ready; {log_file}:\n" + "\n".join(tail))
-        time.sleep(0.2)
-    log(f"stream consumer {name} ready (pid {process.pid}), metrics on http://{metrics}/metrics; log {log_file}")
-
-
-def stream_stop(state: Path, name: str | None = None, timeout: float = 30) -> None:
-    """SIGTERM each consumer (it finishes its batch and commits), SIGKILL after timeout."""
-    for pid_file in sorted(state.glob(f"stream-{name or '*'}.pid")):
-        pid = stream_pid(pid_file)
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while stream_pid(pid_file) == pid and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if stream_pid(pid_file) == pid:
-                os.kill(pid, signal.SIGKILL)
-            log(f"stream consumer {pid_file.stem.removeprefix('stream-')} stopped (pid {pid})")
-        pid_file.unlink(missing_ok=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m topology.kafka", description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("command", choices=["start", "stop", "status", "stream", "stream-stop"])
-    parser.add_argument("--name", help="stream: the model the consumer scores with")
-    parser.add_argument("--metrics", default="127.0.0.1:9180", help="stream: the consumer's /metrics address")
-    parser.add_argument("--brokers", help="stream: bootstrap servers (default 127.0.0.1:--port)")
+    parser.add_argument("command", choices=["start", "stop", "status"])
     parser.add_argument("--port", type=int, default=int(os.environ.get("KAFKA_PORT", "9092")))
     parser.add_argument("--state", type=Path, default=Path(os.environ.get("STATE", "run")))
-    args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "stream":
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = parser.parse_args(argv)
     broker = Broker(args.state.resolve(), args.port)
     if args.command == "start":
         start(broker)
     elif args.command == "stop":
         stop(broker)
-    elif args.command == "stream":
-        if not args.name:
-            parser.error("stream needs --name")
-        stream_start(broker.state, args.name, ["--brokers", args.brokers or broker.bootstrap, *rest], args.metrics)
-    elif args.command == "stream-stop":
-        stream_stop(broker.state, args.name)
     else:
         return status(broker)
     return 0

@@ -1,6 +1,6 @@
 // Package events scores streamed events (ride events from Kafka, or records
 // of a Kinesis-shaped event) with a model of the store: each event is the
-// request record of one instance plus its id (skl2go.Metadata.DecodeEvent);
+// request record of one instance plus its id (tfserving.DecodeEvent);
 // a batch of events is one Predict on the latest version served, through
 // whatever the store's models are wrapped in (the limiter and the dynamic
 // batcher), and each scorable event gets one prediction record:
@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"skl2go"
-	skhttp "skl2go/http"
+	"skl2go/tfserving"
 )
 
 // Scorer scores events with the latest served version of one model.
@@ -93,7 +93,7 @@ func (s *Scorer) score(ctx context.Context, events [][]byte) ([]Result, error) {
 	rows := make([]int, 0, len(events)) // the event of each batch row
 	for i, data := range events {
 		results[i].Version = meta.Version
-		results[i].Event, results[i].Err = meta.DecodeEvent(data, batch)
+		results[i].Event, results[i].Err = tfserving.DecodeEvent(data, meta, batch)
 		if results[i].Err == nil {
 			rows = append(rows, i)
 		}
@@ -134,7 +134,7 @@ func (s *Scorer) record(meta *skl2go.Metadata, outputs []skl2go.Output, row int,
 	buf = append(buf, `{"ride_id":`...)
 	buf = append(buf, id...)
 	buf = append(buf, `,"prediction":`...)
-	buf, err := skhttp.AppendPrediction(buf, outputs, row)
+	buf, err := tfserving.AppendPrediction(buf, outputs, row)
 	if err != nil {
 		return nil, scoringError(err)
 	}

@@ -8,11 +8,11 @@ import (
 
 	"skl2go"
 	"skl2go/events"
-	skhttp "skl2go/http"
 	"skl2go/internal/fixture"
 	"skl2go/kinesis"
 	"skl2go/onnx"
 	"skl2go/repository"
+	"skl2go/tfserving"
 )
 
 var (
@@ -47,11 +47,11 @@ func TestHandleRecordedEvent(t *testing.T) {
 		{"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66, "pickup_hour": 10, "pickup_weekday": 3},
 		{"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5, "pickup_hour": 8, "pickup_weekday": 1},
 		{"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.1, "pickup_hour": 23, "pickup_weekday": 6}]}`
-	batch, err := skhttp.DecodeRequestBytes([]byte(body), model.Metadata(), 10)
+	req, err := tfserving.DecodeRequest([]byte(body), model.Metadata(), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	outputs, err := model.Predict(context.Background(), batch)
+	outputs, err := model.Predict(context.Background(), req.Batch)
 	if err != nil {
 		t.Fatal(err)
 	}

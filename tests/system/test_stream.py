@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 
 from loadtest import rides, samples
-from loadtest.topology import free_ports, request, wait_until
-from topology import kafka
+from topology import free_ports, request, stream, wait_until
 
 NAME = "trip_duration"
 EVENTS = 100_000
@@ -66,7 +65,7 @@ def stream_run(kafka_broker, repository, topology, tmp_path_factory):
     metrics = f"127.0.0.1:{free_ports(1)}"
     args = ["--models", str(models), "--input", "rides", "--output", "predictions", "--poll-interval", "200ms",
             "--max-poll-records", "500", "--variant", "stream-test", "--log-format", "text"]
-    start = lambda: kafka.stream_start(state, NAME, ["--brokers", bootstrap, *args], metrics)  # noqa: E731
+    start = lambda: stream.start(state, NAME, ["--brokers", bootstrap, *args], metrics)  # noqa: E731
     pid_file = state / f"stream-{NAME}.pid"
     log_file = state / "logs" / f"stream-{NAME}.log"
     began = time.monotonic()
@@ -81,7 +80,7 @@ def stream_run(kafka_broker, repository, topology, tmp_path_factory):
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
         killed_at = rides.count(bootstrap, "predictions")
         step(f"consumer killed at {killed_at} predictions")
-        wait_until("the killed consumer gone", lambda: kafka.stream_pid(pid_file) is None, timeout=10)
+        wait_until("the killed consumer gone", lambda: stream.pid(state, NAME) is None, timeout=10)
         rides.produce(bootstrap, "rides", phase2)
         start()
         wait_until("phases 1 and 2 scored", lambda: rides.count(bootstrap, "predictions") + rides.count(bootstrap, "rides.dlq")
@@ -101,7 +100,7 @@ def stream_run(kafka_broker, repository, topology, tmp_path_factory):
         dead = rides.read(bootstrap, "rides.dlq", lambda recs: len({r.key for r in recs}) >= EVENTS - valid, timeout=60)
         step("topics read")
     finally:
-        kafka.stream_stop(state)
+        stream.stop(state)
     yield {"rides": all_rides, "predictions": predictions, "dead": dead, "killed_at": killed_at,
            "phase3": {r.ride_id for r in phase3}, "instances": instances, "topology": topology}
 

@@ -4,12 +4,12 @@ launcher's health probe and configuration, and the ride events."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 
 from loadtest import rides
-from loadtest.topology import free_ports
-from topology import kafka
+from topology import free_ports, kafka, stream
 
 INSTANCE = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5, "pickup_hour": 8, "pickup_weekday": 1}
 
@@ -55,3 +55,12 @@ def test_rides_are_events_with_ids_and_the_malformed_ones_are_broken():
         except ValueError:
             continue
         assert not isinstance(event, dict) or event.keys() != {"ride_id", *INSTANCE} or event != {"ride_id": r.ride_id, **INSTANCE}
+
+
+def test_stopping_consumers_converges_and_spares_other_processes(tmp_path):
+    pid_file = tmp_path / "stream-trip_duration.pid"
+    pid_file.write_text(str(os.getpid()))  # a live process, but not a consumer: a stale pid file
+    assert stream.pid(tmp_path, "trip_duration") is None
+    stream.stop(tmp_path)  # must not signal this test's own process
+    assert not pid_file.exists()
+    stream.stop(tmp_path)  # nothing left: a no-op

@@ -66,7 +66,19 @@ type config struct {
 // parseFlags reads flags, each defaulting to its SKL2GO_* environment variable.
 func parseFlags(args []string, getenv func(string) string) (config, error) {
 	var c config
-	fs := flag.NewFlagSet("skl2go-stream", flag.ContinueOnError)
+	fs, finish := flagSet(&c, getenv)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	return c, finish()
+}
+
+// flagSet defines the flags into c; finish checks and converts their values
+// once parsed. Each usage names its environment variable, "(env SKL2GO_…)",
+// and, where the default is not one fixed value, "(default: …)":
+// docs/streaming.md's table of flags is made from them (docgen.FlagTable).
+func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish func() error) {
+	fs = flag.NewFlagSet("skl2go-stream", flag.ContinueOnError)
 	env := func(name, def string) string {
 		if v := getenv("SKL2GO_" + name); v != "" {
 			return v
@@ -76,62 +88,62 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.models, "models", env("MODELS", "models"), "model repository `dir` (env SKL2GO_MODELS)")
 	names := fs.String("model", env("STREAM_MODEL", "trip_duration"), "the model(s) scoring the stream, comma-separated: each consumes every event, in its own consumer group (env SKL2GO_STREAM_MODEL)")
 	brokers := fs.String("brokers", env("KAFKA", "127.0.0.1:9092"), "Kafka bootstrap `host:port`s, comma-separated (env SKL2GO_KAFKA)")
-	fs.StringVar(&c.kafka.Input, "input", env("STREAM_INPUT", "rides"), "topic of ride events (env SKL2GO_STREAM_INPUT)")
-	fs.StringVar(&c.kafka.Output, "output", env("STREAM_OUTPUT", "predictions"), "topic of predictions; {model} is replaced by the model name, for a topic per model (env SKL2GO_STREAM_OUTPUT)")
-	fs.StringVar(&c.kafka.DeadLetter, "dead-letter", env("STREAM_DEAD_LETTER", ""), "topic of unscorable events, {model} as in --output (default <input>.dlq) (env SKL2GO_STREAM_DEAD_LETTER)")
-	fs.StringVar(&c.kafka.Group, "group", env("STREAM_GROUP", "skl2go-{model}"), "consumer group, {model} as in --output (env SKL2GO_STREAM_GROUP)")
-	fs.StringVar(&c.variant, "variant", env("STREAM_VARIANT", ""), "label written as \"variant\" in every prediction (default null) (env SKL2GO_STREAM_VARIANT)")
+	fs.StringVar(&c.kafka.Input, "input", env("STREAM_INPUT", "rides"), "`topic` of ride events (env SKL2GO_STREAM_INPUT)")
+	fs.StringVar(&c.kafka.Output, "output", env("STREAM_OUTPUT", "predictions"), "`topic` of predictions; {model} is replaced by the model name, for a topic per model (env SKL2GO_STREAM_OUTPUT)")
+	fs.StringVar(&c.kafka.DeadLetter, "dead-letter", env("STREAM_DEAD_LETTER", ""), "`topic` of unscorable events, {model} as in --output (default: {input}.dlq) (env SKL2GO_STREAM_DEAD_LETTER)")
+	fs.StringVar(&c.kafka.Group, "group", env("STREAM_GROUP", "skl2go-{model}"), "consumer `group`, {model} as in --output (env SKL2GO_STREAM_GROUP)")
+	fs.StringVar(&c.variant, "variant", env("STREAM_VARIANT", ""), "label written as \"variant\" in every prediction (default: null) (env SKL2GO_STREAM_VARIANT)")
 	maxPoll := fs.String("max-poll-records", env("STREAM_MAX_POLL_RECORDS", "1000"), "most events scored per batch (env SKL2GO_STREAM_MAX_POLL_RECORDS)")
 	partitions := fs.String("partitions", env("STREAM_PARTITIONS", "4"), "partitions of the topics created when missing (env SKL2GO_STREAM_PARTITIONS)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", env("STREAM_METRICS_ADDR", "127.0.0.1:9180"), "loopback `address` of /metrics and /readyz (env SKL2GO_STREAM_METRICS_ADDR)")
-	fs.StringVar(&c.ortLib, "ort-lib", env("ORT_LIB", ""), "libonnxruntime.so `path` (env SKL2GO_ORT_LIB; default: the .venv's onnxruntime wheel)")
+	fs.StringVar(&c.ortLib, "ort-lib", env("ORT_LIB", ""), "libonnxruntime.so `path` (default: the nearest .venv's onnxruntime wheel) (env SKL2GO_ORT_LIB)")
 	threads := fs.String("ort-threads", env("ORT_THREADS", "1"), "ONNX Runtime intra-op threads per model (env SKL2GO_ORT_THREADS)")
 	poll := fs.String("poll-interval", env("POLL_INTERVAL", "5s"), "how often to look for new model versions; 0 = only on SIGHUP (env SKL2GO_POLL_INTERVAL)")
-	inflight := fs.String("max-inflight", env("MAX_INFLIGHT", strconv.Itoa(goruntime.GOMAXPROCS(0))), "model runs at once (env SKL2GO_MAX_INFLIGHT)")
+	inflight := fs.String("max-inflight", env("MAX_INFLIGHT", strconv.Itoa(goruntime.GOMAXPROCS(0))), "model runs at once (default: the cores) (env SKL2GO_MAX_INFLIGHT)")
 	batchRows := fs.String("batch-max-rows", env("BATCH_MAX_ROWS", "64"), "dynamic batching: batches smaller than this from several consumers merge into one run; 0 turns it off (env SKL2GO_BATCH_MAX_ROWS)")
 	fs.StringVar(&c.kinesisEvent, "kinesis-event", "", "the Lambda-style entry point: score this Kinesis event `file` (- for stdin) with the first --model, print the predictions as JSON, exit; no Kafka")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	var errs []error
-	number := func(name, s string, min int64) int64 {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < min {
-			errs = append(errs, fmt.Errorf("--%s must be an integer of at least %d, got %q", name, min, s))
+	finish = func() error {
+		var errs []error
+		number := func(name, s string, min int64) int64 {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < min {
+				errs = append(errs, fmt.Errorf("--%s must be an integer of at least %d, got %q", name, min, s))
+			}
+			return n
 		}
-		return n
-	}
-	c.kafka.MaxPollRecords = int(number("max-poll-records", *maxPoll, 1))
-	c.kafka.Partitions = int32(number("partitions", *partitions, 1))
-	c.ortThreads = int(number("ort-threads", *threads, 1))
-	c.maxInflight = int(number("max-inflight", *inflight, 1))
-	c.batch.MaxRows = int(number("batch-max-rows", *batchRows, 0))
-	var err error
-	if c.pollInterval, err = time.ParseDuration(*poll); err != nil || c.pollInterval < 0 {
-		errs = append(errs, fmt.Errorf("--poll-interval must be a duration such as 5s, got %q", *poll))
-	}
-	c.kafka.Brokers = split(*brokers)
-	c.names = split(*names)
-	if len(c.kafka.Brokers) == 0 {
-		errs = append(errs, errors.New("--brokers: at least one host:port"))
-	}
-	if len(c.names) == 0 {
-		errs = append(errs, errors.New("--model: at least one model name"))
-	}
-	for _, n := range c.names {
-		if !skl2go.ValidName(n) {
-			errs = append(errs, fmt.Errorf("--model: %q is not a valid model name", n))
+		c.kafka.MaxPollRecords = int(number("max-poll-records", *maxPoll, 1))
+		c.kafka.Partitions = int32(number("partitions", *partitions, 1))
+		c.ortThreads = int(number("ort-threads", *threads, 1))
+		c.maxInflight = int(number("max-inflight", *inflight, 1))
+		c.batch.MaxRows = int(number("batch-max-rows", *batchRows, 0))
+		var err error
+		if c.pollInterval, err = time.ParseDuration(*poll); err != nil || c.pollInterval < 0 {
+			errs = append(errs, fmt.Errorf("--poll-interval must be a duration such as 5s, got %q", *poll))
 		}
+		c.kafka.Brokers = split(*brokers)
+		c.names = split(*names)
+		if len(c.kafka.Brokers) == 0 {
+			errs = append(errs, errors.New("--brokers: at least one host:port"))
+		}
+		if len(c.names) == 0 {
+			errs = append(errs, errors.New("--model: at least one model name"))
+		}
+		for _, n := range c.names {
+			if !skl2go.ValidName(n) {
+				errs = append(errs, fmt.Errorf("--model: %q is not a valid model name", n))
+			}
+		}
+		if c.kafka.Input == "" {
+			errs = append(errs, errors.New("--input: a topic name is required"))
+		}
+		if host, _, err := net.SplitHostPort(c.metricsAddr); err != nil || !loopback(host) {
+			errs = append(errs, fmt.Errorf("--metrics-addr must be a loopback host:port, got %q", c.metricsAddr))
+		}
+		return errors.Join(errs...)
 	}
-	if c.kafka.Input == "" {
-		errs = append(errs, errors.New("--input: a topic name is required"))
-	}
-	if host, _, err := net.SplitHostPort(c.metricsAddr); err != nil || !loopback(host) {
-		errs = append(errs, fmt.Errorf("--metrics-addr must be a loopback host:port, got %q", c.metricsAddr))
-	}
-	return c, errors.Join(errs...)
+	return fs, finish
 }
 
 func split(s string) []string {
