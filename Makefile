@@ -43,10 +43,11 @@ setup: venv build nginx
 # --- Python ---------------------------------------------------------------
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+# requirements/*.txt: the pins of optional parts (import.txt: XGBoost, LightGBM, onnxmltools).
+$(VENV)/.installed: requirements.txt $(wildcard requirements/*.txt)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "skl2go needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt $(patsubst %,-r %,$(wildcard requirements/*.txt))
 	@touch $@
 
 data: $(SAMPLE)

@@ -1,8 +1,9 @@
-"""Command line: python -m train {synth,fit,export} ...
+"""Command line: python -m train {synth,fit,export,import} ...
 
     python -m train synth --out data/green_tripdata_synthetic.parquet
     python -m train fit --data data/green_tripdata_synthetic.parquet --model linear --name trip_duration
     python -m train export --name trip_duration
+    python -m train import --pipeline lin_reg.bin --sample records.jsonl --name course_duration
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from . import data, export, fit, pipeline, synth
+from .importer.load import ImportRefused
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build", type=Path, default=Path("build"))
     p.add_argument("--models", type=Path, default=Path("models"))
 
+    p = commands.add_parser("import", help="convert a fitted pipeline you bring, check it on a sample, publish it "
+                            "(loading a pickle runs code from it: only load files you trust)")
+    p.add_argument("--pipeline", type=Path, required=True, help="joblib or pickle file: a fitted estimator, "
+                   "Pipeline, or tuple/list of fitted steps")
+    p.add_argument("--sample", type=Path, required=True, help="request records: .parquet, .csv or .jsonl")
+    p.add_argument("--name", required=True, help="the model's name in the repository and in URLs")
+    p.add_argument("--task", choices=["regression", "classification"], default=None,
+                   help="checked against the final step (default: taken from it)")
+    p.add_argument("--models", type=Path, default=Path("models"))
+
     args = parser.parse_args(argv)
     # Held-out trips may start in zones the training trips never did; they
     # encode as all zeros by design (handle_unknown="ignore").
@@ -48,9 +60,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[synth] wrote {args.rows:,} trips (seed {args.seed}, {args.month}) to {path}")
         elif args.command == "fit":
             fit.fit(args.data, args.model, args.name, args.build, args.seed)
+        elif args.command == "import":
+            from .importer import run  # onnxmltools, xgboost and lightgbm load only for imports
+
+            run.import_pipeline(args.pipeline, args.sample, args.name, args.models, args.task)
         else:
             export.export(args.name, args.build, args.models)
-    except (data.NotTripData, export.ParityError, FileNotFoundError, ValueError) as exc:
+    except (data.NotTripData, export.ParityError, FileNotFoundError, ValueError, ImportRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
