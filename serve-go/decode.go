@@ -14,8 +14,8 @@ import (
 // per model input) from dec, which must be positioned at the array and use
 // json.Decoder.UseNumber. It refuses, with an EINVALID error naming the row
 // and field, anything that does not map exactly onto the model's inputs:
-// missing, unknown, duplicate or null fields, wrong JSON types, non-integral
-// or out-of-range numbers. More than maxRows rows is ETOOLARGE.
+// missing, unknown, duplicate fields, null fields (but where the input is
+// nullable: NaN), wrong JSON types, non-integral or out-of-range numbers. More than maxRows rows is ETOOLARGE.
 func (m *Metadata) DecodeInstances(dec *json.Decoder, maxRows int) (*Batch, error) {
 	if err := expectDelim(dec, '[', "instances", "an array of objects"); err != nil {
 		return nil, err
@@ -117,7 +117,10 @@ func appendToken(col *Column, tok json.Token) error {
 		col.Bool = append(col.Bool, v)
 		return nil
 	case nil:
-		return errors.New("must not be null")
+		if col.appendMissing() {
+			return nil
+		}
+		return errors.New("must not be null (the model does not impute this field)")
 	case json.Delim:
 		kind := "an array"
 		if v == '{' {

@@ -196,6 +196,9 @@ func (s *scanner) value(col *Column) bool {
 	if s.pos == len(s.data) {
 		return false
 	}
+	if col.Nullable && s.literal("null") {
+		return col.appendMissing()
+	}
 	switch col.Type {
 	case String:
 		str, ok := s.plainString()

@@ -62,7 +62,8 @@ func ElementSize(t DataType) int {
 
 // DecodeTensorBinary appends count elements, encoded as ElementSize says,
 // from raw to col; raw must hold exactly those elements. Floats must be
-// finite (JSON cannot carry NaN or Infinity either), strings valid UTF-8
+// finite (JSON cannot carry NaN or Infinity either; a nullable column takes
+// NaN as missing, as JSON's null), strings valid UTF-8
 // without NUL bytes. The error says what is wrong; the caller says where.
 func DecodeTensorBinary(raw []byte, col *Column, count int) error {
 	size := ElementSize(col.Type)
@@ -146,8 +147,11 @@ func decodeStrings(raw []byte, col *Column, count int) error {
 }
 
 // checkBinary refuses element i, v, when it is not finite or lies outside
-// the column's range.
+// the column's range. NaN is a missing value where the column is nullable.
 func checkBinary(col *Column, v float64, i int) error {
+	if math.IsNaN(v) && col.Nullable {
+		return nil
+	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Errorf("element %d is %v: only finite numbers are accepted", i, v)
 	}
