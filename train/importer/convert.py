@@ -21,8 +21,10 @@ from skl2onnx import to_onnx
 
 from . import converters, dictvec
 
-# ai.onnx.ml 5 for TreeEnsemble with double splits; ai.onnx 21 is the opset that goes with it.
-OPSETS = {"": 21, "ai.onnx.ml": 5}
+# skl2onnx 1.20 knows ai.onnx.ml up to 3; a graph with trees.py's TreeEnsemble
+# (double splits) is then lifted to ai.onnx.ml 5, its opset (ai.onnx 21 goes with it).
+OPSETS = {"": 21, "ai.onnx.ml": 3}
+TREE_ML_OPSET = 5
 
 
 def typed(sample: pd.DataFrame) -> pd.DataFrame:
@@ -43,6 +45,10 @@ def convert(model: Pipeline, sample: pd.DataFrame) -> onnx.ModelProto:
             onnx_model = _dict_vectorizer_pipeline(model, first, sample, options)
         else:
             onnx_model = to_onnx(model, typed(sample).iloc[:1], options=options, target_opset=OPSETS)
+    if any(node.op_type == "TreeEnsemble" for node in onnx_model.graph.node):
+        for opset in onnx_model.opset_import:
+            if opset.domain == "ai.onnx.ml":
+                opset.version = TREE_ML_OPSET
     if is_classifier(estimator):
         onnx_model = _float_probabilities(onnx_model)
     onnx.checker.check_model(onnx_model)
@@ -71,15 +77,13 @@ def _dict_vectorizer_pipeline(model: Pipeline, vectorizer, sample: pd.DataFrame,
 
 
 def _float_probabilities(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Outputs renamed label and probabilities, the probabilities cast to float if the graph made doubles."""
+    """The probabilities cast to float: the graph computes them in double, whatever skl2onnx declares."""
     graph = model.graph
     if len(graph.output) != 2:
         raise ValueError(f"the classifier's graph has {len(graph.output)} outputs: expected label and probabilities")
     label, proba = graph.output
     if label.name != "label" or proba.name != "probabilities":
         raise ValueError(f"the classifier's graph outputs {label.name}, {proba.name}: expected label, probabilities")
-    if proba.type.tensor_type.elem_type == TensorProto.FLOAT:
-        return model
     inner = "probabilities_double"
     for node in graph.node:
         node.output[:] = [inner if o == "probabilities" else o for o in node.output]

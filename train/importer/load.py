@@ -67,6 +67,8 @@ def check_steps(model: Pipeline) -> None:
 
 def _check(step, where: str) -> None:
     cls = type(step).__name__
+    if cls == "FunctionTransformer" and step.func is None and step.inverse_func is None:
+        return  # what a fitted ColumnTransformer holds for 'passthrough': the identity
     if isinstance(step, str):
         if step not in supported.SPECIAL:
             raise ImportRefused(f"step {where!r}: {step!r} is not a transformer; {supported.summary()}")

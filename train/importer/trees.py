@@ -25,7 +25,9 @@ from onnx import TensorProto, numpy_helper
 from skl2onnx import update_registered_converter
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType
 
-ML_OPSET = 5  # TreeEnsemble: double splits and weights
+# TreeEnsemble is ai.onnx.ml 5; skl2onnx accepts nodes up to 3 and
+# convert.py lifts the graph's ai.onnx.ml opset to 5 when one is in it.
+ML_OPSET = 3
 
 
 @dataclass
