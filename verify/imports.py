@@ -125,7 +125,8 @@ class Example:
 
 
 def model_name(estimator: str) -> str:
-    return "byop_" + re.sub(r"(?<!^)(?=[A-Z])", "_", estimator).lower().replace("x_g_b", "xgb").replace("l_g_b_m", "lgbm")
+    """byop_ and the class in snake case: SGDRegressor -> byop_sgd_regressor."""
+    return "byop_" + re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", estimator).lower()
 
 
 def write(out: Path, only: list[str] | None = None) -> list[Example]:
@@ -197,14 +198,15 @@ def table(measured: dict[str, dict]) -> str:
                           ("classifier", supported.CLASSIFIERS)):
         for cls, (module, by) in classes.items():
             m = measured.get(cls)
-            figures = ["every example"] + ["(all of the examples)"] * 3 if kind == "transformer" else ["—"] * 4
+            figures = ["in every example below", "", "", ""] if kind == "transformer" else ["—"] * 4
             if m:
                 figures = [f"{m['rows']:,} + {m['edge_rows']:,} edge",
                            f"{m['max_true_rel_error']:.1e}" if m.get("max_true_rel_error") is not None else "—",
                            f"{m['label_agreement']:.0%}" if m.get("label_agreement") is not None else "—",
                            f"{m['max_proba_abs_error']:.1e}" if m.get("max_proba_abs_error") is not None else "—"]
             lines.append(f"| `{module}.{cls}` | {kind} | {by} | " + " | ".join(figures) + " |")
-    lines += ["| `'passthrough'`, `'drop'` | ColumnTransformer column | skl2onnx | every example | | | |"]
+    lines.insert(2 + len(supported.TRANSFORMERS), "| `'passthrough'`, `'drop'` | ColumnTransformer column | skl2onnx "
+                 "| in every example below | | | |")
     return "\n".join(lines)
 
 

@@ -220,3 +220,17 @@ def test_trees_fitted_on_float64_split_exactly_as_sklearn(family, tmp_path, caps
     with capsys.disabled():
         print(f"\n{family}: {len(rows):,} rows ({len(rows) - len(X):,} at thresholds): max error {error:.1e}; "
               f"skl2onnx's float32 converter off on {flips_before:,} rows")
+
+
+def test_docs_table_lists_every_supported_step_and_nothing_else():
+    from train.importer import supported
+
+    text = (imports.Path(__file__).resolve().parents[2] / "docs" / "import.md").read_text()
+    table = text[text.index(imports.BEGIN):text.index(imports.END)]
+    listed = {cell.split(".")[-1] for cell in
+              (line.split("|")[1].strip().strip("`") for line in table.splitlines()[3:] if line.startswith("|"))}
+    assert listed - {"'passthrough'`, `'drop'"} == set(supported.TRANSFORMERS) | set(supported.ESTIMATORS)
+    # and each has its measured figures (an example imported), not a blank
+    for cls in supported.ESTIMATORS:
+        row = next(line for line in table.splitlines() if f".{cls}`" in line)
+        assert "edge" in row, row

@@ -13,7 +13,8 @@ TRANSFORMERS: dict[str, tuple[str, str]] = {
     "DictVectorizer": ("sklearn.feature_extraction", "train.importer.dictvec (first step: one input per key)"),
     "ColumnTransformer": ("sklearn.compose", "skl2onnx"),
     "Pipeline": ("sklearn.pipeline", "skl2onnx"),
-    "OneHotEncoder": ("sklearn.preprocessing", "skl2onnx"),
+    "OneHotEncoder": ("sklearn.preprocessing", "train.importer.converters (string and integer categories, "
+                      "unseen, infrequent)"),
     "StandardScaler": ("sklearn.preprocessing", "skl2onnx"),
     "MinMaxScaler": ("sklearn.preprocessing", "skl2onnx"),
     "SimpleImputer": ("sklearn.impute", "train.importer.converters (double precision; nullable inputs)"),
