@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 from onnx import TensorProto
 from skl2onnx.common import _registration
-from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, guess_numpy_type, guess_proto_type
+from skl2onnx.common.data_types import DoubleTensorType, guess_numpy_type, guess_proto_type
 from skl2onnx.common.utils import check_input_and_output_numbers
 from skl2onnx import update_registered_converter
 from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
@@ -187,28 +187,24 @@ def registered() -> Iterator[None]:
 
 def _register_boosters() -> None:
     """onnxmltools' XGBoost and LightGBM converters, for the estimators inside a sklearn Pipeline."""
+    boosters = []
     try:
         from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
         from xgboost import XGBClassifier, XGBRegressor
+
+        boosters.append(("XGBoost", XGBRegressor, XGBClassifier, convert_xgboost))
     except ImportError:
         pass
-    else:
-        update_registered_converter(XGBRegressor, "XGBoostXGBRegressor", trees.booster_regressor_shape,
-                                    trees.float32_booster(convert_xgboost), overwrite=True)
-        update_registered_converter(XGBClassifier, "XGBoostXGBClassifier", trees.booster_classifier_shape,
-                                    trees.float32_booster(convert_xgboost), overwrite=True,
-                                    options={"zipmap": [True, False], "nocl": [True, False]})
     try:
         from lightgbm import LGBMClassifier, LGBMRegressor
         from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+        boosters.append(("LightGbm", LGBMRegressor, LGBMClassifier, convert_lightgbm))
     except ImportError:
         pass
-    else:
-        update_registered_converter(LGBMRegressor, "LightGbmLGBMRegressor", trees.booster_regressor_shape,
-                                    trees.float32_booster(convert_lightgbm), overwrite=True)
-        update_registered_converter(LGBMClassifier, "LightGbmLGBMClassifier", trees.booster_classifier_shape,
-                                    trees.float32_booster(convert_lightgbm), overwrite=True,
+    for library, regressor, classifier, convert in boosters:
+        update_registered_converter(regressor, f"{library}{regressor.__name__}", trees.booster_regressor_shape,
+                                    trees.float32_booster(convert), overwrite=True)
+        update_registered_converter(classifier, f"{library}{classifier.__name__}", trees.booster_classifier_shape,
+                                    trees.float32_booster(convert), overwrite=True,
                                     options={"zipmap": [True, False], "nocl": [True, False]})
-
-
-__all__ = ["registered", "FloatTensorType"]

@@ -55,6 +55,8 @@ def import_pipeline(pipeline_path: Path, sample_path: Path, name: str, models_di
     predictor = load.dict_pipeline(model)
     _predicts(predictor, X, task)
     nullable = nullable_columns(model, X)
+    if nullable:
+        log("inputs", f"nullable (JSON null is a missing value): {', '.join(nullable)}")
 
     onnx_model = convert.convert(model, X)
     onnx_bytes = onnx_model.SerializeToString()
@@ -118,27 +120,32 @@ def _match_columns(model: Pipeline, sample: pd.DataFrame) -> pd.DataFrame:
 def _predicts(predictor, X: pd.DataFrame, task: str) -> None:
     """The pipeline's own predict must run on the sample; say so in one line if it does not."""
     try:
-        predictor.predict(X.iloc[:5])
+        predictions = np.asarray(predictor.predict(X))
         if task == CLASSIFICATION:
             predictor.predict_proba(X.iloc[:5])
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ImportRefused(f"the pipeline's predict fails on the sample: {type(exc).__name__}: {message}") from None
+    if predictions.ndim > 1 and predictions.shape[1] > 1:
+        raise ImportRefused(f"the pipeline predicts {predictions.shape[1]} values per row: the server serves one "
+                            "target (or one label) per row")
 
 
 def nullable_columns(model: Pipeline, X: pd.DataFrame) -> list[str]:
-    """Columns whose missing values the pipeline imputes (a SimpleImputer reads them first)."""
+    """Float columns that may be missing: those the pipeline imputes (a SimpleImputer reads them
+    first), and those missing in the sample rows the pipeline predicted (HistGradientBoosting
+    takes NaN itself). The parity gate checks both, with every such column missing."""
+    floats = [c for c in X.columns if X[c].dtype.kind == "f"]
     first = model.steps[0][1]
+    imputed = []
     if _starts_with_imputer(first):
-        return [c for c in X.columns if X[c].dtype.kind == "f"]
-    if type(first).__name__ != "ColumnTransformer":
-        return []
-    columns = []
-    for _, transformer, selected in first.transformers_:
-        if _starts_with_imputer(transformer):
-            names = list(X.columns[selected]) if np.asarray(selected).dtype.kind in "iub" else list(np.atleast_1d(selected))
-            columns.extend(c for c in names if X[c].dtype.kind == "f")
-    return columns
+        imputed = floats
+    elif type(first).__name__ == "ColumnTransformer":
+        for _, transformer, selected in first.transformers_:
+            if _starts_with_imputer(transformer):
+                picked = np.atleast_1d(selected)
+                imputed += list(X.columns[picked]) if picked.dtype.kind in "iub" else list(picked)
+    return [c for c in floats if c in imputed or X[c].isna().any()]
 
 
 def _starts_with_imputer(step) -> bool:

@@ -251,10 +251,10 @@ def regressor_shape(operator) -> None:
     operator.outputs[0].type = DoubleTensorType([operator.inputs[0].get_first_dimension(), 1])
 
 
-def classifier_shape(operator) -> None:
+def classifier_shape(operator, probabilities=DoubleTensorType) -> None:
     rows = operator.inputs[0].get_first_dimension()
     operator.outputs[0].type = Int64TensorType([rows])
-    operator.outputs[1].type = DoubleTensorType([rows, len(operator.raw_operator.classes_)])
+    operator.outputs[1].type = probabilities([rows, len(operator.raw_operator.classes_)])
 
 
 def register() -> None:
@@ -280,9 +280,7 @@ def booster_regressor_shape(operator) -> None:
 
 
 def booster_classifier_shape(operator) -> None:
-    rows = operator.inputs[0].get_first_dimension()
-    operator.outputs[0].type = Int64TensorType([rows])
-    operator.outputs[1].type = FloatTensorType([rows, len(operator.raw_operator.classes_)])
+    classifier_shape(operator, FloatTensorType)
 
 
 def float32_booster(convert):
