@@ -14,8 +14,9 @@ import (
 // per model input) from dec, which must be positioned at the array and use
 // json.Decoder.UseNumber. It refuses, with an EINVALID error naming the row
 // and field, anything that does not map exactly onto the model's inputs:
-// missing, unknown, duplicate fields, null fields (but where the input is
-// nullable: NaN), wrong JSON types, non-integral or out-of-range numbers. More than maxRows rows is ETOOLARGE.
+// missing, unknown, duplicate or null fields (a nullable input takes null
+// as NaN), wrong JSON types, non-integral or out-of-range numbers. More
+// than maxRows rows is ETOOLARGE.
 func (m *Metadata) DecodeInstances(dec *json.Decoder, maxRows int) (*Batch, error) {
 	if err := expectDelim(dec, '[', "instances", "an array of objects"); err != nil {
 		return nil, err
@@ -120,7 +121,7 @@ func appendToken(col *Column, tok json.Token) error {
 		if col.appendMissing() {
 			return nil
 		}
-		return errors.New("must not be null (the model does not impute this field)")
+		return errors.New("must not be null")
 	case json.Delim:
 		kind := "an array"
 		if v == '{' {

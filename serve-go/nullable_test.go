@@ -60,7 +60,7 @@ func TestNullStaysRefusedWhereTheInputIsNotNullable(t *testing.T) {
 		t.Error("the fast path took a null for a field that is not nullable")
 	}
 	_, err = slowDecode(meta, body, 10)
-	want := "instances[0].distance: must not be null (the model does not impute this field)"
+	want := "instances[0].distance: must not be null"
 	if skl2go.ErrorMessage(err) != want || skl2go.ErrorCode(err) != skl2go.EINVALID {
 		t.Errorf("error = %v, want %s %q", err, skl2go.EINVALID, want)
 	}

@@ -131,7 +131,7 @@ def test_null_is_missing_only_where_the_pipeline_imputes(imported, served):
     assert body["predictions"][0] == pytest.approx(want[0], rel=1e-12)
     status, body = request("POST", url, json.dumps({"instances": [{**row, "fare": None}]}).encode())
     assert status == 400
-    assert body["error"] == "instances[0].fare: must not be null (the model does not impute this field)"
+    assert body["error"] == "instances[0].fare: must not be null"
     # the V2 protocol takes null for the imputed input too
     inputs = [{"name": k, "datatype": {str: "BYTES", int: "INT64", float: "FP64"}[type(v)], "shape": [1, 1],
                "data": [v]} for k, v in row.items()]
