@@ -7,8 +7,8 @@ Imputer, which ONNX Runtime implements for float only, so here it is
 IsNaN + Where in the input's own type. skl2onnx's OneHotEncoder refuses
 infrequent categories: here each column's categories map to sklearn's own
 output columns. The tree estimators get this
-package's exact converters (trees.py), and XGBoost/LightGBM onnxmltools'
-registered ones.
+package's exact converters (trees.py), LightGBM too, and XGBoost
+onnxmltools' registered one.
 
 The swap is scoped (`registered()`): `train export` in the same process
 keeps skl2onnx's converters.
@@ -186,25 +186,14 @@ def registered() -> Iterator[None]:
 
 
 def _register_boosters() -> None:
-    """onnxmltools' XGBoost and LightGBM converters, for the estimators inside a sklearn Pipeline."""
-    boosters = []
+    """onnxmltools' XGBoost converters, for the estimators inside a sklearn Pipeline (LightGBM: trees.py)."""
     try:
         from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
         from xgboost import XGBClassifier, XGBRegressor
-
-        boosters.append(("XGBoost", XGBRegressor, XGBClassifier, convert_xgboost))
     except ImportError:
-        pass
-    try:
-        from lightgbm import LGBMClassifier, LGBMRegressor
-        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
-
-        boosters.append(("LightGbm", LGBMRegressor, LGBMClassifier, convert_lightgbm))
-    except ImportError:
-        pass
-    for library, regressor, classifier, convert in boosters:
-        update_registered_converter(regressor, f"{library}{regressor.__name__}", trees.booster_regressor_shape,
-                                    trees.float32_booster(convert), overwrite=True)
-        update_registered_converter(classifier, f"{library}{classifier.__name__}", trees.booster_classifier_shape,
-                                    trees.float32_booster(convert), overwrite=True,
-                                    options={"zipmap": [True, False], "nocl": [True, False]})
+        return
+    update_registered_converter(XGBRegressor, "XGBoostXGBRegressor", trees.booster_regressor_shape,
+                                trees.float32_booster(convert_xgboost), overwrite=True)
+    update_registered_converter(XGBClassifier, "XGBoostXGBClassifier", trees.booster_classifier_shape,
+                                trees.float32_booster(convert_xgboost), overwrite=True,
+                                options={"zipmap": [True, False], "nocl": [True, False]})

@@ -32,7 +32,7 @@ REGRESSORS: dict[str, tuple[str, str]] = {
     "GradientBoostingRegressor": ("sklearn.ensemble", "train.importer.trees (exact splits)"),
     "HistGradientBoostingRegressor": ("sklearn.ensemble", "train.importer.trees (exact splits)"),
     "XGBRegressor": ("xgboost", "onnxmltools"),
-    "LGBMRegressor": ("lightgbm", "onnxmltools"),
+    "LGBMRegressor": ("lightgbm", "train.importer.trees (exact splits)"),
 }
 
 CLASSIFIERS: dict[str, tuple[str, str]] = {
@@ -43,7 +43,7 @@ CLASSIFIERS: dict[str, tuple[str, str]] = {
     "GradientBoostingClassifier": ("sklearn.ensemble", "train.importer.trees (exact splits)"),
     "HistGradientBoostingClassifier": ("sklearn.ensemble", "train.importer.trees (exact splits)"),
     "XGBClassifier": ("xgboost", "onnxmltools"),
-    "LGBMClassifier": ("lightgbm", "onnxmltools"),
+    "LGBMClassifier": ("lightgbm", "train.importer.trees (exact splits)"),
 }
 
 ESTIMATORS = {**REGRESSORS, **CLASSIFIERS}

@@ -251,14 +251,19 @@ def regressor_shape(operator) -> None:
     operator.outputs[0].type = DoubleTensorType([operator.inputs[0].get_first_dimension(), 1])
 
 
-def classifier_shape(operator, probabilities=DoubleTensorType) -> None:
+def classifier_shape(operator) -> None:
+    _classifier_outputs(operator, DoubleTensorType)
+
+
+def _classifier_outputs(operator, probabilities) -> None:
     rows = operator.inputs[0].get_first_dimension()
     operator.outputs[0].type = Int64TensorType([rows])
     operator.outputs[1].type = probabilities([rows, len(operator.raw_operator.classes_)])
 
 
 def register() -> None:
-    """Replace skl2onnx's converters for the sklearn tree families with these (see converters.registered)."""
+    """Replace skl2onnx's converters for the sklearn tree families and LightGBM with these
+    (see converters.registered)."""
     from sklearn.ensemble import (ExtraTreesClassifier, ExtraTreesRegressor, GradientBoostingClassifier,
                                   GradientBoostingRegressor, HistGradientBoostingClassifier,
                                   HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor)
@@ -271,20 +276,130 @@ def register() -> None:
                 HistGradientBoostingClassifier):
         update_registered_converter(cls, f"Sklearn{cls.__name__}", classifier_shape, convert_classifier,
                                     overwrite=True, options={"zipmap": [True, False, "columns"], "nocl": [True, False]})
+    try:
+        from lightgbm import LGBMClassifier, LGBMRegressor
+    except ImportError:
+        return
+    update_registered_converter(LGBMRegressor, "LightGbmLGBMRegressor", regressor_shape, convert_lightgbm_regressor,
+                                overwrite=True)
+    update_registered_converter(LGBMClassifier, "LightGbmLGBMClassifier", classifier_shape,
+                                convert_lightgbm_classifier, overwrite=True,
+                                options={"zipmap": [True, False, "columns"], "nocl": [True, False]})
 
 
-# --- XGBoost and LightGBM: onnxmltools' converters, fed float32 ----------
+# --- LightGBM: its own dump, compared in double --------------------------
+#
+# LightGBM compares float64 features with float64 thresholds (x <= t), so
+# onnxmltools' float32 graph sends a value between t and its float32
+# rounding down another branch. Its model dump holds every threshold and
+# leaf value with 17 digits: exact doubles. Two habits of its predictor are
+# reproduced: it reads |x| <= 1e-35 (kZeroThreshold) as 0.0, and it dumps
+# an infinite threshold as +-1e300.
+
+ZERO_THRESHOLD = float(np.float32(1e-35))
+DUMPED_INFINITY = 1e300
+
+def lightgbm_trees(booster) -> tuple[list[Tree], int, str]:
+    """The trees of a LightGBM booster (per-iteration trees target class i % K), K, and its objective."""
+    dump = booster.dump_model()
+    if dump.get("average_output"):
+        raise ValueError("LightGBM with boosting_type='rf' (averaged trees) cannot be converted")
+    per_iteration = int(dump["num_tree_per_iteration"])
+    trees = []
+    for info in dump["tree_info"]:
+        nodes: list[dict] = []
+        _flatten(info["tree_structure"], nodes)
+        left = np.full(len(nodes), -1, dtype=np.int64)
+        right = np.full(len(nodes), -1, dtype=np.int64)
+        feature = np.zeros(len(nodes), dtype=np.int64)
+        threshold = np.zeros(len(nodes))
+        missing = np.zeros(len(nodes), dtype=np.int64)
+        values = np.zeros(len(nodes))
+        for i, node in enumerate(nodes):
+            if "leaf_value" in node or "split_feature" not in node:
+                values[i] = node.get("leaf_value", 0.0)
+                continue
+            if node["decision_type"] != "<=":
+                raise ValueError("LightGBM with categorical splits cannot be converted: one-hot encode the "
+                                 "categories in the pipeline instead")
+            if node["missing_type"] == "Zero":
+                raise ValueError("LightGBM with zero_as_missing=True cannot be converted")
+            left[i], right[i] = node["_left"], node["_right"]
+            feature[i], threshold[i] = node["split_feature"], node["threshold"]
+            if abs(threshold[i]) == DUMPED_INFINITY:
+                threshold[i] = np.copysign(np.inf, threshold[i])
+            # missing_type None: LightGBM reads NaN as 0.0 and compares that; NaN: the default branch.
+            missing[i] = int(node["default_left"]) if node["missing_type"] == "NaN" else int(0.0 <= node["threshold"])
+        trees.append(Tree(left, right, feature, threshold, missing, left == -1, values,
+                          info["tree_index"] % per_iteration))
+    return trees, per_iteration, dump["objective"]
+
+
+def _flatten(node: dict, out: list[dict]) -> int:
+    """Number the nodes depth first (root 0), recording each split's children."""
+    index = len(out)
+    out.append(node)
+    if "split_feature" in node and "leaf_value" not in node:
+        node["_left"] = _flatten(node["left_child"], out)
+        node["_right"] = _flatten(node["right_child"], out)
+    return index
+
+
+def _lightgbm_input(g: _Graph, operator) -> str:
+    """X in double, with what LightGBM reads as zero set to 0.0."""
+    x = g.node("Cast", [operator.inputs[0].full_name], to=TensorProto.DOUBLE)
+    tiny = g.node("LessOrEqual", [g.node("Abs", [x]), g.const(np.array([[ZERO_THRESHOLD]]), "zero_threshold")])
+    return g.node("Where", [tiny, g.const(np.array([[0.0]]), "zero"), x])
+
+
+def convert_lightgbm_regressor(scope, operator, container) -> None:
+    g = _Graph(scope, container)
+    trees, _, objective = lightgbm_trees(operator.raw_operator.booster_)
+    x = _lightgbm_input(g, operator)
+    raw = g.ensemble(x, trees, 1)
+    name = objective.split()[0]
+    if name in ("poisson", "gamma", "tweedie"):
+        g.node("Exp", [raw], operator.outputs[0].full_name)
+    elif name in ("regression", "regression_l1", "huber", "fair", "quantile", "mape"):
+        g.node("Identity", [raw], operator.outputs[0].full_name)
+    else:
+        raise ValueError(f"LGBMRegressor with objective {objective!r} cannot be converted")
+
+
+def convert_lightgbm_classifier(scope, operator, container) -> None:
+    estimator, g = operator.raw_operator, _Graph(scope, container)
+    trees, per_iteration, objective = lightgbm_trees(estimator.booster_)
+    x = _lightgbm_input(g, operator)
+    raw = g.ensemble(x, trees, per_iteration)
+    name, *params = objective.split()
+    if name == "binary":
+        scale = float(next((p.split(":")[1] for p in params if p.startswith("sigmoid:")), 1.0))
+        p1 = g.node("Sigmoid", [g.node("Mul", [raw, g.const(np.array([[scale]]), "sigmoid")])])
+        proba = g.node("Concat", [g.node("Sub", [g.const(np.array([[1.0]]), "one"), p1]), p1], axis=1)
+    elif name in ("multiclass", "softmax"):
+        proba = g.node("Softmax", [raw], axis=1)
+    else:
+        raise ValueError(f"LGBMClassifier with objective {objective!r} cannot be converted")
+    # LGBMClassifier.predict is the argmax of predict_proba (first class on a tie)
+    index = g.node("ArgMax", [proba], axis=1, keepdims=0)
+    g.node("Gather", [g.const(np.asarray(estimator.classes_).astype(np.int64), "classes"), index],
+           operator.outputs[0].full_name, axis=0)
+    want = TensorProto.FLOAT if isinstance(operator.outputs[1].type, FloatTensorType) else TensorProto.DOUBLE
+    g.node("Cast", [proba], operator.outputs[1].full_name, to=want)
+
+
+# --- XGBoost: onnxmltools' converter, fed float32 -------------------------
 
 def booster_regressor_shape(operator) -> None:
     operator.outputs[0].type = FloatTensorType([operator.inputs[0].get_first_dimension(), 1])
 
 
 def booster_classifier_shape(operator) -> None:
-    classifier_shape(operator, FloatTensorType)
+    _classifier_outputs(operator, FloatTensorType)
 
 
 def float32_booster(convert):
-    """onnxmltools' `convert` on X cast to float32, as XGBoost and LightGBM read a float64 matrix."""
+    """onnxmltools' `convert` on X cast to float32, as XGBoost reads a float64 matrix."""
 
     def converter(scope, operator, container) -> None:
         source = operator.inputs[0]
