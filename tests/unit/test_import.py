@@ -99,10 +99,13 @@ def refused_pipelines(files, tmp_path):
                            ["'doubler'", "Doubler", "estimators: LinearRegression"]),
         "an unfitted model": (make_pipeline(OneHotEncoder(), LinearRegression()),
                               ["'onehotencoder'", "OneHotEncoder", "is not fitted"]),
+        "native categories": (make_pipeline(ColumnTransformer([("n", "passthrough", ["hour", "distance"])]),
+                                            HistGradientBoostingRegressor(max_iter=5, categorical_features=[0]))
+                              .fit(X, y), ["converting", "HistGradientBoostingRegressor", "categorical"]),
     }
 
 
-@pytest.mark.parametrize("case", ["a Python function", "a custom class", "an unfitted model"])
+@pytest.mark.parametrize("case", ["a Python function", "a custom class", "an unfitted model", "native categories"])
 def test_steps_that_cannot_be_converted_are_refused_by_name(files, tmp_path, capsys, case):
     pipeline, words = refused_pipelines(files, tmp_path)[case]
     path = tmp_path / "model.joblib"

@@ -58,7 +58,11 @@ def import_pipeline(pipeline_path: Path, sample_path: Path, name: str, models_di
     if nullable:
         log("inputs", f"nullable (JSON null is a missing value): {', '.join(nullable)}")
 
-    onnx_model = convert.convert(model, X)
+    try:
+        onnx_model = convert.convert(model, X)
+    except Exception as exc:  # a converter's own refusal (skl2onnx, onnxmltools, trees.py): say it in one line
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ImportRefused(f"converting {steps} to ONNX failed: {type(exc).__name__}: {message}") from None
     onnx_bytes = onnx_model.SerializeToString()
     opsets = ", ".join(f"{o.domain or 'ai.onnx'}={o.version}" for o in onnx_model.opset_import)
     log("convert", f"{len(onnx_model.graph.input)} input(s), {len(onnx_bytes) / 1e6:.2f} MB, opsets {opsets}")
@@ -67,7 +71,7 @@ def import_pipeline(pipeline_path: Path, sample_path: Path, name: str, models_di
     _log_parity(parity, len(X), "sample rows")
     ranges = {c: [float(X[c].min()), float(X[c].max())] for c in X.columns
               if X[c].dtype.kind in "if" and X[c].notna().any()}
-    edges = edge_rows(X, ranges, nullable, predictor, task)
+    edges = edge_rows(X, ranges, nullable, predictor)
     edge_parity = export.check_against_sklearn(onnx_bytes, predictor, edges, task, what="edge rows")
     _log_parity(edge_parity, len(edges), "edge rows (range ends, unseen strings, missing values)")
 
@@ -154,8 +158,7 @@ def _starts_with_imputer(step) -> bool:
     return type(step).__name__ == "SimpleImputer"
 
 
-def edge_rows(X: pd.DataFrame, ranges: dict[str, list[float]], nullable: list[str], predictor,
-              task: str) -> pd.DataFrame:
+def edge_rows(X: pd.DataFrame, ranges: dict[str, list[float]], nullable: list[str], predictor) -> pd.DataFrame:
     """Sample rows pushed to what the server accepts but the sample rarely has.
 
     Each number at both ends of its range, each string column with a value
