@@ -10,7 +10,7 @@ categories, scalers, an imputed column, passthrough, drop) before one
 estimator, plus the course's DictVectorizer + LinearRegression as a pickled
 tuple. `write` saves each as a pipeline file and a sample file, exactly what
 the import command takes; the system tests import them all and check each
-through the running server (tests/system/test_import.py). With --docs, the
+through the running server (tests/system/test_import_served.py). With --docs, the
 table in docs/import.md is rewritten from supported.py and the figures
 measured here.
 """
