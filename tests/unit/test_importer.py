@@ -260,3 +260,11 @@ def test_docs_table_lists_every_supported_step_and_nothing_else():
     for cls in supported.ESTIMATORS:
         row = next(line for line in table.splitlines() if f".{cls}`" in line)
         assert "edge" in row, row
+
+
+def test_course_records_with_integer_numbers_are_doubles(files, tmp_path):
+    sample = tmp_path / "records.jsonl"
+    sample.write_text('{"PU_DO": "1_2", "trip_distance": 2}\n{"PU_DO": "3_4", "trip_distance": 5}\n')
+    version = run.import_pipeline(files / "lin_reg.bin", sample, "course_duration", tmp_path / "models")
+    inputs = json.loads((version / "model.json").read_text())["inputs"]
+    assert [(i["name"], i["type"]) for i in inputs] == [("PU_DO", "tensor(string)"), ("trip_distance", "tensor(double)")]

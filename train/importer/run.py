@@ -51,6 +51,9 @@ def import_pipeline(pipeline_path: Path, sample_path: Path, name: str, models_di
         f"{len(sample.columns)} field(s) from {sample_path}")
 
     sample = _match_columns(model, sample)
+    if type(model.steps[0][1]).__name__ == "DictVectorizer":
+        # a DictVectorizer takes every number as a float feature: integers in the records are doubles too
+        sample = sample.astype({c: np.float64 for c in sample.columns if sample[c].dtype.kind in "iu"})
     X = convert.typed(sample)
     predictor = load.dict_pipeline(model)
     _predicts(predictor, X, task)
