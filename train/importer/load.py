@@ -89,6 +89,8 @@ def _check(step, where: str) -> None:
         if step.add_indicator or not _is_nan(step.missing_values):
             raise ImportRefused(f"step {where!r} (SimpleImputer): only missing_values=np.nan without add_indicator "
                                 "is supported")
+        if np.asarray(step.statistics_).dtype.kind not in "iuf":
+            raise ImportRefused(f"step {where!r} (SimpleImputer): only numeric columns are imputed, not strings")
         if np.isnan(np.asarray(step.statistics_, dtype=np.float64)).any():
             raise ImportRefused(f"step {where!r} (SimpleImputer): a column was empty at fit time (NaN statistic)")
 
@@ -158,6 +160,9 @@ def load_sample(path: Path) -> pd.DataFrame:
             values = frame[column].dropna()
             if not values.map(lambda v: isinstance(v, str)).all():
                 raise ImportRefused(f"{path}: column {column!r} mixes strings with other values")
+            if len(values) < len(frame):
+                raise ImportRefused(f"{path}: column {column!r} has missing strings: string inputs are required "
+                                    "(only float columns may be missing)")
             frame[column] = frame[column].astype(object)
         elif kind == "b":
             frame[column] = frame[column].astype(np.int64)
