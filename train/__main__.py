@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", choices=["regression", "classification"], default=None,
                    help="checked against the final step (default: taken from it)")
     p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--build", type=Path, default=Path("build"),
+                   help="where the sample is kept as request rows for the load tests (build/<name>/)")
 
     args = parser.parse_args(argv)
     # Held-out trips may start in zones the training trips never did; they
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "import":
             from .importer import run  # onnxmltools, xgboost and lightgbm load only for imports
 
-            run.import_pipeline(args.pipeline, args.sample, args.name, args.models, args.task)
+            run.import_pipeline(args.pipeline, args.sample, args.name, args.models, args.task, args.build)
         else:
             export.export(args.name, args.build, args.models)
     except (data.NotTripData, export.ParityError, FileNotFoundError, ValueError, ImportRefused) as exc:

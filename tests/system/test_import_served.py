@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import running
+from loadtest import samples
 from loadtest.topology import request
 from train import agreement
 from train.__main__ import main
@@ -34,9 +35,15 @@ def imported(tmp_path_factory):
                                                   examples["course_duration"].sample)
     for example in examples.values():
         code = main(["import", "--pipeline", str(example.pipeline), "--sample", str(example.sample),
-                     "--name", example.name, "--task", example.task, "--models", str(root / "models")])
+                     "--name", example.name, "--task", example.task, "--models", str(root / "models"),
+                     "--build", str(root / "build")])
         assert code == 0, example.name
     return root / "models", examples
+
+
+@pytest.fixture(scope="module")
+def build_dir(imported):
+    return imported[0].parent / "build"
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +149,16 @@ def test_null_is_missing_only_where_the_pipeline_imputes(imported, served):
                            json.dumps({"inputs": inputs}).encode())
     assert status == 200, body
     assert body["outputs"][0]["data"][0] == pytest.approx(want[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["course_duration", "byop_linear_regression", "byop_xgb_classifier"])
+def test_load_test_users_send_imported_samples_unchanged(build_dir, served, name):
+    """What the Locust users do (loadtest/locustfile.py, --held-out build/<name>): bodies made of the kept
+    sample rows (missing values as null), every answer checked."""
+    rows = samples.held_out_features(build_dir / name)
+    assert len(rows) == 300
+    for body in samples.request_bodies(rows, rows_per_request=10, count=20):
+        status, answer = request("POST", f"{served.url}/v1/models/{name}:predict", body)
+        assert status == 200, answer
+        version, problem = samples.check_prediction(json.dumps(answer).encode(), 10, name, 1)
+        assert (version, problem) == (1, "")

@@ -17,6 +17,7 @@ Nothing is written unless every row is within the bounds of agreement.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import tempfile
 import time
@@ -30,7 +31,7 @@ from sklearn.pipeline import Pipeline
 
 from .. import export
 from ..data import CLASSIFICATION
-from ..fit import PIPELINE_FILE, log
+from ..fit import PIPELINE_FILE, TRAINING_FILE, VALIDATION_FILE, log
 from . import convert, load
 from .load import ImportRefused
 
@@ -40,8 +41,13 @@ LIBRARIES = ["xgboost-cpu", "lightgbm", "onnxmltools"]
 
 
 def import_pipeline(pipeline_path: Path, sample_path: Path, name: str, models_dir: Path,
-                    task: str | None = None) -> Path:
-    """Convert, check and publish; return the new version's directory."""
+                    task: str | None = None, build_dir: Path | None = None) -> Path:
+    """Convert, check and publish; return the new version's directory.
+
+    With build_dir, the sample is also kept as build_dir/<name>/validation.parquet
+    beside a training.json naming its features, where the Locust users and
+    `make bench` read request rows (loadtest/samples.py).
+    """
     started = time.perf_counter()
     model = load.load_pipeline(pipeline_path)
     task = load.task_of(model, task)
@@ -100,8 +106,18 @@ def import_pipeline(pipeline_path: Path, sample_path: Path, name: str, models_di
         saved = Path(tmp) / PIPELINE_FILE
         joblib.dump(predictor, saved)
         path = export.publish(Path(models_dir) / name, onnx_bytes, metadata, saved)
+    if build_dir is not None:
+        keep_sample(Path(build_dir) / name, X, training)
     log("import", f"published {path} in {time.perf_counter() - started:.1f}s")
     return path
+
+
+def keep_sample(out: Path, X: pd.DataFrame, training: dict) -> None:
+    """The sample rows as request rows for load tests: validation.parquet and training.json's features."""
+    out.mkdir(parents=True, exist_ok=True)
+    X.to_parquet(out / VALIDATION_FILE)
+    summary = {**training, "features": list(X.columns), "source": "python -m train import"}
+    (out / TRAINING_FILE).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def _match_columns(model: Pipeline, sample: pd.DataFrame) -> pd.DataFrame:
