@@ -9,8 +9,14 @@
 #   make parity        every model family through the real server, checked against sklearn
 #   make up [PORT=8080] [REPLICAS=2]      make down      make predict
 #   make rollout   restart the replicas one at a time, no request lost
-#   make chaos     faults under load through nginx; writes reports/chaos.{md,json}
+#   make up        converges: on a running stack it changes only what differs
+#   make chaos [QUICK=1]   faults under load through nginx; writes reports/chaos.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
+#   make score DATA=… OUT=… [NAME=…] [VERSION=n] [ENGINE=local|spark]   batch scoring to parquet
+#   make bench-batch   batch scoring of 3M yellow trips: local, Spark, sklearn (reports/)
+#   make mlflow    MLflow tracking server + registry on 127.0.0.1:5000 (docs/registry.md)
+#   make promote NAME=trip_duration VERSION=3 [ALIAS=champion]
+#   make up REGISTRY=http://127.0.0.1:5000   replicas serve the registry's @champion versions
 
 PYTHON   ?= python3
 VENV     := .venv
@@ -18,9 +24,9 @@ PY       := $(VENV)/bin/python
 SAMPLE   := data/green_tripdata_synthetic.parquet
 DATA     ?= $(SAMPLE)
 MODEL    ?= linear
-CLASSIFIERS := logistic_regression random_forest_classifier hist_gradient_boosting_classifier
-# The family decides the task: regressors predict trip_duration, classifiers tip_given.
-NAME     ?= $(if $(filter $(MODEL),$(CLASSIFIERS)),tip_given,trip_duration)
+# The family decides the task, and so the default name (trip_duration or
+# tip_given): train/tasks.py says which (standard library only, no venv needed).
+NAME     ?= $(shell $(PYTHON) -m train name $(MODEL))
 MODELS   ?= models
 PORT     ?= 8080
 REPLICAS ?= 2
@@ -35,7 +41,8 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test setup venv build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata compose-cli clean distclean
+.PHONY: mlflow mlflow-down mlflow-status promote
+.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model score java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -43,12 +50,28 @@ setup: venv build nginx
 
 # --- Python ---------------------------------------------------------------
 
+# Every requirements/*.txt (pins by role: train, loadtest, verify, test, …),
+# into one venv; `pip check` must pass on the whole set. requirements/clients-*.txt
+# are client venvs of their own and requirements/*-server.txt tool venvs
+# (packages the project's venv cannot hold).
+REQUIREMENTS := $(filter-out requirements/clients-% requirements/%-server.txt,$(sort $(wildcard requirements/*.txt)))
 venv: $(VENV)/.installed
-# requirements/*.txt: the pins of optional parts (import.txt: XGBoost, LightGBM, onnxmltools).
-$(VENV)/.installed: requirements.txt $(wildcard requirements/*.txt)
+$(VENV)/.installed: $(REQUIREMENTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "skl2go needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt $(patsubst %,-r %,$(wildcard requirements/*.txt))
+	$(PY) -m pip install --quiet --disable-pip-version-check $(REQUIREMENTS:%=-r %)
+	$(PY) -m pip check
+	@touch $@
+
+# KServe's Python SDK pins pandas<3, psutil<6 and python-dateutil<3, which
+# the project's venv cannot hold: tests/system/test_kserve_sdk.py runs it
+# from a client venv of its own (docs/clients.md).
+KSERVE_VENV := .venv-kserve
+venv-kserve: $(KSERVE_VENV)/.installed
+$(KSERVE_VENV)/.installed: requirements/clients-kserve.txt
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/clients-kserve.txt
+	$(KSERVE_VENV)/bin/python -m pip check
 	@touch $@
 
 data: $(SAMPLE)
@@ -58,8 +81,39 @@ $(SAMPLE): train/synth.py | $(VENV)/.installed
 train: $(VENV)/.installed $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE))
 	$(PY) -m train fit --data $(DATA) --model $(MODEL) --name $(NAME)
 
+# With MLFLOW_TRACKING_URI set, export also logs an MLflow run and registers
+# the version (train/tracking.py); PROMOTE=1 moves the champion alias to it.
 export: $(VENV)/.installed
 	$(PY) -m train export --name $(NAME) --models $(MODELS)
+
+# --- MLflow: tracking server + model registry (docs/registry.md) -----------
+#
+# The server runs from its own venv: mlflow's pins clash with the project's
+# (requirements/mlflow-server.txt says how).
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_PORT ?= 5000
+ALIAS    ?= champion
+export MLFLOW_PORT PROMOTE
+
+$(MLFLOW_VENV)/.installed: requirements/mlflow-server.txt
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/mlflow-server.txt
+	$(MLFLOW_VENV)/bin/python -m pip check
+	@touch $@
+
+mlflow: $(MLFLOW_VENV)/.installed $(VENV)/.installed
+	$(PY) -m topology.mlflow start --port $(MLFLOW_PORT)
+
+mlflow-down: $(VENV)/.installed
+	$(PY) -m topology.mlflow stop
+
+mlflow-status: $(VENV)/.installed
+	$(PY) -m topology.mlflow status
+
+promote: $(VENV)/.installed
+	@test -n "$(VERSION)" || { echo "usage: make promote NAME=trip_duration VERSION=3 [ALIAS=champion]"; exit 2; }
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} \
+		$(PY) -m train.tracking promote --name $(NAME) --version $(VERSION) --alias $(ALIAS)
 
 # --- Go server ------------------------------------------------------------
 
@@ -75,22 +129,27 @@ nginx:
 	@command -v nginx >/dev/null || { echo "installing nginx with apt-get"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx; }
 
+# python -m topology (stdlib only, so `make down` works without the venv).
+# `make up` converges: on a running stack it changes only what differs.
+# REGISTRY=http://127.0.0.1:5000: the replicas serve the versions the
+# registry's alias (SKL2GO_REGISTRY_ALIAS, default champion) points to.
 up: build nginx
-	nginx/topology.sh up
+	SKL2GO_REGISTRY=$${SKL2GO_REGISTRY:-$(REGISTRY)} $(PYTHON) -m topology up
 
 down:
-	nginx/topology.sh down
+	$(PYTHON) -m topology down
 
 status:
-	nginx/topology.sh status
+	$(PYTHON) -m topology status
 
 rollout: build
-	nginx/topology.sh rollout
+	$(PYTHON) -m topology rollout
 
-# Faults under a steady Locust load through nginx (loadtest/chaos/run.py), then
+# Faults under a steady Locust load through nginx (verify/chaos/run.py), then
 # reports/chaos.md and reports/chaos.json; fails if any request was lost.
-chaos: build nginx testdata
-	$(PY) -m loadtest.chaos --out reports
+# make chaos QUICK=1: the short form make test runs.
+chaos: build nginx testdata $(MLFLOW_VENV)/.installed
+	$(PY) -m verify.chaos $(if $(QUICK),--short) --out reports
 
 predict:
 	@echo 'POST http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict  (a 2.5-mile trip from zone 74 to 75, Tuesday 08:00)'
@@ -98,6 +157,35 @@ predict:
 		-d '{"instances": [{"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5, "pickup_hour": 8, "pickup_weekday": 1}]}' \
 		http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict
 	@echo
+
+# --- Batch scoring: TLC files -> parquet, with a published model version ---
+#
+# make score DATA="a.parquet …" OUT=out.parquet [NAME=trip_duration] [VERSION=n]
+#            [OVERWRITE=1] [ENGINE=local|spark] [MASTER=local[*]]
+ENGINE ?= local
+MASTER ?= local[*]
+
+score: $(VENV)/.installed $(if $(filter spark,$(ENGINE)),java)
+	@test -n "$(OUT)" || { echo 'make score needs OUT=<output parquet>'; exit 2; }
+	$(PY) -m batch score --data $(DATA) --out $(OUT) --name $(NAME) --models $(MODELS) --engine $(ENGINE) \
+		--master '$(MASTER)' $(if $(VERSION),--version $(VERSION)) $(if $(OVERWRITE),--overwrite)
+
+# Spark needs Java 17 or newer: the system's OpenJDK 17 when none is found.
+java:
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { echo "installing OpenJDK 17 with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; }
+
+# make bench-batch [BENCH_ROWS=3000000] [ENGINES="local spark sklearn"] [MODEL=… NAME=…]:
+# a yellow-shaped file scored by the local engine, Spark local and sklearn's
+# predict; reports/bench-batch-$(NAME).{md,json}.
+BENCH_ROWS ?= 3000000
+ENGINES  ?= local spark sklearn
+BENCH_TRIPS := build/bench/yellow_tripdata_synthetic_$(BENCH_ROWS).parquet
+bench-batch: java bench-model $(BENCH_TRIPS)
+	$(PY) -m batch.bench --data $(BENCH_TRIPS) --models $(MODELS) --name $(NAME) --out reports --engines $(ENGINES)
+
+$(BENCH_TRIPS): train/synth.py | $(VENV)/.installed
+	$(PY) -m train synth --schema yellow --rows $(BENCH_ROWS) --out $@
 
 # --- Benchmarks (not part of `make test`: long, and they load the machine) --
 
@@ -123,14 +211,14 @@ bench-model: $(VENV)/.installed
 # Exits 1 if a family misses its bound.
 .PHONY: parity FORCE
 PARITY        := build/parity
-FAMILIES      := linear ridge random_forest hist_gradient_boosting gradient_boosting $(CLASSIFIERS)
+FAMILIES      := $(shell $(PYTHON) -m train families)
 
 parity: build nginx $(FAMILIES:%=$(PARITY)/stamps/%)
-	$(PY) -m loadtest.parity --data $(DATA) --models $(PARITY)/models --out reports
+	$(PY) -m verify.parity --data $(DATA) --models $(PARITY)/models --out reports
 
 # A family is retrained when the data, the training code or the pinned
 # packages are newer than its stamp, or DATA names other files.
-$(PARITY)/stamps/%: $(PARITY)/data-files $(DATA) $(wildcard train/*.py) requirements.txt | $(VENV)/.installed
+$(PARITY)/stamps/%: $(PARITY)/data-files $(DATA) $(wildcard train/*.py) requirements/train.txt | $(VENV)/.installed
 	rm -rf $(PARITY)/models/$* $(PARITY)/build/$*
 	$(PY) -m train fit --data $(DATA) --model $* --name $* --build $(PARITY)/build
 	$(PY) -m train export --name $* --build $(PARITY)/build --models $(PARITY)/models
@@ -163,7 +251,7 @@ import-docs: $(VENV)/.installed
 
 # --- Tests ----------------------------------------------------------------
 
-test: setup wrk testdata compose-cli test-go test-python
+test: setup wrk java testdata compose-cli venv-kserve $(MLFLOW_VENV)/.installed test-go test-python
 
 # Small models for the Go tests, made by the Python side like any other: a
 # regressor (trip_duration) and a classifier (tip_given).
@@ -180,8 +268,14 @@ $(TESTDATA)/models/.done: $(VENV)/.installed train/*.py
 test-go: build testdata
 	cd serve-go && SKL2GO_TEST_MODELS=$(abspath $(TESTDATA)/models) go test -race -count=1 ./...
 
+# docs/server.md's tables of flags, endpoints and metrics are made from the
+# code; test-go fails when they differ, and this rewrites them.
+docs: testdata
+	cd serve-go && SKL2GO_UPDATE_DOCS=1 SKL2GO_TEST_MODELS=$(abspath $(TESTDATA)/models) go test -count=1 -run '^TestDocs' ./http ./cmd/skl2go-server
+
+# make test-python [PYTEST=-m unit]: tests/unit (seconds, no server) and tests/system.
 test-python: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST)
 
 # `docker compose config` validates docker-compose.yml. Where the Docker CLI has
 # no compose plugin (as on the development machines), build the standalone
@@ -204,4 +298,4 @@ clean: down
 	rm -rf build run data serve-go/bin
 
 distclean: clean
-	rm -rf $(VENV) $(MODELS)/*/
+	rm -rf $(VENV) $(KSERVE_VENV) $(MODELS)/*/

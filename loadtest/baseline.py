@@ -27,6 +27,8 @@ import pandas as pd
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from train import repository
+
 MAX_BODY_BYTES = 32 << 20  # the Go server's defaults
 MAX_ROWS = 100_000
 
@@ -71,17 +73,10 @@ class Served:
 
 def load_latest(models_dir: str | Path) -> dict[str, Served]:
     """The highest version of every model in the repository, as the Go server loads them."""
-    models_dir = Path(models_dir)
-    if not models_dir.is_dir():
-        raise FileNotFoundError(f"model repository {models_dir} not found")
     served = {}
-    for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
-        versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-        if not versions:
-            continue
-        version_dir = model_dir / str(max(versions))
-        meta = json.loads((version_dir / "model.json").read_text())
-        pipeline_file = version_dir / meta.get("files", {}).get("sklearn", {}).get("path", "pipeline.joblib")
+    for version_dir in repository.latest(models_dir).values():
+        meta = repository.load_metadata(version_dir)
+        pipeline_file = version_dir / meta.get("files", {}).get("sklearn", {}).get("path", repository.PIPELINE_FILE)
         served[meta["name"]] = Served(
             name=meta["name"], version=int(meta["version"]), task=meta.get("task", "regression"),
             inputs=[(i["name"], i["type"]) for i in meta["inputs"]], pipeline=joblib.load(pipeline_file),
@@ -146,9 +141,9 @@ def parse_body(body: bytes) -> list:
         raise ClientError(400, '"instances" given twice')
     for key in doc:
         if key != "instances":
-            raise ClientError(400, f'unknown field "{key}" in the body: expected only "instances"')
+            raise ClientError(400, f'unknown field "{key}" in the body: expected "instances" (rows) or "inputs" (columns)')
     if "instances" not in doc:
-        raise ClientError(400, 'missing field "instances"')
+        raise ClientError(400, 'missing field "instances" (rows; or "inputs", columns)')
     rows = doc["instances"]
     if not isinstance(rows, list):
         raise ClientError(400, f"instances: expected an array of objects, got {_got(rows)}")

@@ -50,12 +50,12 @@ import joblib
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+import topology
 from loadtest import baseline, report, samples
-from loadtest.topology import free_ports
+from topology import ROOT, free_ports, processes
+from train import repository
 
-ROOT = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = ROOT / "loadtest" / "wrk.lua"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Dynamic batching settings of the replicas, by name (server flags as SKL2GO_*
 # variables). "on" is the server's default; "on, 300us" also lets a run wait
@@ -96,23 +96,6 @@ class Settings:
 
 # --- processes ----------------------------------------------------------------
 
-def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
-    """Poll `url` until it answers 200; fail early if `process` exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with status {process.returncode} before {url} answered")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f}s")
-        time.sleep(0.1)
-
-
 def start_baseline(models: Path, port: int, log: Path, workers: int | None = None) -> subprocess.Popen:
     """gunicorn + Flask + sklearn on 127.0.0.1:port, ready to serve."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -121,84 +104,12 @@ def start_baseline(models: Path, port: int, log: Path, workers: int | None = Non
                                    cwd=ROOT, env=baseline.gunicorn_env(), stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, process=process)
+        topology.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, alive=lambda: process.poll() is None,
+                           what="gunicorn")
     except BaseException:
-        stop(process)
+        processes.terminate(process)
         raise
     return process
-
-
-def stop(process: subprocess.Popen, timeout: float = 15) -> None:
-    """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-@dataclass
-class Topology:
-    """The Go replicas behind nginx, started and stopped by nginx/topology.sh."""
-
-    models: Path
-    state: Path
-    port: int
-    base_port: int
-    bench_port: int
-    replicas: int = 2
-    server_env: dict[str, str] = field(default_factory=dict)
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, **self.server_env, "PORT": str(self.port), "BASE_PORT": str(self.base_port),
-                "REPLICAS": str(self.replicas), "MODELS": str(self.models), "STATE": str(self.state),
-                "BENCH_LISTEN": f"127.0.0.1:{self.bench_port}", "SKL2GO_LOG_LEVEL": "warn"}
-
-    def up(self) -> None:
-        done = subprocess.run(["nginx/topology.sh", "up"], cwd=ROOT, env=self.env(), capture_output=True,
-                              text=True, timeout=180)
-        if done.returncode != 0:
-            self.down()
-            raise RuntimeError(f"nginx/topology.sh up failed:\n{done.stdout}{done.stderr}")
-
-    def down(self) -> None:
-        subprocess.run(["nginx/topology.sh", "down"], cwd=ROOT, env=self.env(), capture_output=True, timeout=120)
-
-    def replica_pids(self) -> list[int]:
-        return [int(p.read_text()) for p in sorted(self.state.glob("replica-*.pid"))]
-
-    def server_pids(self) -> list[int]:
-        """Replicas, nginx's master and its workers."""
-        nginx = int((self.state / "nginx.pid").read_text())
-        return self.replica_pids() + [nginx] + children(nginx)
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of pid (nginx or gunicorn workers)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of the processes (all their threads), plus what their
-    exited and reaped children used (cutime + cstime), in seconds."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone: its time is in its parent's cutime once reaped
-        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return total / CLOCK_TICKS
 
 
 # --- load generators ----------------------------------------------------------
@@ -287,15 +198,15 @@ def measure(target: Target, rows: int, settings: Settings, out: Path, bodies: Pa
     runs.append(locust_run(target, rows, "locust", "back_to_back", closed, None, 0.0))
 
     rate = settings.fixed_rate[rows]
-    before = cpu_seconds(target.server_pids())
+    before = processes.cpu_seconds(target.server_pids())
     fixed = run_locust(target, rows, settings, settings.fixed_duration, rate,
                        out / "locust" / f"{label}-fixed-rate", model, held_out)
-    cpu = cpu_seconds(target.server_pids()) - before
+    cpu = processes.cpu_seconds(target.server_pids()) - before
     runs.append(locust_run(target, rows, "locust", "fixed_rate", fixed, cpu, rate))
 
-    before = cpu_seconds(target.server_pids())
+    before = processes.cpu_seconds(target.server_pids())
     peak = run_wrk(target, settings, None if target.get_path else bodies, settings.wrk_duration, model)
-    cpu = cpu_seconds(target.server_pids()) - before
+    cpu = processes.cpu_seconds(target.server_pids()) - before
     runs.append(wrk_run(target, rows, peak, cpu))
 
     results = [
@@ -419,13 +330,6 @@ def machine() -> dict:
     }
 
 
-def latest_version(models: Path, name: str) -> Path:
-    versions = [p for p in (models / name).glob("*") if p.is_dir() and p.name.isdigit()]
-    if not versions:
-        raise FileNotFoundError(f"no version of {name} in {models}: run `make train export` first")
-    return max(versions, key=lambda p: int(p.name))
-
-
 def run(args: argparse.Namespace, settings: Settings) -> dict:
     out = Path(args.out).resolve()
     work = out / "bench-run"  # bodies, logs, the topology's state
@@ -437,16 +341,19 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
     started = time.monotonic()
 
     held_out = samples.held_out_features(held_out_dir)
-    version_dir = latest_version(models, args.name)
+    try:
+        version_dir = repository.latest_version(models, args.name)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{exc}: run `make train export` first") from None
     bodies = {rows: samples.write_bodies(work / f"bodies-{rows}.jsonl",
                                          samples.request_bodies(held_out, rows, max(20, min(500, 200_000 // rows))))
               for rows in settings.rows}
     bench = {"machine": machine(), "results": [], "runs": [], "batching": [],
              "settings": {**settings.__dict__, "model": args.name, "version": int(version_dir.name),
-                          "family": json.loads((version_dir / "model.json").read_text()).get("family"),
+                          "family": repository.load_metadata(version_dir).get("family"),
                           "default_batching": DEFAULT_BATCHING, "batching_settings": BATCHING}}
     log(f"[bench] {args.name} version {version_dir.name}, rows per request {settings.rows}; reports in {out}")
-    bench["in_process"] = sklearn_in_process(version_dir / "pipeline.joblib", held_out, settings.rows,
+    bench["in_process"] = sklearn_in_process(version_dir / repository.PIPELINE_FILE, held_out, settings.rows,
                                              settings.in_process_seconds)
     for m in bench["in_process"]:
         log(f"[bench] sklearn predict in process, {m['rows_per_request']} rows: {m['ms_per_call']:.2f} ms, "
@@ -455,25 +362,26 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
     with contextlib.ExitStack() as cleanup:
         gunicorn_port = free_ports(1)
         gunicorn = start_baseline(models, gunicorn_port, work / "logs" / "gunicorn.log")
-        cleanup.callback(stop, gunicorn)
+        cleanup.callback(processes.terminate, gunicorn)
         sklearn = Target("sklearn_gunicorn", f"http://127.0.0.1:{gunicorn_port}", None,
-                         lambda: [gunicorn.pid] + children(gunicorn.pid))
+                         lambda: [gunicorn.pid] + processes.children(gunicorn.pid))
         variants = [DEFAULT_BATCHING] + ([v for v in BATCHING if v != DEFAULT_BATCHING] if settings.batching_rows else [])
         for variant in variants:
             port = free_ports(1)
             bench_port = free_ports(1, avoid=[port])
             slug = variant.replace(", ", "-")
-            topology = Topology(models, work / f"topology-batching-{slug}", port,
-                                free_ports(2, avoid=[port, bench_port]), bench_port, server_env=BATCHING[variant])
-            cleanup.callback(topology.down)
-            topology.up()
+            base = free_ports(4, avoid=[port, bench_port])
+            stack = topology.start(models, work / f"topology-batching-{slug}", replicas=2, PORT=str(port),
+                                   BASE_PORT=str(base), BENCH_LISTEN=f"127.0.0.1:{bench_port}",
+                                   SKL2GO_LOG_LEVEL="warn", **BATCHING[variant])
+            cleanup.callback(stack.down)
             go = [
-                Target("go_direct", f"http://127.0.0.1:{topology.base_port}", None, topology.server_pids),
-                Target("go_nginx", f"http://127.0.0.1:{topology.port}", None, topology.server_pids),
+                Target("go_direct", stack.replicas[0], None, stack.server_pids),
+                Target("go_nginx", stack.url, None, stack.server_pids),
             ]
             ceilings = [
-                Target("nginx_static", f"http://127.0.0.1:{topology.bench_port}", "/", topology.server_pids),
-                Target("nginx_go_healthz", f"http://127.0.0.1:{topology.port}", "/healthz", topology.server_pids),
+                Target("nginx_static", f"http://127.0.0.1:{bench_port}", "/", stack.server_pids),
+                Target("nginx_go_healthz", stack.url, "/healthz", stack.server_pids),
             ]
             if variant == DEFAULT_BATCHING:
                 log(f"[bench] batching {variant}: all targets")
@@ -497,7 +405,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
                                                 args.name, held_out_dir, log)
                         bench["batching"] += [{**r, "batching": variant} for r in results]
                         bench["runs"] += [{**r, "batching": variant} for r in runs]
-            topology.down()
+            stack.down()
     bench["machine"]["load_average_at_end"] = os.getloadavg()[0]
     bench["elapsed_s"] = round(time.monotonic() - started, 1)
     return bench

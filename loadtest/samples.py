@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-VALIDATION_FILE = "validation.parquet"
-TRAINING_FILE = "training.json"
+from train.tasks import TRAINING_FILE, VALIDATION_FILE
 
 
 def held_out_features(build_dir: str | Path) -> pd.DataFrame:

@@ -3,6 +3,7 @@ package skl2go
 import (
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Error codes. The HTTP package maps each to a status.
@@ -57,4 +58,12 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// Quote shows a client's string in an error message, shortened.
+func Quote(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return strconv.Quote(s)
 }

@@ -4,7 +4,9 @@
 // storage, runtime and HTTP packages implement or use.
 //
 // It depends on the standard library only; each dependency (ONNX Runtime,
-// HTTP, Prometheus) lives in a package of its own.
+// HTTP, Prometheus) and each wire protocol (tfserving, oip) lives in a
+// package of its own. The rules by which any protocol turns a value into a
+// column's element are here (column.go), so that the protocols agree.
 package skl2go
 
 import (
@@ -13,7 +15,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -326,8 +327,8 @@ type Column struct {
 	Values
 }
 
-// appendMissing appends NaN for a missing value; false if the column is not nullable.
-func (c *Column) appendMissing() bool {
+// AppendMissing appends NaN for a missing value (JSON null); false if the column is not nullable.
+func (c *Column) AppendMissing() bool {
 	switch {
 	case !c.Nullable:
 		return false
@@ -339,19 +340,6 @@ func (c *Column) appendMissing() bool {
 		return false
 	}
 	return true
-}
-
-// checkRange refuses v (written as text in messages, or formatted with
-// %g's shortest form when text is empty) when it lies outside the column's
-// range; the caller says where.
-func (c *Column) checkRange(v float64, text string) error {
-	if len(c.Range) == 2 && !(v >= c.Range[0] && v <= c.Range[1]) {
-		if text == "" {
-			text = strconv.FormatFloat(v, 'g', -1, 64)
-		}
-		return fmt.Errorf("%s is out of range: the model accepts %g to %g", text, c.Range[0], c.Range[1])
-	}
-	return nil
 }
 
 // Batch is a decoded request: one Column per model input, in the order of
@@ -435,4 +423,24 @@ type ModelStore interface {
 // bound export checks, 1e-4 relative with a floor of 1 (minute) on |want|.
 func WithinTolerance(got, want float64) bool {
 	return math.Abs(got-want) <= 1e-4*math.Max(math.Abs(want), 1)
+}
+
+// InputIndex returns the position of the named input in m.Inputs.
+func (m *Metadata) InputIndex(name string) (int, bool) {
+	i, ok := m.inputIndex[name]
+	return i, ok
+}
+
+// InputNames lists the model's input names, for messages.
+func (m *Metadata) InputNames() string { return tensorNames(m.Inputs) }
+
+// OutputNames lists the model's output names, for messages.
+func (m *Metadata) OutputNames() string { return tensorNames(m.Outputs) }
+
+func tensorNames(specs []TensorSpec) string {
+	names := make([]string, len(specs))
+	for i, t := range specs {
+		names[i] = t.Name
+	}
+	return strings.Join(names, ", ")
 }

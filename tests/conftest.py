@@ -2,7 +2,9 @@
 real topology (`make up`: Go replicas behind nginx) serving them.
 
 Everything goes through the same code paths as `make train export`, on
-fewer rows so the suite stays quick.
+fewer rows so the suite stays quick. Tests are marked by their folder:
+tests/unit (`pytest -m unit`: no server, no network) and tests/system
+(`pytest -m system`: real servers).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.topology import ROOT, Topology, running
+from topology import ROOT, Topology, running  # noqa: F401  (ROOT: the tests import it from here)
 from train import export, fit, synth
 
-
+HERE = Path(__file__).resolve().parent
 ROWS = 40_000
 SEED = 7
 REPLICAS = 2
@@ -27,6 +29,11 @@ class Repository:
     trips: Path  # the sample parquet file
     build: Path  # build/<name>/: fitted pipeline, validation rows
     models: Path  # the model repository the server reads
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker("unit" if item.path.is_relative_to(HERE / "unit") else "system")
 
 
 @pytest.fixture(scope="session")

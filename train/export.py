@@ -1,20 +1,16 @@
 """Export a fitted pipeline to the model repository, checked against sklearn.
 
 models/<name>/<version>/ gets model.onnx, model.json (the contract the Go
-server reads) and pipeline.joblib (for parity tests and the baseline server).
-Nothing is written unless ONNX Runtime reproduces sklearn's predictions on
-every held-out row, and a version appears all at once (built in a hidden
-temporary directory, then renamed) so a server never sees half of one.
+server reads) and pipeline.joblib (for parity tests and the baseline server),
+published by train/repository.py. Nothing is written unless ONNX Runtime
+reproduces sklearn's predictions on every held-out row.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import shutil
-import tempfile
 import time
 from datetime import datetime, timezone
 from importlib.metadata import version as package_version
@@ -27,12 +23,12 @@ import onnxruntime as ort
 import pandas as pd
 from skl2onnx import to_onnx
 
-from . import agreement, graph
+from . import agreement, graph, repository, tracking
 from .data import CLASSIFICATION
-from .fit import PIPELINE_FILE, TRAINING_FILE, VALIDATION_FILE, log
+from .fit import log
+from .tasks import TRAINING_FILE, VALIDATION_FILE
+from .repository import MODEL_FILE, PIPELINE_FILE
 
-MODEL_FILE = "model.onnx"
-METADATA_FILE = "model.json"
 N_EXAMPLES = 8
 # The tensor types the Go server maps from JSON, named as ONNX Runtime names them.
 ONNX_TYPES = {
@@ -155,8 +151,11 @@ def export(name: str, build_dir: Path, models_dir: Path) -> Path:
     log("check", f"and on {len(edges):,} edge rows (inputs at their range ends, unseen categories)")
 
     metadata = describe(onnx_model, onnx_bytes, training, X_val, model, parity)
-    path = publish(Path(models_dir) / name, onnx_bytes, metadata, src / PIPELINE_FILE)
+    path = repository.publish(Path(models_dir) / name, {MODEL_FILE: onnx_bytes, PIPELINE_FILE: src / PIPELINE_FILE},
+                              metadata)
     log("export", f"published {path} in {time.perf_counter() - started:.1f}s")
+    if tracking.enabled():
+        tracking.log_version(path, model, X_val)
     return path
 
 
@@ -206,33 +205,6 @@ def describe(onnx_model: onnx.ModelProto, onnx_bytes: bytes, training: dict, X: 
             "sklearn": {"path": PIPELINE_FILE},
         },
     }
-
-
-def publish(model_dir: Path, onnx_bytes: bytes, metadata: dict, pipeline_file: Path) -> Path:
-    """Write the files into a hidden temporary directory, then rename it to the next version."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=model_dir))
-    try:
-        (tmp / MODEL_FILE).write_bytes(onnx_bytes)
-        shutil.copyfile(pipeline_file, tmp / PIPELINE_FILE)
-        for _ in range(100):  # another exporter may take a version number first
-            version = next_version(model_dir)
-            metadata = {**metadata, "version": version}
-            (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-            os.chmod(tmp, 0o755)
-            try:
-                os.rename(tmp, model_dir / str(version))  # fails if the version already exists and is not empty
-                return model_dir / str(version)
-            except OSError:
-                continue
-        raise RuntimeError(f"could not claim a version number in {model_dir}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def next_version(model_dir: Path) -> int:
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
 
 
 def _onnx_type(t: onnx.TypeProto) -> str:

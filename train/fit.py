@@ -17,10 +17,8 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, mean_squared_error, r2_score, roc_auc_score
 
 from . import data, pipeline
-
-PIPELINE_FILE = "pipeline.joblib"
-VALIDATION_FILE = "validation.parquet"
-TRAINING_FILE = "training.json"
+from .repository import PIPELINE_FILE
+from .tasks import TRAINING_FILE, VALIDATION_FILE
 
 
 def log(stage: str, message: str) -> None:

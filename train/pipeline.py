@@ -20,27 +20,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .data import CATEGORICAL, CLASSIFICATION, NUMERIC, REGRESSION
-
-# Each family and its task, in the order reports list them.
-TASKS: dict[str, str] = {
-    "linear": REGRESSION,
-    "ridge": REGRESSION,
-    "random_forest": REGRESSION,
-    "hist_gradient_boosting": REGRESSION,
-    "gradient_boosting": REGRESSION,
-    "logistic_regression": CLASSIFICATION,
-    "random_forest_classifier": CLASSIFICATION,
-    "hist_gradient_boosting_classifier": CLASSIFICATION,
-}
-FAMILIES = tuple(TASKS)
-
-
-def task_of(family: str) -> str:
-    """Return the task ("regression" or "classification") a family solves."""
-    if family not in TASKS:
-        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
-    return TASKS[family]
+from .data import CATEGORICAL, NUMERIC
+from .tasks import CLASSIFICATION, FAMILIES, REGRESSION, TASKS, task_of  # noqa: F401  (pipeline.FAMILIES …)
 
 
 def build(family: str, seed: int = 0) -> Pipeline:
@@ -74,9 +55,9 @@ def build(family: str, seed: int = 0) -> Pipeline:
         )
     if family == "gradient_boosting":
         # GradientBoostingRegressor grows exact trees on one core. On a sparse
-        # one-hot matrix its splitter only visits the non-zero entries, about
-        # 35x faster than dense; half of the rows per tree (stochastic
-        # boosting) halves it again. 200 trees of depth 5: ~30 s on 180k trips.
+        # one-hot matrix its splitter only visits the non-zero entries, far
+        # faster than dense; half of the rows per tree (stochastic boosting)
+        # halves the work again (training times: BENCHMARKS.md).
         return _pipeline(
             GradientBoostingRegressor(
                 n_estimators=200, max_depth=5, learning_rate=0.1, subsample=0.5, random_state=seed

@@ -18,6 +18,7 @@ import (
 	"skl2go/internal/fixture"
 	"skl2go/onnx"
 	"skl2go/repository"
+	"skl2go/tfserving"
 )
 
 var (
@@ -433,7 +434,7 @@ func TestBatchedONNXModelAnswersLikeTheModel(t *testing.T) {
 func decode(t testing.TB, meta *skl2go.Metadata, instance json.RawMessage) *skl2go.Batch {
 	dec := json.NewDecoder(bytes.NewReader(append(append([]byte("["), instance...), ']')))
 	dec.UseNumber()
-	batch, err := meta.DecodeInstances(dec, 1)
+	batch, err := tfserving.DecodeInstances(dec, meta, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

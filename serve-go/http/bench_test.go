@@ -10,6 +10,7 @@ import (
 
 	"skl2go"
 	skhttp "skl2go/http"
+	"skl2go/tfserving"
 )
 
 // benchBody repeats the fixture's examples to make a body of n rows.
@@ -33,10 +34,11 @@ func BenchmarkPredictStages(b *testing.B) {
 	defer release()
 	for _, rows := range []int{1, 1000} {
 		body := benchBody(meta, rows)
-		batch, err := skhttp.DecodeRequest(strings.NewReader(body), meta, rows)
+		req, err := tfserving.DecodeRequest([]byte(body), meta, rows)
 		if err != nil {
 			b.Fatal(err)
 		}
+		batch := req.Batch
 		outputs, err := model.Predict(context.Background(), batch)
 		if err != nil {
 			b.Fatal(err)
@@ -45,7 +47,7 @@ func BenchmarkPredictStages(b *testing.B) {
 			data := []byte(body) // the server reads bodies into reused buffers
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				if _, err := skhttp.DecodeRequestBytes(data, meta, rows); err != nil {
+				if _, err := tfserving.DecodeRequest(data, meta, rows); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -60,7 +62,7 @@ func BenchmarkPredictStages(b *testing.B) {
 		b.Run(fmt.Sprintf("encode/rows=%d", rows), func(b *testing.B) {
 			buf := make([]byte, 0, 64<<10)
 			for b.Loop() {
-				if _, err := skhttp.AppendPredictions(buf[:0], outputs, rows, meta.Name, meta.Version); err != nil {
+				if _, err := tfserving.AppendPredictions(buf[:0], outputs, rows, meta.Name, meta.Version); err != nil {
 					b.Fatal(err)
 				}
 			}

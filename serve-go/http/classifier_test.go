@@ -130,3 +130,70 @@ func TestNonFiniteOutputIsAClientError(t *testing.T) {
 		t.Errorf("%d %s", r.status, r.raw)
 	}
 }
+
+// TF Serving's columnar form, {"inputs": {column: [values]}}, answered
+// {"outputs": …}: a regressor's values, a classifier's label and
+// probabilities columns, each as sklearn predicted them.
+func TestPredictColumnsMatchSklearn(t *testing.T) {
+	columns := func(meta *skl2go.Metadata, instances []json.RawMessage) string {
+		cols := map[string][]json.RawMessage{}
+		for _, raw := range instances {
+			var row map[string]json.RawMessage
+			json.Unmarshal(raw, &row)
+			for _, in := range meta.Inputs {
+				cols[in.Name] = append(cols[in.Name], row[in.Name])
+			}
+		}
+		body, _ := json.Marshal(map[string]any{"inputs": cols})
+		return string(body)
+	}
+
+	s, meta := serveFixture(t, fixture.Model, nil)
+	instances, want := fixture.Examples(meta)
+	r := do(t, s.Handler(), "POST", "/v1/models/trip_duration:predict", "application/json", columns(meta, instances))
+	var regression struct {
+		Outputs []float64 `json:"outputs"`
+		Model   string    `json:"model"`
+		Version int       `json:"version"`
+	}
+	dec := json.NewDecoder(strings.NewReader(r.raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&regression); r.status != 200 || err != nil || len(regression.Outputs) != len(want) || regression.Model != "trip_duration" || regression.Version != 1 {
+		t.Fatalf("regressor: %d %s (%v)", r.status, r.raw, err)
+	}
+	for i, got := range regression.Outputs {
+		if !skl2go.WithinTolerance(got, want[i]) {
+			t.Errorf("regressor row %d: %g, sklearn %g", i, got, want[i])
+		}
+	}
+
+	s, meta = serveFixture(t, fixture.Classifier, nil)
+	instances, classes := fixture.ClassExamples(meta)
+	r = do(t, s.Handler(), "POST", "/v1/models/tip_given:predict", "application/json", columns(meta, instances))
+	var classification struct {
+		Outputs struct {
+			Label         []int64     `json:"label"`
+			Probabilities [][]float64 `json:"probabilities"`
+		} `json:"outputs"`
+		Model   string `json:"model"`
+		Version int    `json:"version"`
+	}
+	dec = json.NewDecoder(strings.NewReader(r.raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&classification); r.status != 200 || err != nil || len(classification.Outputs.Label) != len(classes) ||
+		len(classification.Outputs.Probabilities) != len(classes) || classification.Model != "tip_given" {
+		t.Fatalf("classifier: %d %s (%v)", r.status, r.raw, err)
+	}
+	for i, w := range classes {
+		got := classification.Outputs.Probabilities[i]
+		if classification.Outputs.Label[i] != w.Label || len(got) != len(w.Probabilities) {
+			t.Errorf("classifier row %d: label %d %v, sklearn %+v", i, classification.Outputs.Label[i], got, w)
+			continue
+		}
+		for c := range got {
+			if math.Abs(got[c]-w.Probabilities[c]) > skl2go.ProbabilityTolerance {
+				t.Errorf("classifier row %d class %d: %g, sklearn %g", i, c, got[c], w.Probabilities[c])
+			}
+		}
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,27 +155,3 @@ func TestSlowClientsAreCutOffAndDoNotHoldTheServer(t *testing.T) {
 		t.Errorf("slow body: %d %s; want 408 with a JSON error", answer.StatusCode, data)
 	}
 }
-
-func TestBodyReadErrorsAreClientErrors(t *testing.T) {
-	meta := fixtureMetadata(t)
-	tests := []struct {
-		name   string
-		body   io.Reader
-		code   string
-		prefix string
-	}{
-		{"connection reset", io.MultiReader(strings.NewReader(`{"instances": [`), errReader{io.ErrClosedPipe}), skl2go.EINVALID, "reading the request body: io: read/write on closed pipe"},
-		{"deadline", io.MultiReader(strings.NewReader(`{"instan`), errReader{os.ErrDeadlineExceeded}), skl2go.ETIMEOUT, "request body not received in time"},
-		{"too large", http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(strings.NewReader(`{"instances": [`+strings.Repeat(" ", 100))), 20), skl2go.ETOOLARGE, "request body too large: the limit is 20 bytes"},
-	}
-	for _, tt := range tests {
-		_, err := skhttp.DecodeRequest(tt.body, meta, 10)
-		if skl2go.ErrorCode(err) != tt.code || !strings.HasPrefix(skl2go.ErrorMessage(err), tt.prefix) {
-			t.Errorf("%s: err = %v; want code %s, message %q…", tt.name, err, tt.code, tt.prefix)
-		}
-	}
-}
-
-type errReader struct{ err error }
-
-func (r errReader) Read([]byte) (int, error) { return 0, r.err }

@@ -1,6 +1,11 @@
 // Package http serves skl2go models over HTTP: the TensorFlow Serving style
 // predict API (v1), the Open Inference Protocol (KServe V2, as Triton speaks
 // it), model metadata, health and readiness, and Prometheus metrics.
+//
+// It owns the transport only: the routes (routes.go, the one table of
+// them), reading bodies, status codes, limits, logs and metrics. Each wire
+// protocol's documents and encodings are its package's: tfserving (v1) and
+// oip (V2).
 package http
 
 import (
@@ -19,6 +24,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"skl2go"
 )
@@ -51,39 +57,22 @@ type Server struct {
 	config  Config
 	logger  *slog.Logger
 	metrics *metrics
-	ready   atomic.Bool
-	server  *http.Server
-	version string    // reported by the V2 server metadata
-	bodies  sync.Pool // *bytes.Buffer for request bodies, reused across requests
-}
-
-// maxPooledBody is the largest body buffer kept for reuse: a rare huge
-// request should not pin its memory.
-const maxPooledBody = 4 << 20
-
-func (s *Server) releaseBody(buf *bytes.Buffer) {
-	if buf.Cap() <= maxPooledBody {
-		s.bodies.Put(buf)
-	}
+	// metricsHandler serves the registry the metrics are registered in.
+	metricsHandler http.Handler
+	ready          atomic.Bool
+	server         *http.Server
+	version        string    // reported by the V2 server metadata
+	bodies         sync.Pool // *bytes.Buffer for request bodies, reused across requests
 }
 
 // NewServer returns a server for store, registering its metrics in reg.
 // It is not ready until SetReady(true).
 func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg *prometheus.Registry) *Server {
-	s := &Server{store: store, config: config, logger: logger, metrics: newMetrics(reg, store, config.Limiter), version: buildVersion()}
+	s := &Server{store: store, config: config, logger: logger, version: buildVersion(),
+		metrics: newMetrics(reg, store, config.Limiter), metricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})}
 	s.bodies.New = func() any { return new(bytes.Buffer) }
-	mux := http.NewServeMux()
-	mux.Handle("/healthz", s.route("healthz", http.MethodGet, s.handleHealth))
-	mux.Handle("/readyz", s.route("readyz", http.MethodGet, s.handleReady))
-	mux.Handle("/metrics", s.route("metrics", http.MethodGet, s.metrics.handler(reg).ServeHTTP))
-	mux.Handle("/openapi.yaml", s.route("openapi", http.MethodGet, handleOpenAPI))
-	mux.Handle("/v1/models", s.route("list", http.MethodGet, s.handleList))
-	mux.Handle("/v1/models/", http.HandlerFunc(s.handleModels))
-	mux.Handle("/v2", http.HandlerFunc(s.handleV2))
-	mux.Handle("/v2/", http.HandlerFunc(s.handleV2))
-	mux.Handle("/", s.route("not_found", "", s.handleNotFound))
 	s.server = &http.Server{
-		Handler:           s.canonicalPaths(mux),
+		Handler:           s.canonicalPaths(s.routes()),
 		ReadHeaderTimeout: orDefault(config.ReadHeaderTimeout, 5*time.Second),
 		ReadTimeout:       orDefault(config.ReadTimeout, 30*time.Second),
 		WriteTimeout:      orDefault(config.WriteTimeout, 60*time.Second),
@@ -132,23 +121,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.server.Shutdown(ctx)
 }
 
-// route wraps a handler with the method check, metrics and a debug log line.
+// route wraps a handler with serveRoute.
 func (s *Server) route(name, method string, h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		start := time.Now()
-		if method != "" && r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
-			rec.Header().Set("Allow", method)
-			s.writeError(rec, r, errMethod(r.Method, method))
-		} else {
-			h(rec, r)
-		}
-		s.metrics.httpRequests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
-		if s.logger.Enabled(r.Context(), slog.LevelDebug) { // no argument boxing per request otherwise
-			s.logger.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000, "request_id", requestID(r))
-		}
-	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serveRoute(w, r, name, method, h) })
+}
+
+// serveRoute serves r with h, recording the answer's status in the metrics
+// under the route's name and in a debug log line. When method is set, it
+// answers 405 to any other (GET also answers HEAD) instead.
+func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, name, method string, h func(http.ResponseWriter, *http.Request)) {
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	start := time.Now()
+	if method != "" && r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+		s.methodNotAllowed(method)(rec, r)
+	} else {
+		h(rec, r)
+	}
+	s.metrics.httpRequests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
+	if s.logger.Enabled(r.Context(), slog.LevelDebug) { // no argument boxing per request otherwise
+		s.logger.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"duration_ms", float64(time.Since(start).Microseconds())/1000, "request_id", requestID(r))
+	}
 }
 
 // requestID is the X-Request-ID nginx gives each request (it logs it too,
@@ -162,55 +155,16 @@ func requestID(r *http.Request) string {
 	return id
 }
 
-// handleModels dispatches /v1/models/{name}[/versions/{v}][:predict].
-func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
-	rest := strings.TrimPrefix(r.URL.Path, "/v1/models/")
-	predict := strings.HasSuffix(rest, ":predict")
-	rest = strings.TrimSuffix(rest, ":predict")
-	name, version, err := parseModelPath("/v1/models/", rest)
-	if predict {
-		s.route("predict", http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			s.handlePredict(w, r, name, version)
-		}).ServeHTTP(w, r)
-		return
-	}
-	s.route("metadata", http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.handleMetadata(w, r, name, version)
-	}).ServeHTTP(w, r)
-}
-
-// parseModelPath splits "{name}" or "{name}/versions/{v}", found after
-// prefix in the URL; version 0 means the latest.
-func parseModelPath(prefix, p string) (name string, version int, err error) {
-	parts := strings.Split(p, "/")
-	switch {
-	case len(parts) == 1:
-	case len(parts) == 3 && parts[1] == "versions":
-		v, convErr := strconv.Atoi(parts[2])
-		if convErr != nil || v < 1 || strconv.Itoa(v) != parts[2] {
-			return "", 0, skl2go.Errorf(skl2go.EINVALID, "version must be a positive integer, got %q", parts[2])
-		}
-		version = v
-	default:
-		return "", 0, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: %s%s", prefix, p)
-	}
-	if !skl2go.ValidName(parts[0]) {
-		return "", 0, skl2go.Errorf(skl2go.EINVALID,
-			"invalid model name %q: use letters, digits, '_', '.', '-' (at most 128, no '..')", parts[0])
-	}
-	return parts[0], version, nil
-}
-
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, skl2go.Errorf(skl2go.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
+}
+
+// methodNotAllowed answers 405 for a path that answers only method.
+func (s *Server) methodNotAllowed(method string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", method)
+		s.writeError(w, r, errMethod(r.Method, method))
+	}
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -223,6 +177,10 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	s.metricsHandler.ServeHTTP(w, r)
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {

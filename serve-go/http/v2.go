@@ -1,100 +1,43 @@
 package http
 
 import (
+	"bytes"
 	"net/http"
 	"runtime/debug"
 	"strconv"
-	"strings"
 
 	"skl2go"
+	"skl2go/oip"
 )
 
-// The Open Inference Protocol (KServe V2) REST API, as Triton and KServe
-// speak it, beside the v1 predict API: server and model metadata, health,
-// and inference with JSON or binary tensor data (Triton's binary tensor
-// data extension, which tritonclient uses by default).
-
-// v2Extensions are the protocol extensions the server metadata announces.
-var v2Extensions = []string{"binary_tensor_data"}
-
-// v2Platform is the protocol's name for ONNX models run by ONNX Runtime.
-const v2Platform = "onnx_onnxv1"
-
-// v2Types maps model tensor types to the protocol's datatypes.
-var v2Types = map[skl2go.DataType]string{
-	skl2go.Bool:    "BOOL",
-	skl2go.Int32:   "INT32",
-	skl2go.Int64:   "INT64",
-	skl2go.Float32: "FP32",
-	skl2go.Float64: "FP64",
-	skl2go.String:  "BYTES",
-}
-
-// v2KnownTypes lists every datatype of the protocol, so that a datatype no
-// model input has is told apart from a misspelt one.
-var v2KnownTypes = map[string]bool{
-	"BOOL": true, "UINT8": true, "UINT16": true, "UINT32": true, "UINT64": true,
-	"INT8": true, "INT16": true, "INT32": true, "INT64": true,
-	"FP16": true, "BF16": true, "FP32": true, "FP64": true, "BYTES": true,
-}
-
-// handleV2 dispatches /v2 and /v2/…
-func (s *Server) handleV2(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/v2", "/v2/":
-		s.route("v2_server_metadata", http.MethodGet, s.handleV2ServerMetadata).ServeHTTP(w, r)
-		return
-	case "/v2/health/live":
-		s.route("v2_health_live", http.MethodGet, s.handleV2Live).ServeHTTP(w, r)
-		return
-	case "/v2/health/ready":
-		s.route("v2_health_ready", http.MethodGet, s.handleV2Ready).ServeHTTP(w, r)
-		return
-	}
-	rest, ok := strings.CutPrefix(r.URL.Path, "/v2/models/")
-	if !ok {
-		s.route("not_found", "", s.handleNotFound).ServeHTTP(w, r)
-		return
-	}
-	route, method, handle := "v2_model_metadata", http.MethodGet, s.handleV2ModelMetadata
-	if p, ok := strings.CutSuffix(rest, "/infer"); ok {
-		route, method, handle, rest = "v2_infer", http.MethodPost, s.handleV2Infer, p
-	} else if p, ok := strings.CutSuffix(rest, "/ready"); ok {
-		route, method, handle, rest = "v2_model_ready", http.MethodGet, s.handleV2ModelReady, p
-	}
-	name, version, err := parseModelPath("/v2/models/", rest)
-	s.route(route, method, func(w http.ResponseWriter, r *http.Request) {
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		handle(w, r, name, version)
-	}).ServeHTTP(w, r)
-}
+// The Open Inference Protocol (KServe V2) REST API beside the v1 predict
+// API: server and model metadata, health, and inference with JSON or binary
+// tensor data. Package oip owns the documents and tensor encodings; these
+// handlers own the transport.
 
 func (s *Server) handleV2ServerMetadata(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"name": "skl2go", "version": s.version, "extensions": v2Extensions})
+	writeJSON(w, http.StatusOK, oip.ServerMetadata{Name: "skl2go", Version: s.version, Extensions: oip.Extensions})
 }
 
-// handleV2Live answers 200 with an empty body, as the protocol's health
-// endpoints do.
+// handleV2Live answers 200 {"live": true} while the process runs.
 func (s *Server) handleV2Live(w http.ResponseWriter, r *http.Request) {
-	w.WriteHeader(http.StatusOK)
+	writeJSON(w, http.StatusOK, oip.Live{Live: true})
 }
 
-// handleV2Ready answers 200 when ready; "not ready" is a 4xx in the
-// protocol (400, as Triton answers), where /readyz answers 503 for load
-// balancers.
+// handleV2Ready answers 200 {"ready": true} when ready; "not ready" is a
+// 4xx in the protocol (400, as Triton answers), where /readyz answers 503
+// for load balancers.
 func (s *Server) handleV2Ready(w http.ResponseWriter, r *http.Request) {
 	if !s.ready.Load() {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "server not ready"})
 		return
 	}
-	w.WriteHeader(http.StatusOK)
+	writeJSON(w, http.StatusOK, oip.Ready{Ready: true})
 }
 
-// handleV2ModelReady answers 200 when the model (version) is loaded and the
-// server is ready, 404 for a model or version that is not loaded.
+// handleV2ModelReady answers 200 {"name": …, "ready": true} when the model
+// (version) is loaded and the server is ready, 404 for a model or version
+// that is not loaded.
 func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request, name string, version int) {
 	_, release, err := s.store.Acquire(name, version)
 	if err != nil {
@@ -106,14 +49,7 @@ func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request, name
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "server not ready"})
 		return
 	}
-	w.WriteHeader(http.StatusOK)
-}
-
-// v2Tensor is a tensor's description in model metadata.
-type v2Tensor struct {
-	Name     string  `json:"name"`
-	Datatype string  `json:"datatype"`
-	Shape    []int64 `json:"shape"`
+	writeJSON(w, http.StatusOK, oip.ModelReady{Name: name, Ready: true})
 }
 
 func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request, name string, version int) {
@@ -124,28 +60,60 @@ func (s *Server) handleV2ModelMetadata(w http.ResponseWriter, r *http.Request, n
 	}
 	defer release()
 	meta := model.Metadata()
-	versions := []string{}
+	var versions []int
 	for _, m := range s.store.Models() {
 		if m.Name == meta.Name {
-			for _, v := range m.Versions {
-				versions = append(versions, strconv.Itoa(v))
-			}
+			versions = m.Versions
 		}
 	}
-	tensors := func(specs []skl2go.TensorSpec) []v2Tensor {
-		out := make([]v2Tensor, len(specs))
-		for i, t := range specs {
-			out[i] = v2Tensor{Name: t.Name, Datatype: v2Types[t.Type], Shape: t.Shape}
-		}
-		return out
+	writeJSON(w, http.StatusOK, oip.NewModelMetadata(meta, versions))
+}
+
+// handleV2Infer serves POST /v2/models/{name}[/versions/{v}]/infer.
+func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request, name string, version int) {
+	s.serveInference(w, r, name, version, "v2", s.infer)
+}
+
+// infer decodes, runs and encodes one V2 inference request.
+func (s *Server) infer(w http.ResponseWriter, r *http.Request, model skl2go.Model, inf *inference) error {
+	if err := oip.CheckContentType(r.Header.Get("Content-Type")); err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"name":     meta.Name,
-		"versions": versions,
-		"platform": v2Platform,
-		"inputs":   tensors(meta.Inputs),
-		"outputs":  tensors(meta.Outputs),
-	})
+	buf := s.bodies.Get().(*bytes.Buffer)
+	defer s.releaseBody(buf)
+	body, err := readBodyInto(buf, w, r, s.config.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	headerLen, err := oip.ParseHeaderLength(r.Header.Get(oip.HeaderLength), len(body))
+	if err != nil {
+		return err
+	}
+	meta := model.Metadata()
+	req, err := oip.DecodeRequest(body, headerLen, meta, s.config.MaxRows)
+	if err != nil {
+		return err
+	}
+	outputs, err := inf.run(r.Context(), model, req.Batch)
+	if err != nil {
+		return err
+	}
+	header, tensors, err := oip.AppendResponse(make([]byte, 0, 256+16*req.Batch.Rows), req, meta, outputs)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	if tensors != nil {
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set(oip.HeaderLength, strconv.Itoa(len(header)))
+	} else {
+		h.Set("Content-Type", "application/json")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(header)+len(tensors)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(header)
+	w.Write(tensors)
+	return nil
 }
 
 // buildVersion is the server's version for the server metadata: the module

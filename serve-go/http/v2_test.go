@@ -164,6 +164,8 @@ func TestV2InferMatchesSklearn(t *testing.T) {
 	s, meta := newServer(t, skhttp.Config{})
 	cols, want := v2Columns(meta)
 	binaryBody, headerLen := v2BinaryBody(t, meta, cols, map[string]any{"id": "req-7", "parameters": map[string]any{"binary_data_output": true}})
+	// KServe's SDK names the model in the request, and sends binary data.
+	namedBody, namedLen := v2BinaryBody(t, meta, cols, map[string]any{"id": "req-7", "model_name": "trip_duration"})
 	var gzipped bytes.Buffer
 	zw := gzip.NewWriter(&gzipped)
 	zw.Write(mustJSON(map[string]any{"inputs": v2JSONInputs(meta, cols, false)}))
@@ -189,6 +191,13 @@ func TestV2InferMatchesSklearn(t *testing.T) {
 			nil, "2", true},
 		{"gzip body", "/v2/models/trip_duration/infer", gzipped.Bytes(),
 			map[string]string{"Content-Encoding": "gzip"}, "2", false},
+		{"model_name and model_version that agree with the URL", "/v2/models/trip_duration/versions/1/infer",
+			mustJSON(map[string]any{"id": "req-7", "model_name": "trip_duration", "model_version": "1", "inputs": v2JSONInputs(meta, cols, false)}),
+			nil, "1", false},
+		{"model_version of the latest, unpinned", "/v2/models/trip_duration/infer",
+			mustJSON(map[string]any{"id": "req-7", "model_version": "2", "inputs": v2JSONInputs(meta, cols, false)}), nil, "2", false},
+		{"model_name with binary inputs (as KServe's SDK)", "/v2/models/trip_duration/infer", namedBody,
+			map[string]string{"Inference-Header-Content-Length": strconv.Itoa(namedLen), "Content-Type": "application/octet-stream"}, "2", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -356,7 +365,17 @@ func TestV2InferRefusesBadRequests(t *testing.T) {
 		{"id not a string", infer, request(func(r map[string]any, _ []map[string]any) { r["id"] = 42 }), nil, 400,
 			`id: expected a string, got a number`},
 		{"unknown top-level field", infer, request(func(r map[string]any, _ []map[string]any) { r["instances"] = []any{} }), nil, 400,
-			`body: unknown field "instances" (expected id, parameters, inputs, outputs)`},
+			`body: unknown field "instances" (expected id, model_name, model_version, parameters, inputs, outputs)`},
+		{"model_name of another model", infer, request(func(r map[string]any, _ []map[string]any) { r["model_name"] = "tip_given" }), nil, 400,
+			`model_name: "tip_given" contradicts the URL, which names model "trip_duration"`},
+		{"model_name not a string", infer, request(func(r map[string]any, _ []map[string]any) { r["model_name"] = 7 }), nil, 400,
+			`model_name: expected a string, got a number`},
+		{"model_version of another version", infer, request(func(r map[string]any, _ []map[string]any) { r["model_version"] = "1" }), nil, 400,
+			`model_version: "1" contradicts the URL, which is answered by version 2 of "trip_duration"`},
+		{"model_version another pinned version", "/v2/models/trip_duration/versions/1/infer", request(func(r map[string]any, _ []map[string]any) { r["model_version"] = "2" }), nil, 400,
+			`model_version: "2" contradicts the URL, which is answered by version 1 of "trip_duration"`},
+		{"model_version a number", infer, request(func(r map[string]any, _ []map[string]any) { r["model_version"] = 2 }), nil, 400,
+			`model_version: expected a string, got a number`},
 		{"no inputs", infer, []byte(`{"id": "1"}`), nil, 400, `missing field "inputs" (model trip_duration has inputs: PULocationID`},
 		{"inputs not an array", infer, []byte(`{"inputs": {}}`), nil, 400, `inputs: expected an array of objects, got an object`},
 		{"body an array", infer, []byte(`[]`), nil, 400, `body: expected an object, got an array`},
@@ -447,13 +466,13 @@ func TestV2MetadataAndHealth(t *testing.T) {
 	tests := []struct {
 		method, path string
 		status       int
-		body         string // exact; "" is an empty body
+		body         string // exact
 	}{
-		{"GET", "/v2/health/live", 200, ""},
-		{"GET", "/v2/health/ready", 200, ""},
-		{"GET", "/v2/models/trip_duration/ready", 200, ""},
-		{"GET", "/v2/models/trip_duration/versions/2/ready", 200, ""},
-		{"HEAD", "/v2/health/live", 200, ""},
+		{"GET", "/v2/health/live", 200, `{"live":true}` + "\n"},
+		{"GET", "/v2/health/ready", 200, `{"ready":true}` + "\n"},
+		{"GET", "/v2/models/trip_duration/ready", 200, `{"name":"trip_duration","ready":true}` + "\n"},
+		{"GET", "/v2/models/trip_duration/versions/2/ready", 200, `{"name":"trip_duration","ready":true}` + "\n"},
+		{"HEAD", "/v2/health/live", 200, `{"live":true}` + "\n"}, // net/http drops a HEAD answer's body
 		{"GET", "/v2/models/trip_duration/versions/3/ready", 404, `{"error":"model \"trip_duration\" has no version 3 loaded (serving versions 1, 2)"}` + "\n"},
 		{"GET", "/v2/models/nope/ready", 404, `{"error":"model \"nope\" not found (serving: trip_duration)"}` + "\n"},
 		{"GET", "/v2/models/nope", 404, `{"error":"model \"nope\" not found (serving: trip_duration)"}` + "\n"},

@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import running
 from loadtest import samples
-from loadtest.topology import request
+from topology import request, running
 from train import agreement
 from train.__main__ import main
 from train.importer import load

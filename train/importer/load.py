@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import supported
 
 
-class ImportRefused(Exception):
+class ImportRefused(ValueError):
     """The pipeline or the sample cannot be imported; the message says why in one line."""
 
 

@@ -31,7 +31,9 @@ from sklearn.pipeline import Pipeline
 
 from .. import export
 from ..data import CLASSIFICATION
-from ..fit import PIPELINE_FILE, TRAINING_FILE, VALIDATION_FILE, log
+from .. import repository
+from ..fit import TRAINING_FILE, VALIDATION_FILE, log
+from ..repository import MODEL_FILE, PIPELINE_FILE
 from . import convert, load
 from .load import ImportRefused
 
@@ -105,7 +107,7 @@ def import_pipeline(pipeline_path: Path, sample_path: Path, name: str, models_di
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / PIPELINE_FILE
         joblib.dump(predictor, saved)
-        path = export.publish(Path(models_dir) / name, onnx_bytes, metadata, saved)
+        path = repository.publish(Path(models_dir) / name, {MODEL_FILE: onnx_bytes, PIPELINE_FILE: saved}, metadata)
     if build_dir is not None:
         keep_sample(Path(build_dir) / name, X, training)
     log("import", f"published {path} in {time.perf_counter() - started:.1f}s")

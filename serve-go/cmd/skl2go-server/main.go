@@ -22,6 +22,7 @@ import (
 	"skl2go"
 	"skl2go/batching"
 	skhttp "skl2go/http"
+	"skl2go/mlflow"
 	"skl2go/onnx"
 	"skl2go/repository"
 )
@@ -51,12 +52,28 @@ type config struct {
 	check            bool
 	logLevel         string
 	logFormat        string
+	registry         string        // MLflow tracking server URL; empty: serve the model repository
+	registryModels   []string      // registered models served; empty: every one
+	registryAlias    string        // the alias followed
+	registryPoll     time.Duration // between polls of the registry
 }
 
 // parseFlags reads flags, each defaulting to its SKL2GO_* environment variable.
 func parseFlags(args []string, getenv func(string) string) (config, error) {
 	var c config
-	fs := flag.NewFlagSet("skl2go-server", flag.ContinueOnError)
+	fs, finish := flagSet(&c, getenv)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	return c, finish()
+}
+
+// flagSet defines the flags into c; finish checks and converts their values
+// once parsed. Each flag's usage names its environment variable, "(env
+// SKL2GO_…)", and, where the default is not one fixed value, "(default:
+// …)": docs/server.md's table of flags is made from them.
+func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish func() error) {
+	fs = flag.NewFlagSet("skl2go-server", flag.ContinueOnError)
 	env := func(name, def string) string {
 		if v := getenv("SKL2GO_" + name); v != "" {
 			return v
@@ -66,7 +83,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.models, "models", env("MODELS", "models"), "model repository `dir` (env SKL2GO_MODELS)")
 	fs.StringVar(&c.addr, "addr", env("ADDR", "127.0.0.1:9001"), "listen `address`, on loopback (env SKL2GO_ADDR)")
 	allow := fs.String("allow-non-loopback", env("ALLOW_NON_LOOPBACK", "false"), "allow an --addr that is not loopback, as in a container network behind nginx (env SKL2GO_ALLOW_NON_LOOPBACK)")
-	fs.StringVar(&c.ortLib, "ort-lib", env("ORT_LIB", ""), "libonnxruntime.so `path` (env SKL2GO_ORT_LIB; default: the .venv's onnxruntime wheel)")
+	fs.StringVar(&c.ortLib, "ort-lib", env("ORT_LIB", ""), "libonnxruntime.so `path` (default: the nearest .venv's onnxruntime wheel) (env SKL2GO_ORT_LIB)")
 	threads := fs.String("ort-threads", env("ORT_THREADS", "1"), "ONNX Runtime intra-op threads per model (env SKL2GO_ORT_THREADS)")
 	maxBody := fs.String("max-body-bytes", env("MAX_BODY_BYTES", strconv.Itoa(32<<20)), "largest request body (env SKL2GO_MAX_BODY_BYTES)")
 	maxRows := fs.String("max-rows", env("MAX_ROWS", "100000"), "most instances per request (env SKL2GO_MAX_ROWS)")
@@ -84,50 +101,71 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		"dynamic batching: most rows merged into one model run; 0 turns batching off (env SKL2GO_BATCH_MAX_ROWS)")
 	batchDelay := fs.String("batch-delay", env("BATCH_DELAY", defaultBatchDelay.String()),
 		"dynamic batching: how long a run may wait for more requests when they come that close together (env SKL2GO_BATCH_DELAY)")
+	fs.StringVar(&c.registry, "registry", env("REGISTRY", ""),
+		"MLflow tracking server `URL`: serve the versions its alias points to, cached in --models; credentials from MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME and _PASSWORD (env SKL2GO_REGISTRY)")
+	registryModels := fs.String("registry-models", env("REGISTRY_MODELS", ""), "registered models served, comma-separated (default: every one) (env SKL2GO_REGISTRY_MODELS)")
+	fs.StringVar(&c.registryAlias, "registry-alias", env("REGISTRY_ALIAS", "champion"), "the registry alias whose version is served (env SKL2GO_REGISTRY_ALIAS)")
+	registryPoll := fs.String("registry-poll", env("REGISTRY_POLL", "5s"), "how often to ask the registry where the alias points (env SKL2GO_REGISTRY_POLL)")
 	fs.BoolVar(&c.check, "check", false, "load and check every model version that would be served, then exit (0 if all load)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	var errs []error
-	number := func(name, s string, min int64) int64 {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < min {
-			errs = append(errs, fmt.Errorf("--%s must be an integer of at least %d, got %q", name, min, s))
+	finish = func() error {
+		var errs []error
+		number := func(name, s string, min int64) int64 {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < min {
+				errs = append(errs, fmt.Errorf("--%s must be an integer of at least %d, got %q", name, min, s))
+			}
+			return n
 		}
-		return n
-	}
-	duration := func(name, s string, min time.Duration) time.Duration {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < min {
-			errs = append(errs, fmt.Errorf("--%s must be a duration of at least %v such as 20s, got %q", name, min, s))
+		duration := func(name, s string, min time.Duration) time.Duration {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < min {
+				errs = append(errs, fmt.Errorf("--%s must be a duration of at least %v such as 20s, got %q", name, min, s))
+			}
+			return d
 		}
-		return d
+		c.ortThreads = int(number("ort-threads", *threads, 1))
+		c.http.MaxBodyBytes = number("max-body-bytes", *maxBody, 1)
+		c.http.MaxRows = int(number("max-rows", *maxRows, 1))
+		c.maxInflight = int(number("max-inflight", *inflight, 1))
+		c.maxQueue = int(number("max-queue", *queue, 0))
+		c.versionsKept = int(number("versions-kept", *kept, 1))
+		c.batchMaxRows = int(number("batch-max-rows", *batchRows, 0))
+		c.batchDelay = duration("batch-delay", *batchDelay, 0)
+		c.queueTimeout = duration("queue-timeout", *queueTimeout, 0)
+		c.http.ReadHeaderTimeout = duration("read-header-timeout", *headerTimeout, time.Millisecond)
+		c.http.ReadTimeout = duration("read-timeout", *readTimeout, time.Millisecond)
+		c.http.WriteTimeout = duration("write-timeout", *writeTimeout, time.Millisecond)
+		c.http.IdleTimeout = duration("idle-timeout", *idleTimeout, time.Millisecond)
+		c.shutdownTimeout = duration("shutdown-timeout", *shutdown, 0)
+		c.pollInterval = duration("poll-interval", *poll, 0)
+		c.registryPoll = duration("registry-poll", *registryPoll, 100*time.Millisecond)
+		c.registryModels = nil
+		for _, name := range strings.Split(*registryModels, ",") {
+			if name = strings.TrimSpace(name); name == "" {
+				continue
+			} else if !skl2go.ValidName(name) {
+				errs = append(errs, fmt.Errorf("--registry-models: %q is not a valid model name", name))
+			}
+			c.registryModels = append(c.registryModels, name)
+		}
+		if c.registryAlias == "" {
+			errs = append(errs, errors.New("--registry-alias must not be empty"))
+		}
+		if c.registry != "" && c.check {
+			errs = append(errs, errors.New("--check reads a model repository; with --registry the versions come from the registry"))
+		}
+		var err error
+		if c.allowNonLoopback, err = strconv.ParseBool(*allow); err != nil {
+			errs = append(errs, fmt.Errorf("--allow-non-loopback must be true or false, got %q", *allow))
+		}
+		if err := checkAddr(c.addr, c.allowNonLoopback); err != nil {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
 	}
-	c.ortThreads = int(number("ort-threads", *threads, 1))
-	c.http.MaxBodyBytes = number("max-body-bytes", *maxBody, 1)
-	c.http.MaxRows = int(number("max-rows", *maxRows, 1))
-	c.maxInflight = int(number("max-inflight", *inflight, 1))
-	c.maxQueue = int(number("max-queue", *queue, 0))
-	c.versionsKept = int(number("versions-kept", *kept, 1))
-	c.batchMaxRows = int(number("batch-max-rows", *batchRows, 0))
-	c.batchDelay = duration("batch-delay", *batchDelay, 0)
-	c.queueTimeout = duration("queue-timeout", *queueTimeout, 0)
-	c.http.ReadHeaderTimeout = duration("read-header-timeout", *headerTimeout, time.Millisecond)
-	c.http.ReadTimeout = duration("read-timeout", *readTimeout, time.Millisecond)
-	c.http.WriteTimeout = duration("write-timeout", *writeTimeout, time.Millisecond)
-	c.http.IdleTimeout = duration("idle-timeout", *idleTimeout, time.Millisecond)
-	c.shutdownTimeout = duration("shutdown-timeout", *shutdown, 0)
-	c.pollInterval = duration("poll-interval", *poll, 0)
-	var err error
-	if c.allowNonLoopback, err = strconv.ParseBool(*allow); err != nil {
-		errs = append(errs, fmt.Errorf("--allow-non-loopback must be true or false, got %q", *allow))
-	}
-	if err := checkAddr(c.addr, c.allowNonLoopback); err != nil {
-		errs = append(errs, err)
-	}
-	return c, errors.Join(errs...)
+	return fs, finish
 }
 
 // checkAddr refuses to listen beyond loopback unless allowed: replicas sit
@@ -238,8 +276,20 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	registry := prometheus.NewRegistry()
 	load := loader(runtime, limiter, c, skhttp.NewBatchMetrics(registry))
 	logger.Info("dynamic batching", "enabled", c.batchMaxRows > 0, "max_rows", c.batchMaxRows, "delay", c.batchDelay.String())
-	store, err := repository.Open(c.models, load, repository.Options{Keep: c.versionsKept, Logger: logger})
-	if err != nil {
+	var (
+		store  *repository.Store
+		client *mlflow.Client
+	)
+	if c.registry != "" {
+		// The registry decides the versions; --models is their local cache.
+		if client, err = mlflow.NewClient(c.registry, getenv, nil); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(c.models, 0o755); err != nil {
+			return fmt.Errorf("registry cache: %w", err)
+		}
+		store = repository.New(c.models, load, repository.Options{Logger: logger})
+	} else if store, err = repository.Open(c.models, load, repository.Options{Keep: c.versionsKept, Logger: logger}); err != nil {
 		return err
 	}
 	if c.check {
@@ -258,14 +308,28 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	}
 	c.http.Limiter = limiter
 	server := skhttp.NewServer(store, c.http, logger, registry)
-	server.SetReady(true)
+	watch := func(ctx context.Context) { store.Watch(ctx, c.pollInterval, reload) }
+	if client != nil {
+		// Ready once a version is served (from the cache at once, else as
+		// soon as the registry delivers one), and ready for good: a registry
+		// down later changes nothing for the clients.
+		poller := mlflow.NewPoller(client, store, c.models, mlflow.Options{Alias: c.registryAlias,
+			Models: c.registryModels, Interval: c.registryPoll, Logger: logger,
+			Observer: skhttp.NewRegistryMetrics(registry), OnServe: func() { server.SetReady(true) }})
+		cached := poller.ServeCached()
+		logger.Info("following the model registry", "registry", client.URL(), "alias", c.registryAlias,
+			"models", c.registryModels, "poll", c.registryPoll.String(), "cache", c.models, "cached_models", cached)
+		watch = func(ctx context.Context) { poller.Run(ctx, reload) }
+	} else {
+		server.SetReady(true)
+	}
 	logger.Info("listening", "addr", ln.Addr().String(), "models", store.Models(),
 		"poll_interval", c.pollInterval.String(), "versions_kept", c.versionsKept,
 		"max_inflight", c.maxInflight, "max_queue", c.maxQueue)
 
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	watching := make(chan struct{})
-	go func() { defer close(watching); store.Watch(watchCtx, c.pollInterval, reload) }()
+	go func() { defer close(watching); watch(watchCtx) }()
 
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(ln) }()

@@ -1,0 +1,65 @@
+"""`make bench`, one very short real run (gunicorn, 2 Go replicas, nginx,
+Locust, wrk) that must write bench.json in the issue's shape and leave no
+process behind. Speed itself is never asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+from loadtest import bench, report
+from topology import ROOT
+
+RESULT_KEYS = {"target", "rows_per_request", "loadgen", "rps", "rows_per_s", "p50_ms", "p95_ms", "p99_ms",
+               "failures", "cpu_ms_per_request"}
+TARGETS = {"sklearn_gunicorn", "go_direct", "go_nginx", "nginx_static", "nginx_go_healthz"}
+
+
+def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, tmp_path):
+    models = tmp_path / "models"  # a path of its own, to find the processes started from it
+    shutil.copytree(repository.models / "trip_duration", models / "trip_duration")
+    out = tmp_path / "reports"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench", "--models", str(models), "--name", "trip_duration",
+         "--held-out", str(repository.build / "trip_duration"), "--out", str(out), "--rows", "1", "--duration", "1",
+         "--rounds", "2", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    result = json.loads((out / "bench.json").read_text())
+    assert {"cpu", "cores", "nginx", "wrk", "locust"} <= set(result["machine"])
+    assert all(set(r) == RESULT_KEYS for r in result["results"])
+    assert {r["target"] for r in result["results"]} == TARGETS
+    assert {(r["target"], r["loadgen"]) for r in result["results"]} == {(t, g) for t in TARGETS for g in ("locust", "wrk")}
+    for r in result["results"]:
+        assert r["rows_per_request"] == 1 and r["failures"] == 0 and r["rps"] > 0
+        assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+        assert r["cpu_ms_per_request"] is not None and r["cpu_ms_per_request"] >= 0
+        assert (r["rows_per_s"] is None) == r["target"].startswith("nginx_")
+    sklearn = report.find(result["results"], "sklearn_gunicorn", 1, "locust")
+    assert sklearn["cpu_ms_per_request"] > 0  # sklearn's predict costs milliseconds: ticks must show
+    fixed = [r for r in result["runs"] if r["phase"] == "fixed_rate"]
+    assert fixed and all(r["offered_rps"] == 100 for r in fixed)
+    assert all(r["versions"] == {"1": r["requests"]} for r in result["runs"] if r.get("versions") and r["target"].startswith(("go_", "sklearn")))
+
+    assert [r["first"] for r in result["paired"]] == ["go_nginx", "nginx_go_healthz"]  # the order alternates
+    assert all(r["failures"] == 0 and r["go_nginx_rps"] > 0 and r["ratio"] > 0 for r in result["paired"])
+
+    batching = {(r["target"], r["loadgen"], r["batching"]) for r in result["batching"]}
+    assert batching == {(t, g, b) for t in ("go_direct", "go_nginx") for g in ("locust", "wrk") for b in bench.BATCHING}
+    assert all(r["failures"] == 0 for r in result["batching"])
+
+    assert (out / "bench.md").read_text().startswith("# skl2go benchmark")
+    assert "## Dynamic batching" in (out / "bench.md").read_text()
+    assert "## Predict vs /healthz through nginx, alternating rounds" in (out / "bench.md").read_text()
+    assert (out / "bench.png").stat().st_size > 10_000
+    assert (out / "locust" / "go_nginx-rows1.html").stat().st_size > 0
+    assert (out / "locust" / "go_nginx-rows1_stats.csv").read_text().count("predict rows=1") == 1
+
+    # everything started is stopped: no pid file left, no process serving these models
+    states = list((out / "bench-run").glob("topology-*"))
+    assert states and all(list(state.glob("*.pid")) == [] for state in states)
+    leftovers = subprocess.run(["pgrep", "-f", str(models)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []

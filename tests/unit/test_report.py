@@ -1,0 +1,96 @@
+"""`make bench`'s code paths that need no server: CPU accounting from /proc
+and the report's ratios and verdicts. Speed itself is never asserted here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from loadtest import report
+from topology import processes
+
+BURN = """
+import os, sys, time
+for _ in range(2):
+    if os.fork() == 0:
+        while time.process_time() < 0.3:   # 0.3 s of CPU, however long that takes
+            pass
+        os.write(1, b"done\\n")  # one write: the two children's lines must not interleave
+        time.sleep(60)
+        os._exit(0)
+time.sleep(60)
+"""
+
+
+def test_cpu_seconds_sums_a_process_and_its_children():
+    parent = subprocess.Popen([sys.executable, "-c", BURN], stdout=subprocess.PIPE, text=True)
+    try:
+        assert [parent.stdout.readline() for _ in range(2)] == ["done\n", "done\n"]
+        kids = processes.children(parent.pid)
+        assert len(kids) == 2
+        assert processes.cpu_seconds(kids) >= 0.58
+        assert processes.cpu_seconds([parent.pid] + kids) >= processes.cpu_seconds(kids)
+        assert processes.cpu_seconds([2**22 + 12345]) == 0  # a pid that does not exist counts nothing
+    finally:
+        parent.kill()
+        for kid in processes.children(parent.pid):
+            subprocess.run(["kill", str(kid)])
+        parent.wait()
+
+
+def fake_result(target: str, rows: int, loadgen: str, rps: float, p99: float, cpu: float | None) -> dict:
+    return {"target": target, "rows_per_request": rows, "loadgen": loadgen, "rps": rps,
+            "rows_per_s": rps * rows if not target.startswith("nginx_") else None, "p50_ms": p99 / 3,
+            "p95_ms": p99 / 2, "p99_ms": p99, "failures": 0, "cpu_ms_per_request": cpu}
+
+
+def fake_bench(go_rps: float, go_p99: float, go_cpu: float, go_rows_1000: float, healthz_rps: float) -> dict:
+    results = [
+        fake_result("sklearn_gunicorn", 1, "wrk", 400, 60, 6.0),
+        fake_result("sklearn_gunicorn", 1, "locust", 300, 80, 6.0),
+        fake_result("go_nginx", 1, "wrk", go_rps, go_p99, 0.2),
+        fake_result("go_nginx", 1, "locust", 3000, 5, go_cpu),
+        fake_result("nginx_go_healthz", 1, "wrk", healthz_rps, 2, 0.05),
+        fake_result("sklearn_gunicorn", 1000, "wrk", 40, 300, 20.0),
+        fake_result("go_nginx", 1000, "wrk", go_rows_1000 / 1000, 40, 4.0),
+    ]
+    batching = [{**r, "batching": "on"} for r in results if r["target"] == "go_nginx"] + \
+               [{**r, "rps": r["rps"] / 2, "batching": "off"} for r in results if r["target"] == "go_nginx"]
+    return {"machine": {"cpu": "test", "cores": 2}, "results": results, "batching": batching,
+            "in_process": [{"what": "sklearn_predict_in_process", "rows_per_request": 1000, "ms_per_call": 5.0,
+                            "rows_per_s": 200_000}],
+            "settings": {"model": "m", "version": 1, "fixed_rate": {1: 100}, "default_batching": "on"}}
+
+
+def test_report_judges_the_issue_targets_from_the_run():
+    met = report.goals(fake_bench(go_rps=16_000, go_p99=20, go_cpu=0.2, go_rows_1000=250_000, healthz_rps=18_000))
+    assert [g["met"] for g in met] == [True, True, True, True]
+    assert met[0]["measured"].startswith("40.0× (16,000 vs 400 req/s)")
+    assert met[1]["measured"].startswith("1/30 ")
+    assert met[3]["measured"].startswith("89% ")
+
+    missed = report.goals(fake_bench(go_rps=11_000, go_p99=90, go_cpu=0.5, go_rows_1000=150_000, healthz_rps=18_000))
+    assert [g["met"] for g in missed] == [False, False, False, False]
+    assert "27.5×" in missed[0]["measured"] and "p99 90.00 vs 60.00 ms" in missed[0]["measured"]
+    assert missed[2]["measured"].startswith("0.75×")
+
+    # alternating rounds, when the run has them, decide the /healthz share by their median
+    rounds = fake_bench(go_rps=16_000, go_p99=20, go_cpu=0.2, go_rows_1000=250_000, healthz_rps=18_000)
+    rounds["paired"] = [{"round": i + 1, "first": "go_nginx", "go_nginx_rps": p, "nginx_go_healthz_rps": 20_000,
+                         "ratio": p / 20_000, "failures": 0} for i, p in enumerate([14_000, 17_000, 15_000])]
+    share = report.goals(rounds)[3]
+    assert share["met"] is False and share["measured"] == "75%, median of 3 alternating rounds (70–85%)"
+
+    empty = report.goals({"results": []})
+    assert [g["met"] for g in empty] == [None] * 4
+
+
+def test_report_writes_tables_with_ratios_and_a_chart(tmp_path):
+    bench_json = fake_bench(go_rps=16_000, go_p99=20, go_cpu=0.2, go_rows_1000=250_000, healthz_rps=18_000)
+    report.write(bench_json, tmp_path)
+    md = (tmp_path / "bench.md").read_text()
+    assert "| go_nginx | wrk | 16,000 | 16,000 |" in md
+    assert "| 40.0× | 1/30 |" in md  # req/s and CPU against the baseline of the same loadgen and size
+    assert "| go_nginx | 1 | wrk | 16,000 | 8,000 | 0.50× |" in md  # batching on (the default), then off
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,180 @@
+"""What the running stack should be, from the environment, and the plan that
+takes the stack as it is to it.
+
+Settings (environment variables, as `make up` passes them):
+  PORT=8080        nginx listens on 127.0.0.1:$PORT
+  REPLICAS=2       number of Go replicas
+  BASE_PORT=9001   replicas listen on 127.0.0.1 from $BASE_PORT up
+  MODELS=models    model repository
+  SKL2GO_REGISTRY  MLflow tracking server URL (make up REGISTRY=…): the replicas serve
+                   the registry's alias versions instead of MODELS, each caching them
+                   in $STATE/registry/replica-N (docs/registry.md)
+  STATE=run        topology.json, pid files, logs/, nginx.conf and nginx temp files
+  SERVER=serve-go/bin/skl2go-server
+  SKL2GO_*         server settings (flags), passed to every replica, e.g.
+                   SKL2GO_POLL_INTERVAL=1s, SKL2GO_VERSIONS_KEPT=2, SKL2GO_ORT_LIB
+  GOMAXPROCS       threads running Go code in each replica (default: cores / REPLICAS, at least 1)
+  RATE_LIMIT       nginx rate limit per client address, e.g. 100r/s (off by default)
+  RATE_BURST       requests above the rate accepted at once (default: the rate per second)
+  CLIENT_TIMEOUT   nginx client header/body/send timeout (default 10s)
+  FAIL_TIMEOUT     seconds nginx rests a replica after 3 failed attempts (default 5)
+  BENCH_LISTEN     (make bench) also let nginx answer by itself on this address:port
+  READY_TIMEOUT    seconds a replica or nginx may take to become ready (default 90)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used, named with what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: Path
+    state: Path
+    server: Path
+    port: int = 8080
+    replicas: int = 2
+    base_port: int = 9001
+    # Everything a replica's process is started with beyond its address:
+    # the SKL2GO_* flags and GOMAXPROCS. A replica started with other values
+    # is replaced.
+    replica_env: dict[str, str] = field(default_factory=dict)
+    fail_timeout: int = 5
+    client_timeout: str = "10s"
+    rate_limit: str = ""
+    rate_burst: str = ""
+    bench_listen: str = ""
+    ready_timeout: float = 90.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, cores: int | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        replicas = _positive("REPLICAS", env.get("REPLICAS", "2"))
+        # Each replica gets its share of the cores: with Go's default (every
+        # core in every replica) the replicas' threads spin and hand off
+        # against each other and nginx (measured: BENCHMARKS.md, GOMAXPROCS).
+        # A GOMAXPROCS set in the environment wins.
+        cores = cores or os.cpu_count() or 1
+        gomaxprocs = env.get("GOMAXPROCS") or str(max(1, cores // replicas))
+        _positive("GOMAXPROCS", gomaxprocs)
+        replica_env = {k: v for k, v in env.items() if k.startswith("SKL2GO_")}
+        replica_env["GOMAXPROCS"] = gomaxprocs
+        client_timeout = env.get("CLIENT_TIMEOUT") or "10s"
+        if not re.fullmatch(r"[0-9]+[smh]?", client_timeout):
+            raise SettingsError(f"CLIENT_TIMEOUT must look like 10s, got {client_timeout!r}")
+        rate_limit = env.get("RATE_LIMIT", "")
+        if rate_limit and not re.fullmatch(r"[0-9]+r/s", rate_limit):
+            raise SettingsError(f"RATE_LIMIT must look like 100r/s, got {rate_limit!r}")
+        rate_burst = env.get("RATE_BURST", "")
+        if rate_burst and not rate_burst.isdigit():
+            raise SettingsError(f"RATE_BURST must be a number of requests, got {rate_burst!r}")
+        bench_listen = env.get("BENCH_LISTEN", "")
+        if bench_listen and not re.fullmatch(r"[0-9.]+:[0-9]+", bench_listen):
+            raise SettingsError(f"BENCH_LISTEN must look like 127.0.0.1:8081, got {bench_listen!r}")
+        return cls(
+            models=Path(env.get("MODELS") or "models").resolve(),
+            state=Path(env.get("STATE") or "run").resolve(),
+            server=Path(env.get("SERVER") or "serve-go/bin/skl2go-server").resolve(),
+            port=_port("PORT", env.get("PORT", "8080")),
+            replicas=replicas,
+            base_port=_port("BASE_PORT", env.get("BASE_PORT", "9001")),
+            replica_env=dict(sorted(replica_env.items())),
+            fail_timeout=_positive("FAIL_TIMEOUT", env.get("FAIL_TIMEOUT") or "5"),
+            client_timeout=client_timeout,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            bench_listen=bench_listen,
+            ready_timeout=float(env.get("READY_TIMEOUT") or 90),
+        )
+
+    def spec(self) -> dict:
+        """What a replica must have been started with to be kept."""
+        return {"server": str(self.server), "models": str(self.models), "env": self.replica_env}
+
+    def as_json(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, saved: dict) -> Settings:
+        return cls(**{**saved, "models": Path(saved["models"]), "state": Path(saved["state"]),
+                      "server": Path(saved["server"])})
+
+
+def _positive(name: str, value: str) -> int:
+    if not re.fullmatch(r"[1-9][0-9]*", value or ""):
+        raise SettingsError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _port(name: str, value: str) -> int:
+    port = _positive(name, value)
+    if port > 65535:
+        raise SettingsError(f"{name} must be a port (1-65535), got {value!r}")
+    return port
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One replica as the state file records it: its slot (1-based, names its
+    pid and log files), its port and what it was started with."""
+
+    slot: int
+    port: int
+    spec: dict
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class Plan:
+    """What converging does, in order: start the replicas that died where
+    they were (`restart`), replace those started with other settings and
+    add the slots not there yet (`replace`: slot -> the old replica, or None
+    for a new slot), and retire the slots beyond the count."""
+
+    keep: list[Replica] = field(default_factory=list)
+    restart: list[Replica] = field(default_factory=list)
+    replace: list[tuple[int, Replica | None]] = field(default_factory=list)
+    retire: list[Replica] = field(default_factory=list)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.restart or self.replace or self.retire)
+
+
+def plan(want: Settings, current: list[Replica], alive: set[int]) -> Plan:
+    """Compare the replicas recorded (`current`; `alive`: the slots whose
+    process runs) with `want`. A replica is kept when it was started with the
+    wanted spec; one that died is started again in its place."""
+    by_slot = {r.slot: r for r in current}
+    p = Plan()
+    for slot in range(1, want.replicas + 1):
+        old = by_slot.get(slot)
+        if old is not None and old.spec == want.spec():
+            (p.keep if slot in alive else p.restart).append(old)
+        else:
+            p.replace.append((slot, old))
+    p.retire = [r for r in current if r.slot > want.replicas]
+    return p
+
+
+def next_ports(base: int, count: int, taken: set[int], free) -> list[int]:
+    """`count` ports from `base` up, skipping those `taken` (by the stack's
+    own replicas) and those free(port) says are in use."""
+    ports, port = [], base
+    while len(ports) < count:
+        if port > 65535:
+            raise SettingsError(f"no free port from {base} up")
+        if port not in taken and free(port):
+            ports.append(port)
+        port += 1
+    return ports
