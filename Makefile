@@ -5,6 +5,7 @@
 #   make test     everything tested (Python, Go, the real topology)
 #
 #   make train export [DATA="a.parquet b.parquet"] [MODEL=linear] [NAME=trip_duration]
+#   make import PIPELINE=model.bin SAMPLE=records.jsonl NAME=name   a fitted pipeline you bring
 #   make parity        every model family through the real server, checked against sklearn
 #   make up [PORT=8080] [REPLICAS=2]      make down      make predict
 #   make rollout   restart the replicas one at a time, no request lost
@@ -258,6 +259,26 @@ $(PARITY)/data-files: FORCE
 	@mkdir -p $(@D); echo '$(DATA)' | cmp -s - $@ || echo '$(DATA)' > $@
 
 FORCE:
+
+# --- Bring your own pipeline ------------------------------------------------
+#
+# make import PIPELINE=lin_reg.bin SAMPLE=records.jsonl NAME=course_duration [TASK=regression]
+# converts a fitted pipeline (joblib or pickle: loading it runs its code),
+# checks it on every sample row and derived edge rows, publishes the next
+# version into $(MODELS)/NAME (docs/import.md). NAME must be given: the
+# default one belongs to the trip models.
+.PHONY: import import-docs
+import: $(VENV)/.installed
+	$(if $(PIPELINE),,$(error make import needs PIPELINE=file (joblib or pickle)))
+	$(if $(filter command line environment,$(origin SAMPLE)),,$(error make import needs SAMPLE=file (parquet, csv or jsonl)))
+	$(if $(filter command line environment,$(origin NAME)),,$(error make import needs NAME=model name))
+	$(PY) -m train import --pipeline $(PIPELINE) --sample $(SAMPLE) --name $(NAME) --models $(MODELS) $(if $(TASK),--task $(TASK))
+
+# The table of supported steps in docs/import.md, with the agreement measured
+# on a fitted example of each (about a minute).
+import-docs: $(VENV)/.installed
+	rm -rf build/imports
+	$(PY) -m verify.imports --out build/imports --docs docs/import.md
 
 # --- Tests ----------------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""Command line: python -m train {synth,fit,export,families,classifiers,name} ...
+"""Command line: python -m train {synth,fit,export,import,families,classifiers,name} ...
 
     python -m train synth --out data/green_tripdata_synthetic.parquet
     python -m train fit --data data/green_tripdata_synthetic.parquet --model linear --name trip_duration
     python -m train export --name trip_duration
+    python -m train import --pipeline lin_reg.bin --sample records.jsonl --name course_duration
     python -m train families        the model families, one line (the Makefile reads it)
     python -m train classifiers     the families that classify
     python -m train name linear     the name a family's model is published under by default
@@ -66,6 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build", type=Path, default=Path("build"))
     p.add_argument("--models", type=Path, default=Path("models"))
 
+    p = commands.add_parser("import", help="convert a fitted pipeline you bring, check it on a sample, publish it "
+                            "(loading a pickle runs code from it: only load files you trust)")
+    p.add_argument("--pipeline", type=Path, required=True, help="joblib or pickle file: a fitted estimator, "
+                   "Pipeline, or tuple/list of fitted steps")
+    p.add_argument("--sample", type=Path, required=True, help="request records: .parquet, .csv or .jsonl")
+    p.add_argument("--name", required=True, help="the model's name in the repository and in URLs")
+    p.add_argument("--task", choices=["regression", "classification"], default=None,
+                   help="checked against the final step (default: taken from it)")
+    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--build", type=Path, default=Path("build"),
+                   help="where the sample is kept as request rows for the load tests (build/<name>/)")
+
     args = parser.parse_args(argv)
     # Held-out trips may start in zones the training trips never did; they
     # encode as all zeros by design (handle_unknown="ignore").
@@ -76,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[synth] wrote {args.rows:,} {args.schema} trips (seed {args.seed}, {args.month}) to {path}")
         elif args.command == "fit":
             fit.fit(args.data, args.model, args.name, args.build, args.seed)
+        elif args.command == "import":
+            from .importer import run  # onnxmltools, xgboost and lightgbm load only for imports
+
+            run.import_pipeline(args.pipeline, args.sample, args.name, args.models, args.task, args.build)
         else:
             export.export(args.name, args.build, args.models)
     except (data.NotTripData, export.ParityError, tracking.TrackingError, FileNotFoundError, ValueError) as exc:
