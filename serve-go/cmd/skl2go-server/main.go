@@ -75,12 +75,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 // …)": docs/server.md's table of flags is made from them.
 func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish func() error) {
 	fs = flag.NewFlagSet("skl2go-server", flag.ContinueOnError)
-	env := func(name, def string) string {
-		if v := getenv("SKL2GO_" + name); v != "" {
-			return v
-		}
-		return def
-	}
+	env := cli.Env(getenv)
 	fs.StringVar(&c.models, "models", env("MODELS", "models"), "model repository `dir` (env SKL2GO_MODELS)")
 	fs.StringVar(&c.addr, "addr", env("ADDR", "127.0.0.1:9001"), "listen `address`, on loopback (env SKL2GO_ADDR)")
 	allow := fs.String("allow-non-loopback", env("ALLOW_NON_LOOPBACK", "false"), "allow an --addr that is not loopback, as in a container network behind nginx (env SKL2GO_ALLOW_NON_LOOPBACK)")
@@ -111,21 +106,8 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
 	finish = func() error {
-		var errs []error
-		number := func(name, s string, min int64) int64 {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || n < min {
-				errs = append(errs, fmt.Errorf("--%s must be an integer of at least %d, got %q", name, min, s))
-			}
-			return n
-		}
-		duration := func(name, s string, min time.Duration) time.Duration {
-			d, err := time.ParseDuration(s)
-			if err != nil || d < min {
-				errs = append(errs, fmt.Errorf("--%s must be a duration of at least %v such as 20s, got %q", name, min, s))
-			}
-			return d
-		}
+		var checks cli.Checks
+		number, duration := checks.Int, checks.Duration
 		c.ortThreads = int(number("ort-threads", *threads, 1))
 		c.http.MaxBodyBytes = number("max-body-bytes", *maxBody, 1)
 		c.http.MaxRows = int(number("max-rows", *maxRows, 1))
@@ -147,24 +129,24 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 			if name = strings.TrimSpace(name); name == "" {
 				continue
 			} else if !skl2go.ValidName(name) {
-				errs = append(errs, fmt.Errorf("--registry-models: %q is not a valid model name", name))
+				checks.Add(fmt.Errorf("--registry-models: %q is not a valid model name", name))
 			}
 			c.registryModels = append(c.registryModels, name)
 		}
 		if c.registryAlias == "" {
-			errs = append(errs, errors.New("--registry-alias must not be empty"))
+			checks.Add(errors.New("--registry-alias must not be empty"))
 		}
 		if c.registry != "" && c.check {
-			errs = append(errs, errors.New("--check reads a model repository; with --registry the versions come from the registry"))
+			checks.Add(errors.New("--check reads a model repository; with --registry the versions come from the registry"))
 		}
 		var err error
 		if c.allowNonLoopback, err = strconv.ParseBool(*allow); err != nil {
-			errs = append(errs, fmt.Errorf("--allow-non-loopback must be true or false, got %q", *allow))
+			checks.Add(fmt.Errorf("--allow-non-loopback must be true or false, got %q", *allow))
 		}
 		if err := checkAddr(c.addr, c.allowNonLoopback); err != nil {
-			errs = append(errs, err)
+			checks.Add(err)
 		}
-		return errors.Join(errs...)
+		return checks.Err()
 	}
 	return fs, finish
 }

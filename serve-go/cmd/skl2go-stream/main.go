@@ -79,12 +79,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 // docs/streaming.md's table of flags is made from them (docgen.FlagTable).
 func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish func() error) {
 	fs = flag.NewFlagSet("skl2go-stream", flag.ContinueOnError)
-	env := func(name, def string) string {
-		if v := getenv("SKL2GO_" + name); v != "" {
-			return v
-		}
-		return def
-	}
+	env := cli.Env(getenv)
 	fs.StringVar(&c.models, "models", env("MODELS", "models"), "model repository `dir` (env SKL2GO_MODELS)")
 	names := fs.String("model", env("STREAM_MODEL", "trip_duration"), "the model(s) scoring the stream, comma-separated: each consumes every event, in its own consumer group (env SKL2GO_STREAM_MODEL)")
 	brokers := fs.String("brokers", env("KAFKA", "127.0.0.1:9092"), "Kafka bootstrap `host:port`s, comma-separated (env SKL2GO_KAFKA)")
@@ -105,43 +100,34 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
 	finish = func() error {
-		var errs []error
-		number := func(name, s string, min int64) int64 {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || n < min {
-				errs = append(errs, fmt.Errorf("--%s must be an integer of at least %d, got %q", name, min, s))
-			}
-			return n
-		}
+		var checks cli.Checks
+		number := checks.Int
 		c.kafka.MaxPollRecords = int(number("max-poll-records", *maxPoll, 1))
 		c.kafka.Partitions = int32(number("partitions", *partitions, 1))
 		c.ortThreads = int(number("ort-threads", *threads, 1))
 		c.maxInflight = int(number("max-inflight", *inflight, 1))
 		c.batch.MaxRows = int(number("batch-max-rows", *batchRows, 0))
-		var err error
-		if c.pollInterval, err = time.ParseDuration(*poll); err != nil || c.pollInterval < 0 {
-			errs = append(errs, fmt.Errorf("--poll-interval must be a duration such as 5s, got %q", *poll))
-		}
+		c.pollInterval = checks.Duration("poll-interval", *poll, 0)
 		c.kafka.Brokers = split(*brokers)
 		c.names = split(*names)
 		if len(c.kafka.Brokers) == 0 {
-			errs = append(errs, errors.New("--brokers: at least one host:port"))
+			checks.Add(errors.New("--brokers: at least one host:port"))
 		}
 		if len(c.names) == 0 {
-			errs = append(errs, errors.New("--model: at least one model name"))
+			checks.Add(errors.New("--model: at least one model name"))
 		}
 		for _, n := range c.names {
 			if !skl2go.ValidName(n) {
-				errs = append(errs, fmt.Errorf("--model: %q is not a valid model name", n))
+				checks.Add(fmt.Errorf("--model: %q is not a valid model name", n))
 			}
 		}
 		if c.kafka.Input == "" {
-			errs = append(errs, errors.New("--input: a topic name is required"))
+			checks.Add(errors.New("--input: a topic name is required"))
 		}
 		if host, _, err := net.SplitHostPort(c.metricsAddr); err != nil || !loopback(host) {
-			errs = append(errs, fmt.Errorf("--metrics-addr must be a loopback host:port, got %q", c.metricsAddr))
+			checks.Add(fmt.Errorf("--metrics-addr must be a loopback host:port, got %q", c.metricsAddr))
 		}
-		return errors.Join(errs...)
+		return checks.Err()
 	}
 	return fs, finish
 }
