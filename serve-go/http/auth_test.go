@@ -38,7 +38,7 @@ func TestAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, _ := newServer(t, skhttp.Config{Keys: tt.keys})
+			s, _ := newServer(t, skhttp.Config{MaxBodyBytes: 1 << 20, MaxRows: 1000, Keys: tt.keys})
 			req := httptest.NewRequest("GET", "/auth", nil)
 			req.Header.Set("Authorization", tt.authorization)
 			req.Header.Set("X-Original-Method", tt.method)
