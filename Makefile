@@ -17,6 +17,7 @@
 #   make mlflow    MLflow tracking server + registry on 127.0.0.1:5000 (docs/registry.md)
 #   make promote NAME=trip_duration VERSION=3 [ALIAS=champion]
 #   make up REGISTRY=http://127.0.0.1:5000   replicas serve the registry's @champion versions
+#   make up AUTH=keys.txt [TLS=1]   API keys (python -m topology keys add keys.txt ID SCOPES), HTTPS (docs/security.md)
 
 PYTHON   ?= python3
 VENV     := .venv
