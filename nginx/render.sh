@@ -59,7 +59,6 @@ auth_location=""
 if [ -n "${AUTH:-}" ]; then
     auth="            auth_request /_auth;
             auth_request_set \$client_id \$upstream_http_x_client_id;
-            proxy_set_header X-Client-Id \$client_id;
             proxy_set_header Authorization \"\";"
     auth_location="        location = /_auth {
             internal;

@@ -179,6 +179,9 @@ func (s *Server) clientID(r *http.Request) string {
 		return ""
 	}
 	id := r.Header.Get("X-Client-Id")
+	if id == "-" { // nginx's "no client"
+		return ""
+	}
 	if len(id) > 64 {
 		id = id[:64]
 	}
