@@ -130,7 +130,7 @@ def test_rate_limit_is_per_key(edge):
     assert call(edge, "POST", PREDICT, alice, edge["body"]).status_code == 200
 
 
-def test_good_key_under_load_while_keys_change(edge):
+def test_good_key_under_load_while_keys_change(edge, capsys):
     alice, failures, done = edge["keys"]["alice"], [], []
     stop = threading.Event()
 
@@ -145,7 +145,7 @@ def test_good_key_under_load_while_keys_change(edge):
     for t in threads:
         t.start()
     try:
-        for i in range(5):
+        for i in range(10):
             time.sleep(0.3)
             new = keys.add(edge["file"], f"new{i}", "predict")
             assert call(edge, "POST", PREDICT, new, edge["body"]).status_code == 200
@@ -156,7 +156,9 @@ def test_good_key_under_load_while_keys_change(edge):
         for t in threads:
             t.join(timeout=60)
     assert not failures, failures
-    assert len(done) >= 20
+    assert len(done) >= 40
+    with capsys.disabled():
+        print(f"\ngood key: {len(done)} requests, 0 failed, while 10 keys were added and revoked")
 
 
 def test_tls_clients_and_plain_http(edge):
