@@ -20,6 +20,7 @@
 #   make kafka / kafka-down    a single-node Kafka (KRaft) on $(KAFKA)
 #   make stream [NAME=trip_duration] [IN=rides] [OUT=predictions]   the Go stream consumer (make down stops it)
 #   make bench-stream   Go vs Python stream consumer, events/s and end-to-end latency
+#   make up AUTH=keys.txt [TLS=1]   API keys (python -m topology keys add keys.txt ID SCOPES), HTTPS (docs/security.md)
 
 PYTHON   ?= python3
 VENV     := .venv

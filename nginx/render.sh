@@ -7,6 +7,12 @@
 #   RATE_LIMIT      requests per second per client address, e.g. 100r/s (default: no limit)
 #   RATE_BURST      requests above the rate accepted at once (default: the rate per second)
 #   FAIL_TIMEOUT    seconds a replica rests after 3 failed attempts (default 5)
+#   AUTH            non-empty: API keys on (nginx asks a replica's GET /auth,
+#                   which checks the replicas' key file); the rate limit is
+#                   then per key rather than per address
+#   TLS_PORT, TLS_CERT, TLS_KEY   all three: HTTPS (HTTP/1.1 and HTTP/2,
+#                   TLS 1.2+) on the LISTEN address's host at TLS_PORT; LISTEN
+#                   then answers health checks and redirects the rest
 #   BENCH_LISTEN    address:port (make bench): the template's "#bench " lines
 #                   are kept, a server answering by itself there.
 set -eu
@@ -40,13 +46,59 @@ if [ -n "${RATE_LIMIT:-}" ]; then
     case $burst in
         "" | *[!0-9]*) echo "$0: RATE_BURST must be a number of requests, got '$burst'" >&2; exit 2 ;;
     esac
-    zone="    limit_req_zone \$binary_remote_addr zone=per_client:10m rate=${rate}r/s;\n    limit_req_status 429;"
+    # With API keys, a client is its key (limit_req runs before the key
+    # check, so before the client id is known); the key stays in nginx's
+    # shared memory, never in a log.
+    by='$binary_remote_addr'
+    [ -n "${AUTH:-}" ] && by='$http_authorization'
+    zone="    limit_req_zone ${by} zone=per_client:10m rate=${rate}r/s;\n    limit_req_status 429;"
     limit="            limit_req zone=per_client burst=${burst} nodelay;"
 fi
+auth=""
+auth_location=""
+if [ -n "${AUTH:-}" ]; then
+    auth="            auth_request /_auth;
+            auth_request_set \$client_id \$upstream_http_x_client_id;
+            proxy_set_header Authorization \"\";"
+    auth_location="        location = /_auth {
+            internal;
+            proxy_pass http://skl2go/auth;
+            proxy_http_version 1.1;
+            proxy_method GET;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length \"\";
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+            proxy_set_header X-Client-Id \"\";
+        }"
+fi
+plain=""
+tls=""
+if [ -n "${TLS_PORT:-}${TLS_CERT:-}${TLS_KEY:-}" ]; then
+    case ${TLS_PORT:-} in
+        "" | *[!0-9]*) echo "$0: TLS_PORT must be a port number, got '${TLS_PORT:-}'" >&2; exit 2 ;;
+    esac
+    for f in "${TLS_CERT:-}" "${TLS_KEY:-}"; do
+        [ -r "$f" ] || { echo "$0: TLS_CERT and TLS_KEY must be readable files, got '$f'" >&2; exit 2; }
+    done
+    plain=$listen
+    listen="${listen%:*}:${TLS_PORT} ssl http2"
+    tls="        ssl_certificate ${TLS_CERT};
+        ssl_certificate_key ${TLS_KEY};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_prefer_server_ciphers off;
+        ssl_session_cache shared:tls:1m;"
+fi
 awk -v listen="$listen" -v state="$state" -v servers="$servers" -v timeout="$client_timeout" \
-    -v zone="$zone" -v limit="$limit" -v bench="${BENCH_LISTEN:-}" '
+    -v zone="$zone" -v limit="$limit" -v bench="${BENCH_LISTEN:-}" \
+    -v auth="$auth" -v auth_location="$auth_location" -v tls="$tls" -v plain="$plain" -v tls_port="${TLS_PORT:-}" '
     /^#/ { print; next }
     /^[ \t]*#bench / { if (bench == "") next; sub(/#bench /, ""); gsub(/@BENCH_LISTEN@/, bench) }
+    /^[ \t]*#tls / { if (plain == "") next; sub(/#tls /, ""); gsub(/@PLAIN_LISTEN@/, plain); gsub(/@TLS_PORT@/, tls_port) }
+    $0 == "@AUTH@" { if (auth != "") print auth; next }
+    $0 == "@AUTH_LOCATION@" { if (auth_location != "") print auth_location; next }
+    $0 == "@TLS@" { if (tls != "") print tls; next }
     $0 == "@SERVERS@" { printf "%s", servers; next }
     $0 == "@RATE_LIMIT_ZONE@" { if (zone != "") print zone; next }
     $0 == "@RATE_LIMIT@" { if (limit != "") print limit; next }

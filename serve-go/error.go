@@ -16,6 +16,9 @@ const (
 	EUNAVAILABLE = "unavailable"            // shutting down, not ready
 	EOVERLOADED  = "overloaded"             // too much work already: retry later
 	EINTERNAL    = "internal"               // anything else: a bug or a runtime failure
+
+	EUNAUTHORIZED = "unauthorized" // no API key, or an unknown one
+	EFORBIDDEN    = "forbidden"    // the key's scope does not cover the request
 )
 
 // Error is an error meant for the client: Message is shown to them as is.

@@ -7,6 +7,7 @@
     status           what runs from STATE
     rollout          replace the replicas one at a time, no request lost
     start-replica N  start replica N (1-based) again where it was, wait until ready
+    keys add|revoke|list FILE …   manage an API key file (topology/keys.py)
 
 Settings come from the environment (topology/settings.py lists them);
 rollout and start-replica reuse those `up` saved in $STATE/topology.json.
@@ -18,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import stack, stream
+from . import keys, stack, stream
 from .nginx import NginxError
 from .settings import Settings, SettingsError
 
@@ -41,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
                 stack.rollout(state)
             case ["start-replica", slot]:
                 stack.start_replica(state, slot)
+            case ["keys", *rest]:
+                return keys.main(rest)
             case ["-h" | "--help"]:
                 print(__doc__)
             case _:
                 print(USAGE, file=sys.stderr)
                 return 2
-    except (stack.TopologyError, SettingsError, NginxError, TimeoutError) as exc:
+    except (keys.KeyFileError, stack.TopologyError, SettingsError, NginxError, TimeoutError) as exc:
         print(f"[topology] error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -31,12 +31,37 @@ def installed() -> bool:
 def render(s: Settings, addrs: list[str]) -> str:
     """nginx.conf for these replica addresses."""
     env = {**os.environ, "CLIENT_TIMEOUT": s.client_timeout, "FAIL_TIMEOUT": str(s.fail_timeout),
-           "RATE_LIMIT": s.rate_limit, "RATE_BURST": s.rate_burst, "BENCH_LISTEN": s.bench_listen}
+           "RATE_LIMIT": s.rate_limit, "RATE_BURST": s.rate_burst, "BENCH_LISTEN": s.bench_listen,
+           "AUTH": "on" if s.auth else ""}
+    if s.tls_port:
+        cert, key = tls_files(s)
+        env |= {"TLS_PORT": str(s.tls_port), "TLS_CERT": str(cert), "TLS_KEY": str(key)}
     done = subprocess.run([str(RENDER), f"127.0.0.1:{s.port}", str(s.state), *addrs], env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise NginxError(done.stderr.strip())
     return done.stdout
+
+
+def tls_files(s: Settings) -> tuple[Path, Path]:
+    """The certificate and key nginx serves: TLS_CERT/TLS_KEY, or a
+    self-signed pair for 127.0.0.1 and localhost made once in $STATE/tls
+    (kept afterwards, so `up` twice renders the same configuration)."""
+    if s.tls_cert:
+        return Path(s.tls_cert), Path(s.tls_key)
+    tls = s.state / "tls"
+    cert, key = tls / "cert.pem", tls / "key.pem"
+    if not (cert.is_file() and key.is_file()):
+        tls.mkdir(parents=True, exist_ok=True)
+        made = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "365", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+             "-keyout", str(key), "-out", str(cert)], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise NginxError(f"openssl could not make a self-signed certificate: {made.stderr.strip()}")
+        key.chmod(0o600)
+    return cert, key
 
 
 def conf_file(s: Settings) -> Path:

@@ -18,6 +18,10 @@ Settings (environment variables, as `make up` passes them):
   RATE_BURST       requests above the rate accepted at once (default: the rate per second)
   CLIENT_TIMEOUT   nginx client header/body/send timeout (default 10s)
   FAIL_TIMEOUT     seconds nginx rests a replica after 3 failed attempts (default 5)
+  AUTH             API key file (python -m topology keys): keys required on the API (off by default)
+  TLS              1: HTTPS on TLS_PORT with a self-signed certificate made in $STATE/tls;
+                   or set TLS_CERT and TLS_KEY to a real one's files (off by default)
+  TLS_PORT         HTTPS port (default PORT + 1); plain HTTP then only redirects and answers health checks
   BENCH_LISTEN     (make bench) also let nginx answer by itself on this address:port
   READY_TIMEOUT    seconds a replica or nginx may take to become ready (default 90)
 """
@@ -51,6 +55,10 @@ class Settings:
     rate_limit: str = ""
     rate_burst: str = ""
     bench_listen: str = ""
+    auth: str = ""  # the key file, absolute; "" = keys off
+    tls_port: int = 0  # 0 = TLS off
+    tls_cert: str = ""  # "" with TLS on: the self-signed one in $STATE/tls
+    tls_key: str = ""
     ready_timeout: float = 90.0
 
     @classmethod
@@ -66,6 +74,26 @@ class Settings:
         _positive("GOMAXPROCS", gomaxprocs)
         replica_env = {k: v for k, v in env.items() if k.startswith("SKL2GO_")}
         replica_env["GOMAXPROCS"] = gomaxprocs
+        auth = ""
+        if env.get("AUTH"):
+            key_file = Path(env["AUTH"]).resolve()
+            if not key_file.is_file():
+                raise SettingsError(f"AUTH must be an API key file (python -m topology keys add FILE ID SCOPES), "
+                                    f"got {env['AUTH']!r}: no such file")
+            auth = str(key_file)
+            # The replicas check the keys (GET /auth, nginx's auth_request).
+            replica_env["SKL2GO_API_KEYS"] = auth
+        port = _port("PORT", env.get("PORT", "8080"))
+        tls_cert, tls_key = env.get("TLS_CERT", ""), env.get("TLS_KEY", "")
+        if bool(tls_cert) != bool(tls_key):
+            raise SettingsError("TLS_CERT and TLS_KEY go together: set both or neither")
+        for name, f in (("TLS_CERT", tls_cert), ("TLS_KEY", tls_key)):
+            if f and not Path(f).is_file():
+                raise SettingsError(f"{name} must be a file, got {f!r}")
+        tls_on = env.get("TLS", "") not in ("", "0") or bool(tls_cert)
+        if env.get("TLS", "") not in ("", "0", "1"):
+            raise SettingsError(f"TLS must be 1 or 0, got {env['TLS']!r}")
+        tls_port = _port("TLS_PORT", env.get("TLS_PORT") or str(port + 1)) if tls_on else 0
         client_timeout = env.get("CLIENT_TIMEOUT") or "10s"
         if not re.fullmatch(r"[0-9]+[smh]?", client_timeout):
             raise SettingsError(f"CLIENT_TIMEOUT must look like 10s, got {client_timeout!r}")
@@ -82,7 +110,7 @@ class Settings:
             models=Path(env.get("MODELS") or "models").resolve(),
             state=Path(env.get("STATE") or "run").resolve(),
             server=Path(env.get("SERVER") or "serve-go/bin/skl2go-server").resolve(),
-            port=_port("PORT", env.get("PORT", "8080")),
+            port=port,
             replicas=replicas,
             base_port=_port("BASE_PORT", env.get("BASE_PORT", "9001")),
             replica_env=dict(sorted(replica_env.items())),
@@ -91,6 +119,10 @@ class Settings:
             rate_limit=rate_limit,
             rate_burst=rate_burst,
             bench_listen=bench_listen,
+            auth=auth,
+            tls_port=tls_port,
+            tls_cert=str(Path(tls_cert).resolve()) if tls_cert else "",
+            tls_key=str(Path(tls_key).resolve()) if tls_key else "",
             ready_timeout=float(env.get("READY_TIMEOUT") or 90),
         )
 

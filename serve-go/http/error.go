@@ -9,15 +9,17 @@ import (
 
 // codes maps skl2go error codes to HTTP statuses.
 var codes = map[string]int{
-	skl2go.EINVALID:     http.StatusBadRequest,
-	skl2go.ENOTFOUND:    http.StatusNotFound,
-	skl2go.ETOOLARGE:    http.StatusRequestEntityTooLarge,
-	skl2go.ETIMEOUT:     http.StatusRequestTimeout,
-	skl2go.EUNSUPPORTED: http.StatusUnsupportedMediaType,
-	skl2go.EUNAVAILABLE: http.StatusServiceUnavailable,
-	skl2go.EOVERLOADED:  http.StatusServiceUnavailable,
-	skl2go.EINTERNAL:    http.StatusInternalServerError,
-	eMETHOD:             http.StatusMethodNotAllowed,
+	skl2go.EINVALID:      http.StatusBadRequest,
+	skl2go.ENOTFOUND:     http.StatusNotFound,
+	skl2go.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	skl2go.ETIMEOUT:      http.StatusRequestTimeout,
+	skl2go.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
+	skl2go.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	skl2go.EOVERLOADED:   http.StatusServiceUnavailable,
+	skl2go.EINTERNAL:     http.StatusInternalServerError,
+	skl2go.EUNAUTHORIZED: http.StatusUnauthorized,
+	skl2go.EFORBIDDEN:    http.StatusForbidden,
+	eMETHOD:              http.StatusMethodNotAllowed,
 }
 
 // eMETHOD is an HTTP-only code: the path exists, the method does not.

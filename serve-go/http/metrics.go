@@ -29,6 +29,7 @@ type metrics struct {
 	inferDuration   *prometheus.HistogramVec
 	outputDuration  *prometheus.HistogramVec
 	httpRequests    *prometheus.CounterVec
+	clientRequests  *prometheus.CounterVec
 }
 
 // durationBuckets span 50µs to about 3s.
@@ -67,12 +68,15 @@ func newMetrics(reg prometheus.Registerer, store skl2go.ModelStore, limiter *skl
 		httpRequests: counter("skl2go_http_requests_total",
 			"HTTP requests by route and status code.",
 			"route", "code"),
+		clientRequests: counter("skl2go_client_requests_total",
+			"API requests by the client id nginx authenticated (API keys on), route and status code.",
+			"client", "route", "code"),
 	}
 	executions := executionCollector{store: store, desc: prometheus.NewDesc("skl2go_inference_exec_count_total",
 		"Model executions (runs of ONNX Runtime, each on one batch of rows), by model and version.",
 		[]string{"model", "version"}, nil)}
 	reg.MustRegister(m.requestSuccess, m.requestFailure, m.inferenceCount, executions,
-		m.requestDuration, m.inputDuration, m.inferDuration, m.outputDuration, m.httpRequests, newStoreCollector(store),
+		m.requestDuration, m.inputDuration, m.inferDuration, m.outputDuration, m.httpRequests, m.clientRequests, newStoreCollector(store),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if limiter != nil {
 		reg.MustRegister(

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"skl2go"
+	"skl2go/tfserving"
 )
 
 // Config holds the server's limits. Zero timeouts take the defaults below.
@@ -42,6 +43,17 @@ type Config struct {
 	// Limiter, if set, is the bound on predictions the models were wrapped
 	// with; the server reports its load as metrics.
 	Limiter *skl2go.Limiter
+
+	// Keys, if set, is the API key file nginx's auth_request asks GET /auth
+	// about (nil: keys off, /auth answers 404).
+	Keys Authorizer
+}
+
+// Authorizer decides whether an API key covers a request (apikey.File).
+type Authorizer interface {
+	// Authorize returns the key's client id, or an skl2go.EUNAUTHORIZED or
+	// EFORBIDDEN error whose message never contains the key.
+	Authorize(authorization, method, uri string) (client string, err error)
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -138,9 +150,13 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, name, method
 		h(rec, r)
 	}
 	s.metrics.httpRequests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
+	client := s.clientID(r)
+	if client != "" {
+		s.metrics.clientRequests.WithLabelValues(client, name, strconv.Itoa(rec.status)).Inc()
+	}
 	if s.logger.Enabled(r.Context(), slog.LevelDebug) { // no argument boxing per request otherwise
 		s.logger.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-			"duration_ms", float64(time.Since(start).Microseconds())/1000, "request_id", requestID(r))
+			"duration_ms", float64(time.Since(start).Microseconds())/1000, "request_id", requestID(r), "client", client)
 	}
 }
 
@@ -153,6 +169,45 @@ func requestID(r *http.Request) string {
 		id = id[:64]
 	}
 	return id
+}
+
+// clientID is the X-Client-Id nginx sets from its API key check (the
+// client's own header of that name is replaced there). Only with API keys
+// on: without a key file a direct caller's header is not trusted.
+func (s *Server) clientID(r *http.Request) string {
+	if s.config.Keys == nil {
+		return ""
+	}
+	id := r.Header.Get("X-Client-Id")
+	if id == "-" { // nginx's "no client"
+		return ""
+	}
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return id
+}
+
+// handleAuth is nginx's auth_request: 204 with X-Client-Id when the
+// client's key (its Authorization header) covers the method and path nginx
+// passes in X-Original-Method and X-Original-URI, else 401 or 403 with the
+// reason. nginx proxies the API only after a 2xx here, so the edge and the
+// replicas apply the one key file.
+func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
+	if s.config.Keys == nil {
+		s.writeError(w, r, skl2go.Errorf(skl2go.ENOTFOUND, "API keys are off on this server"))
+		return
+	}
+	client, err := s.config.Keys.Authorize(r.Header.Get("Authorization"),
+		r.Header.Get("X-Original-Method"), r.Header.Get("X-Original-URI"))
+	if client != "" {
+		w.Header().Set("X-Client-Id", client)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
@@ -194,9 +249,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request, name str
 		return
 	}
 	defer release()
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	w.Write(m.Metadata().Raw)
+	writeJSON(w, http.StatusOK, tfserving.NewModelMetadata(m.Metadata()))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

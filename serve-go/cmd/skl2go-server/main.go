@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"skl2go"
+	"skl2go/apikey"
 	"skl2go/batching"
 	skhttp "skl2go/http"
 	"skl2go/internal/cli"
@@ -40,6 +41,7 @@ type config struct {
 	addr             string
 	allowNonLoopback bool
 	ortLib           string
+	apiKeys          string
 	ortThreads       int
 	http             skhttp.Config // body and row limits, timeouts
 	maxInflight      int
@@ -79,6 +81,7 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 	fs.StringVar(&c.models, "models", env("MODELS", "models"), "model repository `dir` (env SKL2GO_MODELS)")
 	fs.StringVar(&c.addr, "addr", env("ADDR", "127.0.0.1:9001"), "listen `address`, on loopback (env SKL2GO_ADDR)")
 	allow := fs.String("allow-non-loopback", env("ALLOW_NON_LOOPBACK", "false"), "allow an --addr that is not loopback, as in a container network behind nginx (env SKL2GO_ALLOW_NON_LOOPBACK)")
+	fs.StringVar(&c.apiKeys, "api-keys", env("API_KEYS", ""), "API key `file` GET /auth checks for nginx (default: none, keys off) (env SKL2GO_API_KEYS)")
 	fs.StringVar(&c.ortLib, "ort-lib", env("ORT_LIB", ""), "libonnxruntime.so `path` (default: the nearest .venv's onnxruntime wheel) (env SKL2GO_ORT_LIB)")
 	threads := fs.String("ort-threads", env("ORT_THREADS", "1"), "ONNX Runtime intra-op threads per model (env SKL2GO_ORT_THREADS)")
 	maxBody := fs.String("max-body-bytes", env("MAX_BODY_BYTES", strconv.Itoa(32<<20)), "largest request body (env SKL2GO_MAX_BODY_BYTES)")
@@ -261,6 +264,13 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return err
 	}
 	c.http.Limiter = limiter
+	if c.apiKeys != "" {
+		keys, err := apikey.Open(c.apiKeys)
+		if err != nil {
+			return err
+		}
+		c.http.Keys = keys
+	}
 	server := skhttp.NewServer(store, c.http, logger, registry)
 	watch := func(ctx context.Context) { store.Watch(ctx, c.pollInterval, reload) }
 	if client != nil {
