@@ -252,6 +252,12 @@ def _column(model: Served, rows: list[dict], name: str, kind: str) -> tuple[np.n
 def decode_instances(model: Served, rows: list) -> pd.DataFrame:
     """The instances as a DataFrame with the training dtypes, or the first
     problem (by row, then by field) as a ClientError, like the Go server."""
+    return pd.DataFrame(decode_columns(model, rows))
+
+
+def decode_columns(model: Served, rows: list) -> dict[str, np.ndarray]:
+    """The instances as one array per input, in the model's order, with the
+    training dtypes; or the first problem as a ClientError (decode_instances)."""
     if not rows:
         raise ClientError(400, "instances: must contain at least one instance")
     if len(rows) > MAX_ROWS:
@@ -273,7 +279,7 @@ def decode_instances(model: Served, rows: list) -> pd.DataFrame:
         columns[name] = array
     if first:
         raise ClientError(400, first[2])
-    return pd.DataFrame(columns)
+    return columns
 
 
 def predictions(model: Served, frame: pd.DataFrame) -> list:

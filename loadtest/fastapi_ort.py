@@ -84,8 +84,8 @@ def create_app(models_dir: str | Path | None = None) -> FastAPI:
         body = await request.body()
         if len(body) > baseline.MAX_BODY_BYTES:
             raise ClientError(413, f"request body too large: the limit is {baseline.MAX_BODY_BYTES} bytes")
-        frame = baseline.decode_instances(model, baseline.parse_body(body))
-        feeds = {name: frame[name].to_numpy().reshape(-1, 1) for name, _ in model.inputs}
+        columns = baseline.decode_columns(model, baseline.parse_body(body))
+        feeds = {name: column.reshape(-1, 1) for name, column in columns.items()}
         payload = {"predictions": predictions(model, feeds), "model": model.name, "version": model.version}
         return Response(orjson.dumps(payload), media_type="application/json")
 
