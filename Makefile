@@ -5,12 +5,18 @@
 #   make test     everything tested (Python, Go, the real topology)
 #
 #   make train export [DATA="a.parquet b.parquet"] [MODEL=linear] [NAME=trip_duration]
+#   make import PIPELINE=model.bin SAMPLE=records.jsonl NAME=name   a fitted pipeline you bring
 #   make parity        every model family through the real server, checked against sklearn
 #   make up [PORT=8080] [REPLICAS=2]      make down      make predict
 #   make rollout   restart the replicas one at a time, no request lost
 #   make up        converges: on a running stack it changes only what differs
 #   make chaos [QUICK=1]   faults under load through nginx; writes reports/chaos.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
+#   make score DATA=… OUT=… [NAME=…] [VERSION=n] [ENGINE=local|spark]   batch scoring to parquet
+#   make bench-batch   batch scoring of 3M yellow trips: local, Spark, sklearn (reports/)
+#   make mlflow    MLflow tracking server + registry on 127.0.0.1:5000 (docs/registry.md)
+#   make promote NAME=trip_duration VERSION=3 [ALIAS=champion]
+#   make up REGISTRY=http://127.0.0.1:5000   replicas serve the registry's @champion versions
 
 PYTHON   ?= python3
 VENV     := .venv
@@ -35,7 +41,8 @@ STATE    ?= run
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
+.PHONY: mlflow mlflow-down mlflow-status promote
+.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model score java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -45,8 +52,9 @@ setup: venv build nginx
 
 # Every requirements/*.txt (pins by role: train, loadtest, verify, test, …),
 # into one venv; `pip check` must pass on the whole set. requirements/clients-*.txt
-# are client venvs of their own (packages the project's venv cannot hold).
-REQUIREMENTS := $(filter-out requirements/clients-%,$(sort $(wildcard requirements/*.txt)))
+# are client venvs of their own and requirements/*-server.txt tool venvs
+# (packages the project's venv cannot hold).
+REQUIREMENTS := $(filter-out requirements/clients-% requirements/%-server.txt,$(sort $(wildcard requirements/*.txt)))
 venv: $(VENV)/.installed
 $(VENV)/.installed: $(REQUIREMENTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "skl2go needs Python 3.11 or newer, found " + sys.version.split()[0])'
@@ -73,8 +81,39 @@ $(SAMPLE): train/synth.py | $(VENV)/.installed
 train: $(VENV)/.installed $(if $(filter $(SAMPLE),$(DATA)),$(SAMPLE))
 	$(PY) -m train fit --data $(DATA) --model $(MODEL) --name $(NAME)
 
+# With MLFLOW_TRACKING_URI set, export also logs an MLflow run and registers
+# the version (train/tracking.py); PROMOTE=1 moves the champion alias to it.
 export: $(VENV)/.installed
 	$(PY) -m train export --name $(NAME) --models $(MODELS)
+
+# --- MLflow: tracking server + model registry (docs/registry.md) -----------
+#
+# The server runs from its own venv: mlflow's pins clash with the project's
+# (requirements/mlflow-server.txt says how).
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_PORT ?= 5000
+ALIAS    ?= champion
+export MLFLOW_PORT PROMOTE
+
+$(MLFLOW_VENV)/.installed: requirements/mlflow-server.txt
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/mlflow-server.txt
+	$(MLFLOW_VENV)/bin/python -m pip check
+	@touch $@
+
+mlflow: $(MLFLOW_VENV)/.installed $(VENV)/.installed
+	$(PY) -m topology.mlflow start --port $(MLFLOW_PORT)
+
+mlflow-down: $(VENV)/.installed
+	$(PY) -m topology.mlflow stop
+
+mlflow-status: $(VENV)/.installed
+	$(PY) -m topology.mlflow status
+
+promote: $(VENV)/.installed
+	@test -n "$(VERSION)" || { echo "usage: make promote NAME=trip_duration VERSION=3 [ALIAS=champion]"; exit 2; }
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} \
+		$(PY) -m train.tracking promote --name $(NAME) --version $(VERSION) --alias $(ALIAS)
 
 # --- Go server ------------------------------------------------------------
 
@@ -92,8 +131,10 @@ nginx:
 
 # python -m topology (stdlib only, so `make down` works without the venv).
 # `make up` converges: on a running stack it changes only what differs.
+# REGISTRY=http://127.0.0.1:5000: the replicas serve the versions the
+# registry's alias (SKL2GO_REGISTRY_ALIAS, default champion) points to.
 up: build nginx
-	$(PYTHON) -m topology up
+	SKL2GO_REGISTRY=$${SKL2GO_REGISTRY:-$(REGISTRY)} $(PYTHON) -m topology up
 
 down:
 	$(PYTHON) -m topology down
@@ -107,7 +148,7 @@ rollout: build
 # Faults under a steady Locust load through nginx (verify/chaos/run.py), then
 # reports/chaos.md and reports/chaos.json; fails if any request was lost.
 # make chaos QUICK=1: the short form make test runs.
-chaos: build nginx testdata
+chaos: build nginx testdata $(MLFLOW_VENV)/.installed
 	$(PY) -m verify.chaos $(if $(QUICK),--short) --out reports
 
 predict:
@@ -116,6 +157,35 @@ predict:
 		-d '{"instances": [{"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5, "pickup_hour": 8, "pickup_weekday": 1}]}' \
 		http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict
 	@echo
+
+# --- Batch scoring: TLC files -> parquet, with a published model version ---
+#
+# make score DATA="a.parquet …" OUT=out.parquet [NAME=trip_duration] [VERSION=n]
+#            [OVERWRITE=1] [ENGINE=local|spark] [MASTER=local[*]]
+ENGINE ?= local
+MASTER ?= local[*]
+
+score: $(VENV)/.installed $(if $(filter spark,$(ENGINE)),java)
+	@test -n "$(OUT)" || { echo 'make score needs OUT=<output parquet>'; exit 2; }
+	$(PY) -m batch score --data $(DATA) --out $(OUT) --name $(NAME) --models $(MODELS) --engine $(ENGINE) \
+		--master '$(MASTER)' $(if $(VERSION),--version $(VERSION)) $(if $(OVERWRITE),--overwrite)
+
+# Spark needs Java 17 or newer: the system's OpenJDK 17 when none is found.
+java:
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { echo "installing OpenJDK 17 with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; }
+
+# make bench-batch [BENCH_ROWS=3000000] [ENGINES="local spark sklearn"] [MODEL=… NAME=…]:
+# a yellow-shaped file scored by the local engine, Spark local and sklearn's
+# predict; reports/bench-batch-$(NAME).{md,json}.
+BENCH_ROWS ?= 3000000
+ENGINES  ?= local spark sklearn
+BENCH_TRIPS := build/bench/yellow_tripdata_synthetic_$(BENCH_ROWS).parquet
+bench-batch: java bench-model $(BENCH_TRIPS)
+	$(PY) -m batch.bench --data $(BENCH_TRIPS) --models $(MODELS) --name $(NAME) --out reports --engines $(ENGINES)
+
+$(BENCH_TRIPS): train/synth.py | $(VENV)/.installed
+	$(PY) -m train synth --schema yellow --rows $(BENCH_ROWS) --out $@
 
 # --- Benchmarks (not part of `make test`: long, and they load the machine) --
 
@@ -159,9 +229,29 @@ $(PARITY)/data-files: FORCE
 
 FORCE:
 
+# --- Bring your own pipeline ------------------------------------------------
+#
+# make import PIPELINE=lin_reg.bin SAMPLE=records.jsonl NAME=course_duration [TASK=regression]
+# converts a fitted pipeline (joblib or pickle: loading it runs its code),
+# checks it on every sample row and derived edge rows, publishes the next
+# version into $(MODELS)/NAME (docs/import.md). NAME must be given: the
+# default one belongs to the trip models.
+.PHONY: import import-docs
+import: $(VENV)/.installed
+	$(if $(PIPELINE),,$(error make import needs PIPELINE=file (joblib or pickle)))
+	$(if $(filter command line environment,$(origin SAMPLE)),,$(error make import needs SAMPLE=file (parquet, csv or jsonl)))
+	$(if $(filter command line environment,$(origin NAME)),,$(error make import needs NAME=model name))
+	$(PY) -m train import --pipeline $(PIPELINE) --sample $(SAMPLE) --name $(NAME) --models $(MODELS) $(if $(TASK),--task $(TASK))
+
+# The table of supported steps in docs/import.md, with the agreement measured
+# on a fitted example of each (about a minute).
+import-docs: $(VENV)/.installed
+	rm -rf build/imports
+	$(PY) -m verify.imports --out build/imports --docs docs/import.md
+
 # --- Tests ----------------------------------------------------------------
 
-test: setup wrk testdata compose-cli venv-kserve test-go test-python
+test: setup wrk java testdata compose-cli venv-kserve $(MLFLOW_VENV)/.installed test-go test-python
 
 # Small models for the Go tests, made by the Python side like any other: a
 # regressor (trip_duration) and a classifier (tip_given).

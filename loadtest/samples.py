@@ -36,12 +36,15 @@ def held_out_features(build_dir: str | Path) -> pd.DataFrame:
 
 def instances(rows: pd.DataFrame) -> list[dict]:
     """Rows as JSON-ready instances. float32 values are written in their
-    shortest form (1.08, not 1.0800000429153442), as a client would."""
+    shortest form (1.08, not 1.0800000429153442), as a client would; a
+    missing float (NaN, in an imported model's sample) as null."""
     columns = {}
     for name in rows.columns:
         values = rows[name].to_numpy()
         if values.dtype == np.float32:
-            columns[name] = [float(str(v)) for v in values]
+            columns[name] = [None if math.isnan(v) else float(str(v)) for v in values]
+        elif values.dtype.kind == "f":
+            columns[name] = [None if math.isnan(v) else v for v in values.tolist()]
         else:
             columns[name] = values.tolist()
     return [dict(zip(columns, values)) for values in zip(*columns.values())]

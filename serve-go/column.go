@@ -32,6 +32,9 @@ func (c *Column) AppendJSON(tok json.Token) error {
 		c.Bool = append(c.Bool, v)
 		return nil
 	case nil:
+		if c.AppendMissing() {
+			return nil
+		}
 		return errors.New("must not be null")
 	case json.Delim:
 		kind := "an array"

@@ -51,17 +51,20 @@ func (t DataType) Numeric() bool {
 
 // TensorSpec describes one model input or output. A -1 in Shape is a
 // dimension of any size (the batch dimension). Range, when set on a numeric
-// input, is the [min, max] a request's value must lie in.
+// input, is the [min, max] a request's value must lie in. Nullable, on a
+// float input, says the model imputes missing values: a JSON null (or a
+// NaN in binary data) is sent to it as NaN.
 type TensorSpec struct {
-	Name  string    `json:"name"`
-	Type  DataType  `json:"type"`
-	Shape []int64   `json:"shape"`
-	Range []float64 `json:"range,omitempty"`
+	Name     string    `json:"name"`
+	Type     DataType  `json:"type"`
+	Shape    []int64   `json:"shape"`
+	Range    []float64 `json:"range,omitempty"`
+	Nullable bool      `json:"nullable,omitempty"`
 }
 
 // NewColumn returns an empty column for this input.
 func (s *TensorSpec) NewColumn() Column {
-	return Column{Name: s.Name, Type: s.Type, Range: s.Range}
+	return Column{Name: s.Name, Type: s.Type, Range: s.Range, Nullable: s.Nullable}
 }
 
 // Example is a held-out row with the prediction sklearn made for it; the
@@ -167,6 +170,9 @@ func ParseMetadata(data []byte) (*Metadata, error) {
 		}
 		if err := checkRange(in); err != nil {
 			return nil, fmt.Errorf("model.json: input %q: %w", in.Name, err)
+		}
+		if in.Nullable && in.Type != Float32 && in.Type != Float64 {
+			return nil, fmt.Errorf("model.json: input %q: only float inputs can be nullable (missing = NaN), not %s", in.Name, in.Type)
 		}
 		m.inputIndex[in.Name] = i
 	}
@@ -312,12 +318,28 @@ func (v *Values) Slice(t DataType, start, end int) Values {
 
 // Column holds one input's values for every row of a batch. Range, when
 // set, is the [min, max] of its input's TensorSpec: decoding refuses values
-// outside it.
+// outside it. Nullable columns take null (missing) as NaN.
 type Column struct {
-	Name  string
-	Type  DataType
-	Range []float64
+	Name     string
+	Type     DataType
+	Range    []float64
+	Nullable bool
 	Values
+}
+
+// AppendMissing appends NaN for a missing value (JSON null); false if the column is not nullable.
+func (c *Column) AppendMissing() bool {
+	switch {
+	case !c.Nullable:
+		return false
+	case c.Type == Float32:
+		c.Float32 = append(c.Float32, float32(math.NaN()))
+	case c.Type == Float64:
+		c.Float64 = append(c.Float64, math.NaN())
+	default:
+		return false
+	}
+	return true
 }
 
 // Batch is a decoded request: one Column per model input, in the order of

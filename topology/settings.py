@@ -6,6 +6,9 @@ Settings (environment variables, as `make up` passes them):
   REPLICAS=2       number of Go replicas
   BASE_PORT=9001   replicas listen on 127.0.0.1 from $BASE_PORT up
   MODELS=models    model repository
+  SKL2GO_REGISTRY  MLflow tracking server URL (make up REGISTRY=…): the replicas serve
+                   the registry's alias versions instead of MODELS, each caching them
+                   in $STATE/registry/replica-N (docs/registry.md)
   STATE=run        topology.json, pid files, logs/, nginx.conf and nginx temp files
   SERVER=serve-go/bin/skl2go-server
   SKL2GO_*         server settings (flags), passed to every replica, e.g.

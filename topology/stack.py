@@ -112,7 +112,14 @@ def spawn(s: Settings, r: Replica, incoming: bool = False) -> int:
     """Start replica r in the background with its spec (its log is appended to)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKL2GO_") and k != "GOMAXPROCS"}
     env.update(r.spec["env"])
-    pid = processes.spawn([r.spec["server"], "--models", r.spec["models"], "--addr", r.addr],
+    models = r.spec["models"]
+    if r.spec["env"].get("SKL2GO_REGISTRY"):
+        # With a registry each replica keeps its own cache of the registry's
+        # versions (docs/registry.md), kept across restarts.
+        cache = s.state / "registry" / f"replica-{r.slot}"
+        cache.mkdir(parents=True, exist_ok=True)
+        models = str(cache)
+    pid = processes.spawn([r.spec["server"], "--models", models, "--addr", r.addr],
                           log_file(s.state, r.slot), env)
     pidfile(s.state, r.slot, incoming).write_text(f"{pid}\n")
     return pid
@@ -163,7 +170,7 @@ def show_logs(state: Path) -> None:
 def check_prerequisites(s: Settings) -> None:
     if not os.access(s.server, os.X_OK):
         raise TopologyError(f"{s.server} not found: run 'make build' first")
-    if not s.models.is_dir():
+    if not s.models.is_dir() and not s.replica_env.get("SKL2GO_REGISTRY"):
         raise TopologyError(f"model repository {s.models} not found: run 'make train export' first")
     if not nginx.installed():
         raise TopologyError("nginx not installed: run 'make nginx' (apt-get install nginx)")
@@ -317,7 +324,10 @@ def new_port(state: State) -> int:
 
 def check_repository(spec: dict) -> None:
     """Whether replicas started with `spec` would load the model repository
-    (the server's --check, with the very binary and settings)."""
+    (the server's --check, with the very binary and settings). With a
+    registry there is no repository to check: the versions come from it."""
+    if spec["env"].get("SKL2GO_REGISTRY"):
+        return
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKL2GO_") and k != "GOMAXPROCS"}
     checked = subprocess.run([spec["server"], "--check", "--models", spec["models"], "--log-level", "warn"],
                              env=env | spec["env"], capture_output=True, text=True)

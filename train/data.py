@@ -15,6 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from . import features
+# The features are defined once, in features.py; these names stay for the callers.
+from .features import CATEGORICAL, FEATURES, NUMERIC, RANGES  # noqa: F401
 from .tasks import CLASSIFICATION, DEFAULT_NAMES, REGRESSION  # noqa: F401  (data.CLASSIFICATION …)
 
 # The columns every TLC-shaped file must have, besides its two clock columns.
@@ -26,22 +29,6 @@ CLOCKS = {
     "yellow": ("tpep_pickup_datetime", "tpep_dropoff_datetime"),
 }
 
-# The model's inputs, in order, with the dtype each has in training and in the
-# ONNX graph. Numbers are float32 so that sklearn and ONNX Runtime compare the
-# very same values against tree thresholds.
-FEATURES: dict[str, str] = {
-    "PULocationID": "int64",
-    "DOLocationID": "int64",
-    "trip_distance": "float32",
-    "pickup_hour": "int64",
-    "pickup_weekday": "int64",
-}
-CATEGORICAL = ["PULocationID", "DOLocationID", "pickup_hour", "pickup_weekday"]
-NUMERIC = ["trip_distance"]
-# The values a numeric input may take, in training and in requests (the
-# server refuses others). Beyond 1,000 miles a taxi trip is a meter error; the
-# bound also keeps a linear model's float32 arithmetic far from overflow.
-RANGES: dict[str, tuple[float, float]] = {"trip_distance": (0.0, 1000.0)}
 MIN_MINUTES, MAX_MINUTES = 1.0, 60.0
 
 TARGET = "duration_minutes"  # regression: minutes from pickup to dropoff
@@ -77,23 +64,30 @@ def load_trips(paths: list[str | Path], task: str = REGRESSION) -> Trips:
             names = pq.read_schema(path).names
         except Exception as exc:  # pyarrow raises several types for non-parquet input
             raise NotTripData(f"{path}: not a parquet file ({exc})") from exc
-        kind = next((k for k, (pick, _) in CLOCKS.items() if pick in names), None)
-        if kind is None:
-            raise NotTripData(
-                f"{path}: not a TLC trip file: missing column lpep_pickup_datetime "
-                f"(green) or tpep_pickup_datetime (yellow)"
-            )
+        kind = tlc_kind(path, names, extra=EXTRA_COLUMNS if task == CLASSIFICATION else ())
         pick, drop = CLOCKS[kind]
-        required = [drop, *TRIP_COLUMNS, *(EXTRA_COLUMNS if task == CLASSIFICATION else [])]
-        missing = [c for c in required if c not in names]
-        if missing:
-            raise NotTripData(f"{path}: not a TLC {kind} trip file: missing column(s) {', '.join(missing)}")
         extra = [c for c in EXTRA_COLUMNS if c in names]
         frame = pq.read_table(path, columns=[pick, drop, *TRIP_COLUMNS, *extra]).to_pandas()
         frame = frame.rename(columns={pick: "pickup_datetime", drop: "dropoff_datetime"})
         frames.append(frame)
         files.append({"path": str(path), "schema": kind, "rows": len(frame), "sha256": sha256_file(path)})
     return Trips(pd.concat(frames, ignore_index=True), files)
+
+
+def tlc_kind(path: str | Path, names: list[str], extra: list[str] | tuple = ()) -> str:
+    """Return "green" or "yellow" for a file with these column names, or raise
+    NotTripData naming the file and the missing column(s)."""
+    kind = next((k for k, (pick, _) in CLOCKS.items() if pick in names), None)
+    if kind is None:
+        raise NotTripData(
+            f"{path}: not a TLC trip file: missing column lpep_pickup_datetime "
+            f"(green) or tpep_pickup_datetime (yellow)"
+        )
+    required = [CLOCKS[kind][1], *TRIP_COLUMNS, *extra]
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise NotTripData(f"{path}: not a TLC {kind} trip file: missing column(s) {', '.join(missing)}")
+    return kind
 
 
 def fingerprint(files: list[dict]) -> str:
@@ -123,16 +117,8 @@ def make_features(trips: pd.DataFrame, task: str = REGRESSION) -> tuple[pd.DataF
     if task == CLASSIFICATION:
         keep &= (trips["payment_type"] == CARD) & trips["tip_amount"].notna()
     trips, minutes = trips[keep], minutes[keep]
-    pickup = trips["pickup_datetime"]
-    X = pd.DataFrame(
-        {
-            "PULocationID": trips["PULocationID"].astype("int64"),
-            "DOLocationID": trips["DOLocationID"].astype("int64"),
-            "trip_distance": trips["trip_distance"].astype("float32"),
-            "pickup_hour": pickup.dt.hour.astype("int64"),
-            "pickup_weekday": pickup.dt.day_of_week.astype("int64"),
-        }
-    ).reset_index(drop=True)
+    X = pd.DataFrame(features.inputs(trips["pickup_datetime"].to_numpy(), trips["PULocationID"].to_numpy(),
+                                     trips["DOLocationID"].to_numpy(), trips["trip_distance"].to_numpy()))
     if task == CLASSIFICATION:
         y = (trips["tip_amount"] > 0).astype("int64").rename(TIP_TARGET).reset_index(drop=True)
     else:

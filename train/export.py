@@ -23,7 +23,7 @@ import onnxruntime as ort
 import pandas as pd
 from skl2onnx import to_onnx
 
-from . import agreement, graph, repository
+from . import agreement, graph, repository, tracking
 from .data import CLASSIFICATION
 from .fit import log
 from .tasks import TRAINING_FILE, VALIDATION_FILE
@@ -154,6 +154,8 @@ def export(name: str, build_dir: Path, models_dir: Path) -> Path:
     path = repository.publish(Path(models_dir) / name, {MODEL_FILE: onnx_bytes, PIPELINE_FILE: src / PIPELINE_FILE},
                               metadata)
     log("export", f"published {path} in {time.perf_counter() - started:.1f}s")
+    if tracking.enabled():
+        tracking.log_version(path, model, X_val)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Deterministic sample trips in the NYC TLC green trip schema.
+"""Deterministic sample trips in the NYC TLC green (or yellow) trip schema.
 
 The real files cannot be downloaded on every machine, so the project ships a
 generator whose output has the real column names and dtypes and enough
@@ -46,6 +46,33 @@ GREEN_SCHEMA = pa.schema(
         ("congestion_surcharge", pa.float64()),
     ]
 )
+
+# The real yellow schema (2023 files): tpep_ clocks, no ehail_fee or
+# trip_type, an airport_fee, an integer payment_type.
+YELLOW_SCHEMA = pa.schema(
+    [
+        ("VendorID", pa.int64()),
+        ("tpep_pickup_datetime", pa.timestamp("us")),
+        ("tpep_dropoff_datetime", pa.timestamp("us")),
+        ("passenger_count", pa.float64()),
+        ("trip_distance", pa.float64()),
+        ("RatecodeID", pa.float64()),
+        ("store_and_fwd_flag", pa.string()),
+        ("PULocationID", pa.int64()),
+        ("DOLocationID", pa.int64()),
+        ("payment_type", pa.int64()),
+        ("fare_amount", pa.float64()),
+        ("extra", pa.float64()),
+        ("mta_tax", pa.float64()),
+        ("tip_amount", pa.float64()),
+        ("tolls_amount", pa.float64()),
+        ("improvement_surcharge", pa.float64()),
+        ("total_amount", pa.float64()),
+        ("congestion_surcharge", pa.float64()),
+        ("airport_fee", pa.float64()),
+    ]
+)
+SCHEMAS = {"green": GREEN_SCHEMA, "yellow": YELLOW_SCHEMA}
 
 # Mean speed (mph) by hour of day: slow in the rush hours, fast at night.
 _SPEED_BY_HOUR = np.array(
@@ -177,11 +204,23 @@ def generate(rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, month: str = DE
     return pa.Table.from_arrays(arrays, schema=GREEN_SCHEMA)
 
 
-def write(path: Path, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, month: str = DEFAULT_MONTH) -> Path:
-    """Generate trips and write them to `path` as parquet, atomically."""
+def as_yellow(green: pa.Table) -> pa.Table:
+    """The same trips in the yellow schema (tpep_ clocks, yellow's columns)."""
+    table = green.rename_columns([c.replace("lpep_", "tpep_") for c in green.column_names])
+    table = table.append_column("airport_fee", pa.array(np.zeros(len(table))))
+    return table.select(YELLOW_SCHEMA.names).cast(YELLOW_SCHEMA)
+
+
+def write(path: Path, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, month: str = DEFAULT_MONTH,
+          schema: str = "green") -> Path:
+    """Generate trips and write them to `path` as parquet (green or yellow schema), atomically."""
+    if schema not in SCHEMAS:
+        raise ValueError(f"unknown schema {schema!r}; choose one of {', '.join(SCHEMAS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = generate(rows, seed, month)
+    if schema == "yellow":
+        table = as_yellow(table)
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)

@@ -38,6 +38,7 @@ func TestDocsListEveryMetric(t *testing.T) {
 	rec := &describer{}
 	newMetrics(rec, noModels{}, skl2go.NewLimiter(1, 1, time.Second))
 	NewBatchMetrics(rec)
+	NewRegistryMetrics(rec)
 	descRE := regexp.MustCompile(`^Desc\{fqName: ("(?:[^"\\]|\\.)*"), help: ("(?:[^"\\]|\\.)*"), .*variableLabels: \{([^}]*)\}\}$`)
 	var rows []string
 	for _, d := range rec.descs {

@@ -234,3 +234,53 @@ func (b *BatchMetrics) ObserveBatch(meta *skl2go.Metadata, requests, rows int, w
 		queue.Observe(w.Seconds())
 	}
 }
+
+// RegistryMetrics records what the MLflow registry poller (package mlflow)
+// does; it implements mlflow.Observer: skl2go_registry_up (1 if the last
+// poll reached the registry), skl2go_registry_poll_errors_total,
+// skl2go_registry_refused_total by model (versions the alias pointed to
+// that were refused) and skl2go_registry_version by model (the registry
+// version served).
+type RegistryMetrics struct {
+	up      prometheus.Gauge
+	errors  prometheus.Counter
+	refused *prometheus.CounterVec
+	version *prometheus.GaugeVec
+}
+
+// NewRegistryMetrics registers the registry series in reg.
+func NewRegistryMetrics(reg prometheus.Registerer) *RegistryMetrics {
+	r := &RegistryMetrics{
+		up: prometheus.NewGauge(prometheus.GaugeOpts{Name: "skl2go_registry_up",
+			Help: "1 if the last poll of the MLflow registry succeeded, else 0."}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "skl2go_registry_poll_errors_total",
+			Help: "Polls of the MLflow registry that failed (down, slow, refusing, or a download cut)."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skl2go_registry_refused_total",
+			Help: "Registry versions the alias pointed to that were refused (failed checks, other task or inputs), by model."},
+			[]string{"model"}),
+		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "skl2go_registry_version",
+			Help: "The registry version served, by model."}, []string{"model"}),
+	}
+	reg.MustRegister(r.up, r.errors, r.refused, r.version)
+	return r
+}
+
+// ObserveRegistryPoll implements mlflow.Observer.
+func (r *RegistryMetrics) ObserveRegistryPoll(err error) {
+	if err != nil {
+		r.up.Set(0)
+		r.errors.Inc()
+		return
+	}
+	r.up.Set(1)
+}
+
+// ObserveRegistryRefused implements mlflow.Observer.
+func (r *RegistryMetrics) ObserveRegistryRefused(model string, _ int) {
+	r.refused.WithLabelValues(model).Inc()
+}
+
+// ObserveRegistryServed implements mlflow.Observer.
+func (r *RegistryMetrics) ObserveRegistryServed(model string, version int) {
+	r.version.WithLabelValues(model).Set(float64(version))
+}

@@ -66,7 +66,8 @@ func elementSize(t skl2go.DataType) int {
 
 // decodeTensorBinary appends count elements, encoded as elementSize says,
 // from raw to col; raw must hold exactly those elements. Floats must be
-// finite (JSON cannot carry NaN or Infinity either), strings valid UTF-8
+// finite (JSON cannot carry NaN or Infinity either; a nullable column takes
+// NaN as missing, as JSON's null), strings valid UTF-8
 // without NUL bytes. The error says what is wrong; the caller says where.
 func decodeTensorBinary(raw []byte, col *skl2go.Column, count int) error {
 	size := elementSize(col.Type)
@@ -150,8 +151,11 @@ func decodeStrings(raw []byte, col *skl2go.Column, count int) error {
 }
 
 // checkBinary refuses element i, v, when it is not finite or lies outside
-// the column's range.
+// the column's range. NaN is a missing value where the column is nullable.
 func checkBinary(col *skl2go.Column, v float64, i int) error {
+	if math.IsNaN(v) && col.Nullable {
+		return nil
+	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Errorf("element %d is %v: only finite numbers are accepted", i, v)
 	}

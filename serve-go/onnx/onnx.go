@@ -105,10 +105,46 @@ func (m *Model) Metadata() *skl2go.Metadata { return m.meta }
 func (m *Model) Close() error { return m.session.Destroy() }
 
 // Predict implements skl2go.Model.
+//
+// A row's answer does not depend on the rows run with it. ONNX Runtime's
+// matrix multiply (MLAS) computes a one-row product with a kernel of its own
+// that adds the terms in another order than the kernel for two rows or more,
+// so a linear model's float32 answer for a lone row can differ in the last
+// bit from its answer within a batch. A one-row batch is therefore run as
+// two copies of the row, and the copy dropped: the answer is then the same
+// whether dynamic batching merged the request or not, and the same as batch
+// scoring's (python -m batch).
 func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Output, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if batch.Rows != 1 {
+		return m.run(batch)
+	}
+	twice := &skl2go.Batch{Rows: 2, Columns: make([]skl2go.Column, len(batch.Columns))}
+	for i, col := range batch.Columns {
+		twice.Columns[i] = skl2go.Column{Name: col.Name, Type: col.Type, Range: col.Range}
+		twice.Columns[i].Append(col.Type, &col.Values)
+		twice.Columns[i].Append(col.Type, &col.Values)
+	}
+	outputs, err := m.run(twice)
+	if err != nil {
+		return nil, err
+	}
+	for i := range outputs {
+		out := &outputs[i]
+		perRow := 1
+		for _, d := range out.Shape[1:] {
+			perRow *= int(d)
+		}
+		out.Values = out.Slice(out.Type, 0, perRow)
+		out.Shape[0] = 1
+	}
+	return outputs, nil
+}
+
+// run runs the session once on every row of batch.
+func (m *Model) run(batch *skl2go.Batch) ([]skl2go.Output, error) {
 	inputs := make([]ort.Value, len(batch.Columns))
 	defer destroyAll(inputs)
 	for i := range batch.Columns {

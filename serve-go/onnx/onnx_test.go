@@ -48,6 +48,21 @@ func examplesBatch(t *testing.T, meta *skl2go.Metadata) (*skl2go.Batch, []float6
 	return batch, want
 }
 
+// loadNamed loads version 1 of the fixture model `name` and closes it when the test ends.
+func loadNamed(t *testing.T, name string) *onnx.Model {
+	t.Helper()
+	entry, err := repository.Read(models, name, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := runtime.Load(entry.Dir, entry.Metadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 // loadFixture loads the fixture model and closes it when the test ends.
 func loadFixture(t *testing.T) *onnx.Model {
 	t.Helper()
@@ -80,15 +95,7 @@ func TestPredictMatchesSklearn(t *testing.T) {
 }
 
 func TestClassifierPredictsLabelsAndProbabilitiesLikeSklearn(t *testing.T) {
-	entry, err := repository.Read(models, fixture.Classifier, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := runtime.Load(entry.Dir, entry.Metadata)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := loadNamed(t, fixture.Classifier)
 	instances, want := fixture.ClassExamples(m.Metadata())
 	data, _ := json.Marshal(instances)
 	dec := json.NewDecoder(strings.NewReader(string(data)))
@@ -265,5 +272,47 @@ func TestFindLibrary(t *testing.T) {
 	got, err := onnx.FindLibrary("")
 	if err != nil || got != filepath.Join(capi, "libonnxruntime.so.1.32.0") {
 		t.Errorf("FindLibrary from %s = %q, %v", deep, got, err)
+	}
+}
+
+// A row's answer is the same, to the bit, alone or within a batch of any
+// size: ONNX Runtime's one-row matrix multiply adds in another order, so
+// Predict never runs a single row (see Predict).
+func TestRowAnswersDoNotDependOnTheBatch(t *testing.T) {
+	for _, name := range []string{fixture.Model, fixture.Classifier} {
+		t.Run(name, func(t *testing.T) {
+			m := loadNamed(t, name)
+			all, _ := examplesBatch(t, m.Metadata())
+			whole, err := m.Predict(context.Background(), all)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, size := range []int{1, 2, 3} {
+				for start := 0; start+size <= all.Rows; start += size {
+					part := &skl2go.Batch{Rows: size}
+					for _, col := range all.Columns {
+						part.Columns = append(part.Columns, skl2go.Column{Name: col.Name, Type: col.Type,
+							Values: col.Slice(col.Type, start, start+size)})
+					}
+					got, err := m.Predict(context.Background(), part)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for o := range got {
+						perRow := len(got[o].Float64s()) / size
+						if got[o].Shape[0] != int64(size) {
+							t.Fatalf("output %s: shape %v for %d rows", got[o].Name, got[o].Shape, size)
+						}
+						want := whole[o].Float64s()[start*perRow : (start+size)*perRow]
+						for k, v := range got[o].Float64s() {
+							if math.Float64bits(v) != math.Float64bits(want[k]) {
+								t.Errorf("output %s, rows %d-%d of %d: element %d is %v, within the whole batch %v",
+									got[o].Name, start, start+size-1, all.Rows, k, v, want[k])
+							}
+						}
+					}
+				}
+			}
+		})
 	}
 }

@@ -163,6 +163,46 @@ func Open(root string, load Loader, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// New returns an empty store over root, whose versions are chosen by its
+// caller with Serve rather than by Sync (the MLflow registry poller: the
+// version an alias points to, not the latest on disk). Until the first
+// Serve succeeds it serves nothing.
+func New(root string, load Loader, opts Options) *Store {
+	return newStore(root, load, opts)
+}
+
+// Serve makes root/name/version the only version of the model served: it
+// is read, loaded and checked exactly as Sync checks a version, then
+// swapped in; the version it replaces is unloaded once its in-flight
+// requests are done. A version that fails is refused: logged, counted in
+// LoadFailures and returned as the error, and the version serving keeps
+// serving. Serving the version already served does nothing.
+func (s *Store) Serve(name string, version int) error {
+	if s.load == nil {
+		return fmt.Errorf("model %s: this store serves a fixed set of models", name)
+	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.isClosed() {
+		return fmt.Errorf("model %s: the store is closed", name)
+	}
+	serving := s.snapshot()
+	if _, ok := serving[name][version]; ok && len(serving[name]) == 1 {
+		return nil
+	}
+	h, err := s.loadVersion(name, version)
+	if err != nil {
+		s.countFailure(name)
+		s.logger.Error("model version refused; the versions serving keep serving", "model", name,
+			"version", version, "path", filepath.Join(s.root, name, strconv.Itoa(version)), "err", err.Error(),
+			"serving", versionList(serving[name]))
+		return err
+	}
+	serving[name] = map[int]*handle{version: h}
+	s.swap(serving)
+	return nil
+}
+
 // loadVersion reads, loads and checks one version.
 func (s *Store) loadVersion(name string, version int) (*handle, error) {
 	start := time.Now()

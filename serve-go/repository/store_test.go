@@ -20,7 +20,6 @@ import (
 	"skl2go"
 	"skl2go/internal/fixture"
 	"skl2go/repository"
-	"skl2go/tfserving"
 )
 
 // tracked wraps a real ONNX Runtime model and fails the test if a request
@@ -117,28 +116,6 @@ func open(t *testing.T, root string, l *loader, keep int, logs *bytes.Buffer) *r
 
 func served(store *repository.Store) string { return fmt.Sprint(store.Models()) }
 
-// predictExamples runs model.json's examples on m and checks sklearn's answers.
-func predictExamples(t testing.TB, m skl2go.Model) error {
-	instances, want := fixture.Examples(m.Metadata())
-	data, _ := json.Marshal(instances)
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	batch, err := tfserving.DecodeInstances(dec, m.Metadata(), len(instances))
-	if err != nil {
-		return err
-	}
-	out, err := m.Predict(context.Background(), batch)
-	if err != nil {
-		return err
-	}
-	for i, got := range out[0].Float64s() {
-		if !skl2go.WithinTolerance(got, want[i]) {
-			return fmt.Errorf("version %d row %d: got %g, sklearn %g", m.Metadata().Version, i, got, want[i])
-		}
-	}
-	return nil
-}
-
 func TestSyncSwapsInANewVersionAndClosesTheOldOnceItsRequestsAreDone(t *testing.T) {
 	root, l := t.TempDir(), newLoader(t)
 	fixture.CopyVersion(t, models, root, 1)
@@ -169,7 +146,7 @@ func TestSyncSwapsInANewVersionAndClosesTheOldOnceItsRequestsAreDone(t *testing.
 	if l.closed(1) {
 		t.Fatal("version 1 closed while a request holds it")
 	}
-	if err := predictExamples(t, old); err != nil {
+	if err := fixture.PredictExamples(old); err != nil {
 		t.Fatal(err)
 	}
 	releaseOld()
@@ -268,7 +245,7 @@ func TestSyncRefusesABrokenVersionOnceAndKeepsServing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := predictExamples(t, m); err != nil {
+			if err := fixture.PredictExamples(m); err != nil {
 				t.Fatal(err)
 			}
 			release()
@@ -379,7 +356,7 @@ func TestSwapsUnderLoadNeverRunARequestOnAClosedModel(t *testing.T) {
 					}
 					continue
 				}
-				if err := predictExamples(t, m); err != nil {
+				if err := fixture.PredictExamples(m); err != nil {
 					t.Error(err)
 				}
 				release()
@@ -462,7 +439,7 @@ func TestCloseWaitsForRequestsInFlight(t *testing.T) {
 		return err != nil
 	})
 	// ...but the one in flight still runs on it.
-	if err := predictExamples(t, m); err != nil { // still open: tracked fails the test otherwise
+	if err := fixture.PredictExamples(m); err != nil { // still open: tracked fails the test otherwise
 		t.Fatal(err)
 	}
 	release()

@@ -197,6 +197,9 @@ func (s *scanner) value(col *skl2go.Column) bool {
 	if s.pos == len(s.data) {
 		return false
 	}
+	if col.Nullable && s.literal("null") {
+		return col.AppendMissing()
+	}
 	switch col.Type {
 	case skl2go.String:
 		str, ok := s.plainString()

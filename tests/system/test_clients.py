@@ -197,24 +197,33 @@ def test_requests_json_inference(topology, repository):
     assert agreement.regression(output["data"], sklearn.predict(rows)).within_bound
 
 
-def readme_examples() -> list:
-    """The curl and Python examples in the README's section on existing
-    clients, as (language, code) parameters named after their client."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Using skl2go from existing clients", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```(sh|python)\n(.*?)```", section, flags=re.S)
+def documented_examples() -> list:
+    """The curl and Python examples of the README ("Ask for a prediction")
+    and of docs/api.md ("Using skl2go from existing clients"), as (language,
+    code) parameters named after their document and client."""
+    sections = {
+        "readme": ((ROOT / "README.md").read_text(), "## Ask for a prediction"),
+        "api": ((ROOT / "docs" / "api.md").read_text(), "## Using skl2go from existing clients"),
+    }
     client = lambda code: "curl" if code.startswith("curl ") else "tritonclient" if "tritonclient" in code else "requests"
-    return [pytest.param(lang, code, id=client(code)) for lang, code in blocks if lang == "python" or code.startswith("curl ")]
+    params = []
+    for doc, (text, heading) in sections.items():
+        section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+        blocks = re.findall(r"```(sh|python)\n(.*?)```", section, flags=re.S)
+        params += [pytest.param(lang, code, id=f"{doc}-{client(code)}") for lang, code in blocks
+                   if lang == "python" or code.startswith("curl ")]
+    return params
 
 
-@pytest.mark.parametrize("lang, code", readme_examples())
-def test_readme_examples_run_and_agree_with_sklearn(topology, repository, lang, code):
+@pytest.mark.parametrize("lang, code", documented_examples())
+def test_documented_examples_run_and_agree_with_sklearn(topology, repository, lang, code):
     code = code.replace("127.0.0.1:8080", topology.url.removeprefix("http://"))
     command = ["bash", "-c", code] if lang == "sh" else [sys.executable, "-c", code]
     run = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     if lang == "sh":
-        got = json.loads(run.stdout)["outputs"][0]["data"]
+        answer = json.loads(run.stdout)
+        got = answer["outputs"][0]["data"] if "outputs" in answer else answer["predictions"]
     else:
         got = [float(v) for v in re.findall(r"-?\d+\.\d+(?:e[-+]?\d+)?", run.stdout)]
     rows, sklearn = held_out(repository, "trip_duration")

@@ -23,7 +23,7 @@ def compose() -> dict:
 
 def test_services_trainer_replicas_and_nginx(compose):
     services = compose["services"]
-    assert set(services) == {"trainer", "server", "nginx"}
+    assert {n for n, s in services.items() if "profiles" not in s} == {"trainer", "server", "nginx"}
     for name in ["trainer", "server"]:
         build = services[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).is_file()
@@ -38,6 +38,21 @@ def test_services_trainer_replicas_and_nginx(compose):
     assert "./nginx:/etc/skl2go:ro" in nginx["volumes"]
     assert "render.sh 0.0.0.0:8080 /tmp/state server:9000" in nginx["command"][0]
     assert nginx["ports"] == ["${PORT:-8080}:8080"]
+
+
+def test_registry_profile_mlflow_on_postgres_and_minio(compose):
+    services = compose["services"]
+    registry = {n for n, s in services.items() if "registry" in s.get("profiles", [])}
+    assert registry == {"postgres", "minio", "minio-bucket", "mlflow"}
+    mlflow = services["mlflow"]
+    command = mlflow["command"][0]
+    assert "-r /requirements/mlflow-server.txt" in command  # the pinned server, as make mlflow
+    assert "--backend-store-uri postgresql://" in command and "@postgres:5432/" in command
+    assert "--serve-artifacts --artifacts-destination s3://mlflow/" in command
+    assert mlflow["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert mlflow["depends_on"]["minio-bucket"]["condition"] == "service_completed_successfully"
+    pins = (ROOT / "requirements" / "mlflow-server.txt").read_text()
+    assert "psycopg2-binary==" in pins and "boto3==" in pins
 
 
 def test_server_image_is_non_root_and_uses_the_pinned_runtime():

@@ -6,7 +6,9 @@ and 200), no answer was a 5xx, and its own checks hold.
 
 Scenarios, in order: kill -9 a replica and restart it; SIGTERM a replica and
 restart it; `make rollout`; publish a new good version; publish a corrupt
-version; malformed bodies (hypothesis); slow clients (slowloris).
+version; malformed bodies (hypothesis); slow clients (slowloris); then, on
+replicas serving from a real MLflow registry, the alias moved and the
+registry down (registry.py; not in --short).
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ class Settings:
     slow_clients: int = 200  # slowloris connections in slow_client
     client_timeout: int = 3  # nginx's CLIENT_TIMEOUT, seconds
     go_fuzz_time: str = "60s"  # per Go fuzz target; "" skips the Go fuzz run
+    registry: int = 1  # 1: also the MLflow registry scenarios (alias_moved, registry_down)
 
 
 SHORT = Settings(users=4, user_rate=20.0, warmup=1.5, settle=1.5, malformed=300, slow_clients=40,
-                 client_timeout=2, go_fuzz_time="")
+                 client_timeout=2, go_fuzz_time="", registry=0)
 
 
 @dataclass
@@ -289,6 +292,10 @@ def run(s: Settings, build: Path, source_models: Path, state: Path, out_dir: Pat
     with topology.running(models, state / "run", replicas=2, SKL2GO_POLL_INTERVAL="1s",
                           CLIENT_TIMEOUT=f"{s.client_timeout}s") as topo:
         outcomes = [run_scenario(name, action, topo, ctx, s, work) for name, action in SCENARIOS]
+    if s.registry:
+        from verify.chaos import registry
+
+        outcomes += registry.run(s, build, state / "registry", work)
     write_reports(out_dir, outcomes, fuzz, s, time.monotonic() - started)
     return all(o.passed for o in outcomes) and all(f["passed"] for f in fuzz)
 
@@ -298,7 +305,8 @@ def write_reports(out_dir: Path, outcomes: list[Outcome], fuzz: list[dict], s: S
     (out_dir / "chaos.json").write_text(json.dumps({"scenarios": [o.as_json() for o in outcomes]}, indent=2) + "\n")
     lines = ["# Chaos run", "",
              f"Steady load: Locust, {s.users} users × {s.user_rate:g} requests/s of one held-out trip each "
-             f"(loadtest's PredictUser, every answer checked), through nginx to 2 replicas; "
+             f"(loadtest's PredictUser, every answer checked), through nginx to 2 replicas "
+             f"(the registry scenarios: 2 replicas serving {MODEL}@champion from a real MLflow server); "
              f"{s.warmup:g} s of load before each fault and {s.settle:g} s after it. Run took {elapsed:.0f} s.", "",
              "| scenario | requests | failures | 5xx | versions served | passed |", "|---|---|---|---|---|---|"]
     for o in outcomes:

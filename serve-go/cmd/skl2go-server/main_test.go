@@ -1,6 +1,7 @@
 package main
 
 import (
+	"reflect"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -16,7 +17,8 @@ func defaults(edit func(*config)) config {
 			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second},
 		maxInflight: goruntime.GOMAXPROCS(0), maxQueue: 4096, queueTimeout: time.Second,
 		shutdownTimeout: 20 * time.Second, pollInterval: 5 * time.Second, versionsKept: 1,
-		batchMaxRows: defaultBatchMaxRows, batchDelay: defaultBatchDelay, logLevel: "info", logFormat: "json"}
+		batchMaxRows: defaultBatchMaxRows, batchDelay: defaultBatchDelay, logLevel: "info", logFormat: "json",
+		registryAlias: "champion", registryPoll: 5 * time.Second}
 	edit(&c)
 	return c
 }
@@ -66,6 +68,16 @@ func TestParseFlags(t *testing.T) {
 			want: defaults(func(c *config) { c.addr, c.allowNonLoopback = "0.0.0.0:9000", true })},
 		{name: "allow flag must be a boolean", args: []string{"--allow-non-loopback", "yes please"}, err: `--allow-non-loopback must be true or false, got "yes please"`},
 		{name: "unknown flag", args: []string{"--port", "1"}, err: "flag provided but not defined: -port"},
+		{name: "registry", args: []string{"--registry", "http://127.0.0.1:5000", "--registry-models", "a, b"},
+			env: map[string]string{"SKL2GO_REGISTRY_ALIAS": "prod", "SKL2GO_REGISTRY_POLL": "1s"},
+			want: defaults(func(c *config) {
+				c.registry, c.registryModels, c.registryAlias, c.registryPoll = "http://127.0.0.1:5000", []string{"a", "b"}, "prod", time.Second
+			})},
+		{name: "bad registry settings", args: []string{"--registry-models", "ok,../x", "--registry-alias", "", "--registry-poll", "1ms"},
+			err: `--registry-poll must be a duration of at least 100ms such as 20s, got "1ms"` + "\n" +
+				`--registry-models: "../x" is not a valid model name` + "\n" + "--registry-alias must not be empty"},
+		{name: "check reads a repository", args: []string{"--registry", "http://127.0.0.1:5000", "--check"},
+			err: "with --registry the versions come from the registry"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,7 +91,7 @@ func TestParseFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v\nwant %+v", got, tt.want)
 			}
 		})

@@ -1,0 +1,124 @@
+"""make bench-batch: rows/s and peak memory of batch scoring, three ways, on one file.
+
+    python -m batch.bench --data build/bench/yellow_tripdata_synthetic_3000000.parquet --name trip_duration
+
+1. the local engine (python -m batch score),
+2. the Spark engine, local[*],
+3. sklearn: the file read with pandas, the same features, pipeline.predict.
+
+Each runs in a child process of its own; peak memory is the largest sum of
+the resident sets of its process tree (Spark: the JVM and its Python
+workers), sampled every 0.1 s.
+Writes reports/bench-batch-<name>.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from .model import resolve
+
+SKLEARN = """
+import sys, time, joblib, numpy as np, pandas as pd
+from train import features
+from train.data import CLOCKS
+path, pipeline_file = sys.argv[1], sys.argv[2]
+started = time.perf_counter()
+import pyarrow.parquet as pq
+kind = next(k for k, (pick, _) in CLOCKS.items() if pick in pq.read_schema(path).names)
+pick = CLOCKS[kind][0]
+trips = pd.read_parquet(path, columns=[pick, "PULocationID", "DOLocationID", "trip_distance"])
+X = pd.DataFrame(features.inputs(trips[pick].to_numpy(), trips["PULocationID"].to_numpy(),
+                                 trips["DOLocationID"].to_numpy(), trips["trip_distance"].to_numpy()))
+predictions = joblib.load(pipeline_file).predict(X)
+print(len(predictions), time.perf_counter() - started)
+"""
+
+
+def measure(command: list[str], interval: float = 0.1) -> dict:
+    """Run command: its wall time, and the peak memory of its process tree
+    (the sum of the resident sets of the command and every process it
+    started, the Spark JVM and its Python workers included), sampled."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        root, peak = psutil.Process(child.pid), 0
+        while child.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(_rss(p) for p in tree))
+            time.sleep(interval)
+        seconds = time.perf_counter() - started
+        log.seek(0)
+        text = log.read()
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{text[-4000:]}")
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak / 2**20, 1)}
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.Error:  # ended between the listing and the reading
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m batch.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--name", default="trip_duration")
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--engines", nargs="+", default=["local", "spark", "sklearn"],
+                        choices=["local", "spark", "sklearn"], help="what to measure, in this order")
+    args = parser.parse_args(argv)
+    import pyarrow.parquet as pq
+
+    published = resolve(args.models, args.name)
+    rows = pq.read_metadata(args.data).num_rows
+    results = {}
+    with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as tmp:
+        for engine in args.engines:
+            print(f"[bench] {engine} on {rows:,} trips …", flush=True)
+            if engine == "sklearn":
+                command = [sys.executable, "-c", SKLEARN, str(args.data), str(published.path / "pipeline.joblib")]
+            else:
+                command = [sys.executable, "-m", "batch", "score", "--data", str(args.data), "--out",
+                           str(Path(tmp) / f"{engine}.parquet"), "--models", str(args.models), "--name", args.name,
+                           "--engine", engine]
+            result = measure(command)
+            result["rows_per_second"] = round(rows / result["seconds"])
+            results[engine] = result
+            print(f"[bench] {engine}: {result['seconds']:.1f}s, {result['rows_per_second']:,} rows/s, "
+                  f"peak {result['peak_rss_mb']:,.0f} MB", flush=True)
+    report = {"rows": rows, "file": str(args.data), "file_mb": round(args.data.stat().st_size / 1e6, 1),
+              "model": {"name": published.name, "version": published.version,
+                        "family": published.metadata["family"]},
+              "cores": os.cpu_count(), "load_average_at_end": os.getloadavg(), "results": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"bench-batch-{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"# Batch scoring, {rows:,} trips ({published.name} v{published.version}, "
+             f"{published.metadata['family']})", "",
+             "| engine | seconds | rows/s | vs sklearn | peak memory (MB) |", "|---|---|---|---|---|"]
+    base = results.get("sklearn", {}).get("rows_per_second")
+    for engine, r in results.items():
+        ratio = f"{r['rows_per_second'] / base:.1f}x" if base else "—"
+        lines.append(f"| {engine} | {r['seconds']:.1f} | {r['rows_per_second']:,} | {ratio} | "
+                     f"{r['peak_rss_mb']:,.0f} |")
+    (args.out / f"bench-batch-{args.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

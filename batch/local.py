@@ -1,0 +1,122 @@
+"""The local engine: TLC parquet files scored batch by batch on this machine.
+
+Each file is read one row group at a time (at most BATCH_ROWS rows per
+batch, only the columns scoring needs), scored, and appended to one output
+parquet file, so memory stays bounded whatever the size of the files.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from train.data import CLOCKS, EXTRA_COLUMNS, TRIP_COLUMNS, NotTripData, tlc_kind
+
+from . import output
+from .model import Published
+from .score import TRIPS, Scorer
+
+BATCH_ROWS = 65_536
+PROGRESS_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class TripFile:
+    """An input file checked to be TLC-shaped."""
+
+    path: Path
+    kind: str  # green or yellow
+    rows: int
+    columns: list[str]  # the columns read, in TRIPS order (clocks under their own names)
+
+
+def trip_files(paths: list[str | Path]) -> list[TripFile]:
+    """Every parquet file named (a directory stands for the *.parquet files in it),
+    each checked to be TLC-shaped; NotTripData names the first one that is not."""
+    if not paths:
+        raise NotTripData("no trip files given")
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
+            if not found:
+                raise NotTripData(f"{path}: a directory without parquet files")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise NotTripData(f"{path}: no such file")
+    checked = []
+    for path in files:
+        try:
+            meta = pq.read_metadata(path)
+        except Exception as exc:  # pyarrow raises several types for non-parquet input
+            raise NotTripData(f"{path}: not a parquet file ({exc})") from exc
+        names = meta.schema.to_arrow_schema().names
+        kind = tlc_kind(path, names)
+        extra = [c for c in EXTRA_COLUMNS if c in names]
+        checked.append(TripFile(path, kind, meta.num_rows, [*CLOCKS[kind], *TRIP_COLUMNS, *extra]))
+    return checked
+
+
+def trips_batch(batch: pa.RecordBatch, source: TripFile, first_row: int) -> pa.RecordBatch:
+    """A batch of `source` as TRIPS: ride id `<file name>:<row in file>`, clocks renamed."""
+    pick, drop = CLOCKS[source.kind]
+    rows = batch.num_rows
+    index = pc.cast(pa.array(np.arange(first_row, first_row + rows, dtype=np.int64)), pa.string())
+    ride_id = pc.binary_join_element_wise(pa.repeat(pa.scalar(source.path.name), rows), index, ":")
+    columns = {"ride_id": ride_id, "pickup_datetime": batch.column(pick), "dropoff_datetime": batch.column(drop)}
+    for name in TRIPS.names[3:]:
+        columns[name] = batch.column(name) if name in batch.schema.names else pa.nulls(rows)
+    return pa.RecordBatch.from_arrays(
+        [_cast(columns[f.name], f.type) for f in TRIPS], schema=TRIPS)
+
+
+def score(paths: list[str | Path], out: Path, published: Published, overwrite: bool = False,
+          batch_rows: int = BATCH_ROWS, log=print) -> dict:
+    """Score every trip of `paths` with `published` into the parquet file `out`."""
+    files = trip_files(paths)
+    output.refuse_existing(Path(out), overwrite)
+    scorer = Scorer(published, threads=os.cpu_count() or 1)
+    total = sum(f.rows for f in files)
+    log(f"[score] {total:,} trips in {len(files)} file(s) with {published.name} version {published.version} "
+        f"({published.metadata['family']}), local engine")
+    started = last = time.perf_counter()
+    done = unscored = 0
+    with output.replacing(Path(out), overwrite) as tmp:
+        with pq.ParquetWriter(tmp, scorer.schema, compression="zstd") as writer:
+            for n, source in enumerate(files, 1):
+                first_row = 0
+                reader = pq.ParquetFile(source.path)
+                for batch in reader.iter_batches(batch_size=batch_rows, columns=source.columns):
+                    scored = scorer.score(trips_batch(batch, source, first_row))
+                    writer.write_batch(scored)
+                    first_row += batch.num_rows
+                    done += batch.num_rows
+                    unscored += scored.num_rows - scored.column("reason").null_count
+                    now = time.perf_counter()
+                    if now - last >= PROGRESS_SECONDS:
+                        last = now
+                        log(f"[score] file {n}/{len(files)} {source.path.name}: {done:,}/{total:,} trips "
+                            f"({done / max(total, 1):.0%}), {done / (now - started):,.0f} trips/s")
+        seconds = time.perf_counter() - started
+    log(f"[done] {done:,} trips scored into {out} in {seconds:.1f}s ({done / max(seconds, 1e-9):,.0f} trips/s); "
+        f"{unscored:,} could not be scored (see the reason column)")
+    return {"rows": done, "unscored": unscored, "seconds": seconds}
+
+
+def _cast(values: pa.Array, to: pa.DataType) -> pa.Array:
+    # Timestamps of any unit or zone label keep their stored value (in µs).
+    return values.cast(to, safe=not pa.types.is_timestamp(to))
+
+
+def stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
