@@ -71,15 +71,21 @@ class Served:
         return ", ".join(name for name, _ in self.inputs)
 
 
-def load_latest(models_dir: str | Path) -> dict[str, Served]:
-    """The highest version of every model in the repository, as the Go server loads them."""
+def load_pipeline(version_dir: Path, meta: dict) -> object:
+    """The version's sklearn pipeline (pipeline.joblib)."""
+    return joblib.load(version_dir / meta.get("files", {}).get("sklearn", {}).get("path", repository.PIPELINE_FILE))
+
+
+def load_latest(models_dir: str | Path, load=load_pipeline) -> dict[str, Served]:
+    """The highest version of every model in the repository, as the Go server
+    loads them; load(version_dir, metadata) makes what predicts (default: the
+    sklearn pipeline)."""
     served = {}
     for version_dir in repository.latest(models_dir).values():
         meta = repository.load_metadata(version_dir)
-        pipeline_file = version_dir / meta.get("files", {}).get("sklearn", {}).get("path", repository.PIPELINE_FILE)
         served[meta["name"]] = Served(
             name=meta["name"], version=int(meta["version"]), task=meta.get("task", "regression"),
-            inputs=[(i["name"], i["type"]) for i in meta["inputs"]], pipeline=joblib.load(pipeline_file),
+            inputs=[(i["name"], i["type"]) for i in meta["inputs"]], pipeline=load(version_dir, meta),
             ranges={i["name"]: tuple(i["range"]) for i in meta["inputs"] if i.get("range")})
     if not served:
         raise FileNotFoundError(f"no model versions in {models_dir}: run `make train export` first")
@@ -246,6 +252,12 @@ def _column(model: Served, rows: list[dict], name: str, kind: str) -> tuple[np.n
 def decode_instances(model: Served, rows: list) -> pd.DataFrame:
     """The instances as a DataFrame with the training dtypes, or the first
     problem (by row, then by field) as a ClientError, like the Go server."""
+    return pd.DataFrame(decode_columns(model, rows))
+
+
+def decode_columns(model: Served, rows: list) -> dict[str, np.ndarray]:
+    """The instances as one array per input, in the model's order, with the
+    training dtypes; or the first problem as a ClientError (decode_instances)."""
     if not rows:
         raise ClientError(400, "instances: must contain at least one instance")
     if len(rows) > MAX_ROWS:
@@ -267,7 +279,7 @@ def decode_instances(model: Served, rows: list) -> pd.DataFrame:
         columns[name] = array
     if first:
         raise ClientError(400, first[2])
-    return pd.DataFrame(columns)
+    return columns
 
 
 def predictions(model: Served, frame: pd.DataFrame) -> list:
@@ -315,7 +327,7 @@ def create_app(models_dir: str | Path | None = None) -> Flask:
     def predict(rest: str) -> Response:
         if not rest.endswith(":predict"):
             raise ClientError(404, f"no such endpoint: {request.method} {request.path}")
-        model = _find(models, rest.removesuffix(":predict"))
+        model = find(models, rest.removesuffix(":predict"))
         content_type = request.mimetype
         if request.content_type and content_type != "application/json":
             raise ClientError(415, f"Content-Type must be application/json, got {request.content_type}")
@@ -325,7 +337,7 @@ def create_app(models_dir: str | Path | None = None) -> Flask:
     return app
 
 
-def _find(models: dict[str, Served], path: str) -> Served:
+def find(models: dict[str, Served], path: str) -> Served:
     """{name} or {name}/versions/{v} -> the served model, or 404."""
     parts = path.split("/")
     if len(parts) not in (1, 3) or (len(parts) == 3 and parts[1] != "versions"):

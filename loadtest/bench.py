@@ -3,7 +3,9 @@ one run on one machine.
 
     python -m loadtest.bench [--quick] [--models models] [--name trip_duration]
 
-Targets: sklearn_gunicorn (loadtest/baseline.py), go_direct (one replica),
+Targets: sklearn_gunicorn (loadtest/baseline.py), fastapi_ort and
+fastapi_ort_nginx (loadtest/fastapi_ort.py, direct and behind the stack's
+nginx configuration), go_direct (one replica),
 go_nginx (nginx + 2 replicas), and two ceilings: nginx_static (nginx's own
 `return 200`) and nginx_go_healthz (nginx proxying to the replicas' /healthz).
 For each target and request size (1, 100, 1,000 rows) it runs:
@@ -51,8 +53,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 import topology
-from loadtest import baseline, report, samples
-from topology import ROOT, free_ports, processes
+from loadtest import baseline, fastapi_ort, report, samples
+from topology import ROOT, free_ports, nginx, processes
+from topology.settings import Settings as StackSettings
 from train import repository
 
 WRK_SCRIPT = ROOT / "loadtest" / "wrk.lua"
@@ -98,18 +101,44 @@ class Settings:
 
 def start_baseline(models: Path, port: int, log: Path, workers: int | None = None) -> subprocess.Popen:
     """gunicorn + Flask + sklearn on 127.0.0.1:port, ready to serve."""
+    return _start_python(baseline.gunicorn_command(models, f"127.0.0.1:{port}", workers), baseline.gunicorn_env(),
+                         port, log, "gunicorn")
+
+
+def start_fastapi_ort(models: Path, port: int, log: Path, workers: int | None = None) -> subprocess.Popen:
+    """FastAPI + uvicorn + ONNX Runtime on 127.0.0.1:port, ready to serve."""
+    return _start_python(fastapi_ort.uvicorn_command(models, f"127.0.0.1:{port}", workers),
+                         fastapi_ort.uvicorn_env(models), port, log, "uvicorn")
+
+
+def _start_python(command: list[str], env: dict[str, str], port: int, log: Path, what: str) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        process = subprocess.Popen(baseline.gunicorn_command(models, f"127.0.0.1:{port}", workers),
-                                   cwd=ROOT, env=baseline.gunicorn_env(), stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
     try:
         topology.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, alive=lambda: process.poll() is None,
-                           what="gunicorn")
+                           what=what)
     except BaseException:
         processes.terminate(process)
         raise
     return process
+
+
+def nginx_pids(state: Path) -> list[int]:
+    """An nginx's master and workers."""
+    master = nginx.pid(state)
+    return [master] + processes.children(master) if master else []
+
+
+def start_nginx_in_front(models: Path, state: Path, port: int, upstream: str) -> None:
+    """The stack's nginx configuration (topology/nginx.py), proxying to one
+    upstream address instead of the replicas: the same front for a peer."""
+    s = StackSettings(models=models, state=state, server=ROOT, port=port, replicas=1)
+    state.mkdir(parents=True, exist_ok=True)
+    nginx.write(s, nginx.render(s, [upstream]))
+    nginx.start(s)
+    topology.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, what="nginx in front of the peer")
 
 
 # --- load generators ----------------------------------------------------------
@@ -365,6 +394,19 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
         cleanup.callback(processes.terminate, gunicorn)
         sklearn = Target("sklearn_gunicorn", f"http://127.0.0.1:{gunicorn_port}", None,
                          lambda: [gunicorn.pid] + processes.children(gunicorn.pid))
+        fastapi_port = free_ports(2, avoid=[gunicorn_port])
+        front_port = fastapi_port + 1
+        uvicorn = start_fastapi_ort(models, fastapi_port, work / "logs" / "uvicorn.log")
+        cleanup.callback(processes.terminate, uvicorn)
+        front = work / "nginx-fastapi"
+        start_nginx_in_front(models, front, front_port, f"127.0.0.1:{fastapi_port}")
+        cleanup.callback(nginx.stop, front)
+        peer = [
+            Target("fastapi_ort", f"http://127.0.0.1:{fastapi_port}", None,
+                   lambda: [uvicorn.pid] + processes.children(uvicorn.pid)),
+            Target("fastapi_ort_nginx", f"http://127.0.0.1:{front_port}", None,
+                   lambda: [uvicorn.pid] + processes.children(uvicorn.pid) + nginx_pids(front)),
+        ]
         variants = [DEFAULT_BATCHING] + ([v for v in BATCHING if v != DEFAULT_BATCHING] if settings.batching_rows else [])
         for variant in variants:
             port = free_ports(1)
@@ -386,7 +428,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
             if variant == DEFAULT_BATCHING:
                 log(f"[bench] batching {variant}: all targets")
                 for rows in settings.rows:
-                    targets = [sklearn, *go] + (ceilings if rows == settings.rows[0] else [])
+                    targets = [sklearn, *peer, *go] + (ceilings if rows == settings.rows[0] else [])
                     for target in targets:
                         results, runs = measure(target, rows, settings, out, bodies[rows], args.name,
                                                 held_out_dir, log)

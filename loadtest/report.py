@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 BASELINE = "sklearn_gunicorn"
-TARGETS = ["sklearn_gunicorn", "go_direct", "go_nginx", "nginx_static", "nginx_go_healthz"]
+TARGETS = ["sklearn_gunicorn", "fastapi_ort", "fastapi_ort_nginx", "go_direct", "go_nginx", "nginx_static", "nginx_go_healthz"]
 LOADGENS = ["locust", "wrk"]
 
 

@@ -16,6 +16,13 @@
 // whose request came less than MaxDelay after the previous one waits up to
 // MaxDelay for more instead (a timer: it fires late, about 1 ms, on an idle
 // process).
+//
+// Load shedding is bounded by time, not by a count of requests: 256 queued
+// single-row requests are only a few runs of the model. A request that
+// would queue is refused at once (EOVERLOADED, a fast 503) only when the
+// wait estimated for it, the runs queued ahead of it (and its own) times
+// the recent duration of a run, exceeds MaxWait; MaxQueue is a safety cap
+// on memory, far above what the deadline admits in normal use.
 package batching
 
 import (
@@ -42,19 +49,34 @@ type Options struct {
 	MaxDelay time.Duration
 	// Runners is how many runs may execute at once (default GOMAXPROCS).
 	Runners int
-	// MaxQueue bounds the requests waiting for a run (0: no bound), and
-	// MaxWait how long each may wait (0: no bound). Past either, Predict
-	// fails at once with EOVERLOADED, as the server's limiter does: a fast
-	// 503 rather than a queue no client waits for.
+	// MaxWait is the deadline of a queued request (0: none): a request whose
+	// estimated wait exceeds it is refused at once with EOVERLOADED, and a
+	// request still waiting after it gives up with EOVERLOADED (the estimate
+	// lags behind a sudden change of run time). A fast 503 rather than a
+	// queue no client waits for.
+	MaxWait time.Duration
+	// MaxQueue is a hard cap on the requests waiting for a run (0: none), a
+	// bound on memory: past it, Predict fails at once with EOVERLOADED.
 	MaxQueue int
-	MaxWait  time.Duration
+	// Now is the clock of the estimates (nil: time.Now); tests pass a fake.
+	Now func() time.Time
 }
+
+// Reasons a request is shed, as Observer.ObserveAdmission is told.
+const (
+	ShedDeadline  = "deadline"   // its estimated wait exceeds MaxWait
+	ShedQueueFull = "queue_full" // MaxQueue requests already wait
+)
 
 // Observer is told about every run; the HTTP package's metrics implement
 // it. waits holds, for each request in the run, the time from its Predict
 // call to the start of the run.
 type Observer interface {
 	ObserveBatch(meta *skl2go.Metadata, requests, rows int, waits []time.Duration)
+	// ObserveAdmission is told about every request that will wait (others
+	// queued, or every run slot busy): its estimated wait and, if it was refused, why (ShedDeadline
+	// or ShedQueueFull; "" if admitted).
+	ObserveAdmission(meta *skl2go.Metadata, wait time.Duration, shed string)
 }
 
 // Model is a batching skl2go.Model.
@@ -71,7 +93,9 @@ type Model struct {
 	idle    *sync.Cond    // signalled when leaders drops to 0 after Close
 	changed chan struct{} // with MaxDelay: closed (and replaced) when the queue changes
 	last    time.Time     // the latest request's arrival
+	rows    int           // rows of the requests in queue (abandoned ones until dropped)
 	waiting atomic.Int64  // requests in Predict whose run has not started
+	runTime atomic.Int64  // recent duration of a run, nanoseconds (moving average; 0: none yet)
 }
 
 var _ skl2go.Model = (*Model)(nil)
@@ -114,6 +138,9 @@ func New(inner skl2go.Model, opts Options, observer Observer) (*Model, error) {
 	if opts.Runners < 1 {
 		opts.Runners = runtime.GOMAXPROCS(0)
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	m := &Model{inner: inner, opts: opts, observer: observer, changed: make(chan struct{}), done: make(chan struct{})}
 	m.idle = sync.NewCond(&m.mu)
 	return m, nil
@@ -145,18 +172,25 @@ func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Outp
 	if batch.Rows >= m.opts.MaxRows {
 		return m.inner.Predict(ctx, batch)
 	}
-	r := &request{ctx: ctx, batch: batch, queued: time.Now(), wake: make(chan message, 2)}
+	r := &request{ctx: ctx, batch: batch, queued: m.opts.Now(), wake: make(chan message, 2)}
 	m.mu.Lock()
-	switch {
-	case m.closed:
+	if m.closed {
 		m.mu.Unlock()
 		return nil, errClosed
-	case m.opts.MaxQueue > 0 && int(m.waiting.Load()) >= m.opts.MaxQueue:
-		m.mu.Unlock()
-		return nil, m.overloaded()
+	}
+	if m.rows > 0 || m.leaders >= m.opts.Runners { // it will wait: for the runs in progress, at least
+		wait, shed := m.admit(batch.Rows)
+		if m.observer != nil {
+			m.observer.ObserveAdmission(m.inner.Metadata(), wait, shed)
+		}
+		if shed != "" {
+			m.mu.Unlock()
+			return nil, m.overloaded(shed, wait)
+		}
 	}
 	m.waiting.Add(1)
 	m.queue = append(m.queue, r)
+	m.rows += batch.Rows
 	r.busy, m.last = r.queued.Sub(m.last) < m.opts.MaxDelay, r.queued
 	m.queueChanged()
 	lead := m.leaders < m.opts.Runners
@@ -171,12 +205,50 @@ func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Outp
 	return m.await(r)
 }
 
+// admit estimates the wait of a request of rows rows joining the queue and
+// says why it must be refused, if it must; m.mu is held. The queued rows
+// (its own included) make runs of MaxRows, Runners at a time, each lasting
+// the recent run time: under load, when a queue forms, runs are full, so
+// the recent runs are the size of the ones it waits for. No estimate before
+// the first run.
+func (m *Model) admit(rows int) (time.Duration, string) {
+	run := time.Duration(m.runTime.Load())
+	runs := (m.rows + rows + m.opts.MaxRows - 1) / m.opts.MaxRows
+	wait := time.Duration((runs+m.opts.Runners-1)/m.opts.Runners) * run
+	switch {
+	case m.opts.MaxQueue > 0 && int(m.waiting.Load()) >= m.opts.MaxQueue:
+		return wait, ShedQueueFull
+	case m.opts.MaxWait > 0 && wait > m.opts.MaxWait:
+		return wait, ShedDeadline
+	}
+	return wait, ""
+}
+
+// observeRun folds a run's duration into the recent run time (a moving
+// average weighing the latest run 1/4: it follows a change of load within
+// a few runs).
+func (m *Model) observeRun(d time.Duration) {
+	for {
+		old := m.runTime.Load()
+		next := int64(d)
+		if old > 0 {
+			next = old + (int64(d)-old)/4
+		}
+		if m.runTime.CompareAndSwap(old, max(next, 1)) {
+			return
+		}
+	}
+}
+
+// RunTime returns the recent duration of a run (0 before the first).
+func (m *Model) RunTime() time.Duration { return time.Duration(m.runTime.Load()) }
+
 // await waits for r's result, leading when asked to; the caller may leave
 // (ctx) or give up (MaxWait) only while r is still waiting.
 func (m *Model) await(r *request) ([]skl2go.Output, error) {
 	var timeout <-chan time.Time
 	if m.opts.MaxWait > 0 && r.state.Load() == waiting {
-		timer := time.NewTimer(m.opts.MaxWait - time.Since(r.queued))
+		timer := time.NewTimer(m.opts.MaxWait - m.opts.Now().Sub(r.queued))
 		defer timer.Stop()
 		timeout = timer.C
 	}
@@ -203,7 +275,7 @@ func (m *Model) await(r *request) ([]skl2go.Output, error) {
 			timeout = nil
 			if r.state.CompareAndSwap(waiting, abandoned) {
 				m.waiting.Add(-1)
-				return nil, m.overloaded()
+				return nil, m.overloaded("", 0)
 			}
 		}
 	}
@@ -249,6 +321,7 @@ func (m *Model) lead(r *request) {
 // none waits), dropping abandoned requests from the front; m.mu is held.
 func (m *Model) promote() *request {
 	for len(m.queue) > 0 && m.queue[0].state.Load() == abandoned {
+		m.rows -= m.queue[0].batch.Rows
 		m.queue[0] = nil
 		m.queue = m.queue[1:]
 	}
@@ -263,7 +336,7 @@ func (m *Model) promote() *request {
 // gather waits until MaxRows rows are queued, the deadline passes, or r
 // has been taken into another leader's run.
 func (m *Model) gather(r *request, deadline time.Time) {
-	timer := time.NewTimer(time.Until(deadline))
+	timer := time.NewTimer(deadline.Sub(m.opts.Now()))
 	defer timer.Stop()
 	for {
 		rows := m.queued()
@@ -302,11 +375,7 @@ func (m *Model) yield() {
 func (m *Model) queued() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	rows := 0
-	for _, q := range m.queue {
-		rows += q.batch.Rows
-	}
-	return rows
+	return m.rows
 }
 
 // queueChanged wakes the runs gathering for MaxDelay; m.mu is held.
@@ -329,6 +398,7 @@ func (m *Model) take() []*request {
 		if len(taken) > 0 && rows+q.batch.Rows > m.opts.MaxRows {
 			break
 		}
+		m.rows -= q.batch.Rows
 		if q.state.CompareAndSwap(waiting, running) || q.state.CompareAndSwap(leading, running) {
 			m.waiting.Add(-1)
 			taken = append(taken, q)
@@ -345,7 +415,7 @@ func (m *Model) take() []*request {
 // run merges the requests' batches, runs the model once, and gives each
 // request its rows.
 func (m *Model) run(taken []*request) {
-	started := time.Now()
+	started := m.opts.Now()
 	batch := taken[0].batch
 	if len(taken) > 1 {
 		batch = merge(taken)
@@ -359,6 +429,9 @@ func (m *Model) run(taken []*request) {
 	}
 	// The run serves several callers: one caller leaving must not cancel it.
 	outputs, err := m.inner.Predict(context.Background(), batch)
+	if err == nil {
+		m.observeRun(m.opts.Now().Sub(started))
+	}
 	var parts [][]skl2go.Output
 	switch {
 	case err != nil:
@@ -376,9 +449,18 @@ func (m *Model) run(taken []*request) {
 	}
 }
 
-func (m *Model) overloaded() error {
-	return skl2go.Errorf(skl2go.EOVERLOADED, "server overloaded: %d predictions waiting for a model run (at most %d, for %s); retry shortly",
-		m.waiting.Load(), m.opts.MaxQueue, m.opts.MaxWait)
+// overloaded is the error of a request refused (reason) or given up
+// (reason ""), with the wait estimated for it.
+func (m *Model) overloaded(reason string, wait time.Duration) error {
+	switch reason {
+	case ShedQueueFull:
+		return skl2go.Errorf(skl2go.EOVERLOADED, "server overloaded: %d predictions already wait for a model run (at most %d); retry shortly",
+			m.waiting.Load(), m.opts.MaxQueue)
+	case ShedDeadline:
+		return skl2go.Errorf(skl2go.EOVERLOADED, "server overloaded: the estimated wait for a model run is %s, over the %s deadline; retry shortly",
+			wait.Round(time.Microsecond), m.opts.MaxWait)
+	}
+	return skl2go.Errorf(skl2go.EOVERLOADED, "server overloaded: no model run within the %s deadline; retry shortly", m.opts.MaxWait)
 }
 
 // Close stops taking requests, answers those still waiting, waits for the
@@ -394,7 +476,7 @@ func (m *Model) Close() error {
 				r.wake <- message{err: errClosed}
 			}
 		}
-		m.queue = nil
+		m.queue, m.rows = nil, 0
 	}
 	for m.leaders > 0 {
 		m.idle.Wait()

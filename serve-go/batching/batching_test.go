@@ -447,8 +447,22 @@ type observed struct {
 }
 
 type recorder struct {
-	mu  sync.Mutex
-	got []observed
+	mu    sync.Mutex
+	got   []observed
+	shed  map[string]int // requests refused, by reason
+	waits []time.Duration
+}
+
+func (r *recorder) ObserveAdmission(_ *skl2go.Metadata, wait time.Duration, shed string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if shed != "" {
+		if r.shed == nil {
+			r.shed = map[string]int{}
+		}
+		r.shed[shed]++
+	}
+	r.waits = append(r.waits, wait)
 }
 
 func (r *recorder) ObserveBatch(_ *skl2go.Metadata, requests, rows int, waits []time.Duration) {
@@ -465,6 +479,139 @@ func (r *recorder) get() []observed {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]observed(nil), r.got...)
+}
+
+// clock is a fake clock that only the fake model moves.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// timed is a model whose every run lasts cost on the fake clock; while
+// held, a run waits for release (after saying so on entered).
+type timed struct {
+	double
+	clock   *clock
+	cost    time.Duration
+	held    atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (m *timed) Predict(ctx context.Context, b *skl2go.Batch) ([]skl2go.Output, error) {
+	if m.held.Load() {
+		m.entered <- struct{}{}
+		<-m.release
+	}
+	m.clock.advance(m.cost)
+	return m.double.Predict(ctx, b)
+}
+
+// Shedding is bounded by the estimated wait, not by a request count: with a
+// run in progress, n single-row requests arrive at once; each is refused
+// only if the runs queued ahead of it and its own (MaxRows 64 each, one at a
+// time) times the recent run time exceed MaxWait, or MaxQueue already wait.
+func TestSheddingIsBoundedByTheEstimatedWait(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cost      time.Duration // one run on the fake clock
+		warm      bool          // a run has been timed before the burst
+		n         int
+		maxQueue  int
+		wantShed  map[string]int
+		wantQueue int
+	}{
+		{name: "300 single rows in 5 runs of 1s fit a 10s deadline", cost: time.Second, warm: true, n: 300, maxQueue: 100_000,
+			wantQueue: 300},
+		{name: "600 single rows in 10 runs of 1s fit a 10s deadline", cost: time.Second, warm: true, n: 600, maxQueue: 100_000,
+			wantQueue: 600},
+		{name: "runs of 5s: only 2 runs (128 rows) fit", cost: 5 * time.Second, warm: true, n: 300, maxQueue: 100_000,
+			wantShed: map[string]int{batching.ShedDeadline: 172}, wantQueue: 128},
+		{name: "runs longer than the deadline: nobody queues", cost: 11 * time.Second, warm: true, n: 50, maxQueue: 100_000,
+			wantShed: map[string]int{batching.ShedDeadline: 50}},
+		{name: "the safety cap holds however fast the runs", cost: time.Millisecond, warm: true, n: 700, maxQueue: 500,
+			wantShed: map[string]int{batching.ShedQueueFull: 200}, wantQueue: 500},
+		{name: "no run timed yet: no estimate, only the cap", cost: time.Hour, n: 300, maxQueue: 100_000,
+			wantQueue: 300},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &clock{now: time.Unix(1_000_000, 0)}
+			inner := &timed{clock: c, cost: tc.cost, entered: make(chan struct{}), release: make(chan struct{})}
+			obs := &recorder{}
+			b := newBatcher(t, inner, batching.Options{MaxRows: 64, Runners: 1, MaxWait: 10 * time.Second,
+				MaxQueue: tc.maxQueue, Now: c.Now}, obs)
+			if tc.warm {
+				if _, err := b.Predict(context.Background(), batchOf(1)); err != nil {
+					t.Fatal(err)
+				}
+				if b.RunTime() != tc.cost {
+					t.Fatalf("RunTime after one run = %s, want %s", b.RunTime(), tc.cost)
+				}
+			}
+			inner.held.Store(true)
+			first := make(chan error, 1)
+			go func() { _, err := b.Predict(context.Background(), batchOf(0)); first <- err }()
+			<-inner.entered
+			inner.held.Store(false)
+
+			var wg sync.WaitGroup
+			var shed atomic.Int64
+			errs := make(chan error, tc.n)
+			for i := range tc.n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					outputs, err := b.Predict(context.Background(), batchOf(int64(i)))
+					switch {
+					case skl2go.ErrorCode(err) == skl2go.EOVERLOADED:
+						shed.Add(1)
+					case err != nil:
+						errs <- err
+					default:
+						if err := checkAnswer(outputs, []int64{int64(i)}); err != nil {
+							errs <- err
+						}
+					}
+				}()
+			}
+			for deadline := time.Now().Add(30 * time.Second); b.Waiting()+int(shed.Load()) < tc.n; {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d waiting and %d shed of %d", b.Waiting(), shed.Load(), tc.n)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if b.Waiting() != tc.wantQueue {
+				t.Errorf("%d requests queued, want %d", b.Waiting(), tc.wantQueue)
+			}
+			close(inner.release)
+			wg.Wait()
+			if err := <-first; err != nil {
+				t.Errorf("the run in progress: %v", err)
+			}
+			close(errs)
+			for err := range errs {
+				t.Errorf("an admitted request: %v", err)
+			}
+			obs.mu.Lock()
+			defer obs.mu.Unlock()
+			if fmt.Sprint(obs.shed) != fmt.Sprint(tc.wantShed) {
+				t.Errorf("shed %v, want %v", obs.shed, tc.wantShed)
+			}
+			if int(shed.Load()) != tc.n-tc.wantQueue {
+				t.Errorf("%d requests answered overloaded, want %d", shed.Load(), tc.n-tc.wantQueue)
+			}
+			if len(obs.waits) != tc.n {
+				t.Errorf("%d admissions observed, want %d", len(obs.waits), tc.n)
+			}
+		})
+	}
 }
 
 // Single-row predictions from 32 goroutines, straight to ONNX Runtime or

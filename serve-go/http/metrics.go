@@ -186,9 +186,12 @@ func (c executionCollector) Collect(ch chan<- prometheus.Metric) {
 // BatchMetrics records what the dynamic batcher (package batching) does; it
 // implements batching.Observer. Per merged run: skl2go_batch_rows and
 // skl2go_batch_requests; per request: skl2go_batch_queue_duration_seconds,
-// the time from its arrival at the batcher to the start of its run.
+// the time from its arrival at the batcher to the start of its run; per
+// request that has to wait: skl2go_batch_estimated_wait_seconds, and
+// skl2go_shed_total by reason when it is refused.
 type BatchMetrics struct {
-	rows, requests, queue *prometheus.HistogramVec
+	rows, requests, queue, estimate *prometheus.HistogramVec
+	shed                            *prometheus.CounterVec
 }
 
 // NewBatchMetrics registers the batching series in reg.
@@ -205,9 +208,24 @@ func NewBatchMetrics(reg prometheus.Registerer) *BatchMetrics {
 		queue: histogram("skl2go_batch_queue_duration_seconds",
 			"Time a request waited in the dynamic batcher before its model run started, by model and version.",
 			prometheus.ExponentialBuckets(5e-6, 2.5, 13)),
+		estimate: histogram("skl2go_batch_estimated_wait_seconds",
+			"Wait estimated for a request that has to wait in the dynamic batcher (queued runs times the recent run time), by model and version.",
+			prometheus.ExponentialBuckets(5e-6, 2.5, 13)),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skl2go_shed_total",
+			Help: "Requests refused at once with 503 by the dynamic batcher, by model, version and reason (deadline: the estimated wait exceeds --queue-timeout; queue_full: --max-queue requests already wait)."},
+			[]string{"model", "version", "reason"}),
 	}
-	reg.MustRegister(b.rows, b.requests, b.queue)
+	reg.MustRegister(b.rows, b.requests, b.queue, b.estimate, b.shed)
 	return b
+}
+
+// ObserveAdmission implements batching.Observer.
+func (b *BatchMetrics) ObserveAdmission(meta *skl2go.Metadata, wait time.Duration, shed string) {
+	model, version := meta.Name, strconv.Itoa(meta.Version)
+	if shed != "" {
+		b.shed.WithLabelValues(model, version, shed).Inc()
+	}
+	b.estimate.WithLabelValues(model, version).Observe(wait.Seconds())
 }
 
 // ObserveBatch implements batching.Observer.

@@ -1,6 +1,7 @@
 """The load-test kit against real servers: the sklearn baseline under gunicorn
-refuses bad input like the Go server; the Locust user sends held-out trips
-and counts every wrong answer as a failure.
+and the FastAPI + ONNX Runtime peer refuse bad input like the Go server, and
+the peer answers like sklearn; the Locust user sends held-out trips and
+counts every wrong answer as a failure.
 """
 
 from __future__ import annotations
@@ -36,6 +37,22 @@ def gunicorn(repository, tmp_path_factory):
     process = bench.start_baseline(repository.models, port, tmp_path_factory.mktemp("logs") / "gunicorn.log", workers=2)
     yield f"http://127.0.0.1:{port}"
     processes.terminate(process)
+
+
+@pytest.fixture(scope="module")
+def fastapi_ort(repository, tmp_path_factory):
+    """The FastAPI + uvicorn + ONNX Runtime peer, as `make bench` runs it."""
+    port = free_ports(1)
+    process = bench.start_fastapi_ort(repository.models, port, tmp_path_factory.mktemp("logs") / "uvicorn.log",
+                                      workers=2)
+    yield f"http://127.0.0.1:{port}"
+    processes.terminate(process)
+
+
+@pytest.fixture(scope="module", params=["gunicorn", "fastapi_ort"])
+def peer(request):
+    """Each Python server of the benchmark in turn."""
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +98,10 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize("body, compare", BAD_BODIES)
-def test_baseline_refuses_bad_input_like_the_go_server(gunicorn, go_server, body, compare):
+def test_python_peers_refuse_bad_input_like_the_go_server(peer, go_server, body, compare):
     path = "/v1/models/trip_duration:predict"
     go_status, go = post(go_server + path, body.encode())
-    py_status, py = post(gunicorn + path, body.encode())
+    py_status, py = post(peer + path, body.encode())
     assert go_status == py_status == 400
     if compare == "same":
         assert py["error"] == go["error"]
@@ -101,12 +118,31 @@ def test_baseline_refuses_bad_input_like_the_go_server(gunicorn, go_server, body
     ("/v1/models/trip_duration/versions/x:predict", "application/json", 400),
     ("/v1/models/trip_duration:predict", "text/plain", 415),
 ])
-def test_baseline_routes_and_media_types_like_the_go_server(gunicorn, go_server, path, content_type, status):
+def test_python_peers_route_and_check_media_types_like_the_go_server(peer, go_server, path, content_type, status):
     body = ('{"instances": [{%s}]}' % OK_ROW).encode()
     go_status, go = post(go_server + path, body, content_type)
-    py_status, py = post(gunicorn + path, body, content_type)
+    py_status, py = post(peer + path, body, content_type)
     assert go_status == py_status == status
     assert py["error"] == go["error"]
+
+
+ROWS = [OK_ROW, OK_ROW.replace("2.5", "11.25"), OK_ROW.replace("74", "132").replace('"pickup_hour": 8', '"pickup_hour": 23')]
+
+
+@pytest.mark.parametrize("model", ["trip_duration", "tip_given"])
+def test_fastapi_ort_answers_like_sklearn(gunicorn, fastapi_ort, model):
+    body = ('{"instances": [%s]}' % ", ".join("{%s}" % row for row in ROWS)).encode()
+    sk_status, sk = post(f"{gunicorn}/v1/models/{model}:predict", body)
+    ort_status, ort = post(f"{fastapi_ort}/v1/models/{model}:predict", body)
+    assert sk_status == ort_status == 200
+    assert (ort["model"], ort["version"]) == (sk["model"], sk["version"])
+    assert len(ort["predictions"]) == len(sk["predictions"]) == len(ROWS)
+    for got, want in zip(ort["predictions"], sk["predictions"]):
+        if isinstance(want, dict):  # a classifier: the same label, float32 probabilities
+            assert got["label"] == want["label"]
+            assert got["probabilities"] == pytest.approx(want["probabilities"], rel=1e-4, abs=1e-5)
+        else:
+            assert got == pytest.approx(want, rel=1e-4, abs=1e-3)
 
 
 def run_locust(url: str, repository, out: Path, *args: str) -> tuple[dict, dict]:

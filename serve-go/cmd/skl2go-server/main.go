@@ -87,8 +87,8 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 	maxBody := fs.String("max-body-bytes", env("MAX_BODY_BYTES", strconv.Itoa(32<<20)), "largest request body (env SKL2GO_MAX_BODY_BYTES)")
 	maxRows := fs.String("max-rows", env("MAX_ROWS", "100000"), "most instances per request (env SKL2GO_MAX_ROWS)")
 	inflight := fs.String("max-inflight", env("MAX_INFLIGHT", strconv.Itoa(goruntime.GOMAXPROCS(0))), "predictions run at once (default: the cores) (env SKL2GO_MAX_INFLIGHT)")
-	queue := fs.String("max-queue", env("MAX_QUEUE", "256"), "predictions that may wait for a slot; more get 503 (env SKL2GO_MAX_QUEUE)")
-	queueTimeout := fs.String("queue-timeout", env("QUEUE_TIMEOUT", "1s"), "longest wait for a slot before 503 (env SKL2GO_QUEUE_TIMEOUT)")
+	queue := fs.String("max-queue", env("MAX_QUEUE", "4096"), "hard cap on predictions waiting for a slot or a batched run, a bound on memory; more get 503 (env SKL2GO_MAX_QUEUE)")
+	queueTimeout := fs.String("queue-timeout", env("QUEUE_TIMEOUT", "1s"), "deadline of a waiting prediction: with batching, one whose estimated wait exceeds it gets 503 at once; any still waiting after it gets 503 (env SKL2GO_QUEUE_TIMEOUT)")
 	headerTimeout := fs.String("read-header-timeout", env("READ_HEADER_TIMEOUT", "5s"), "time to read a request's headers (env SKL2GO_READ_HEADER_TIMEOUT)")
 	readTimeout := fs.String("read-timeout", env("READ_TIMEOUT", "30s"), "time to read a whole request (env SKL2GO_READ_TIMEOUT)")
 	writeTimeout := fs.String("write-timeout", env("WRITE_TIMEOUT", "60s"), "time to answer, after the request's headers (env SKL2GO_WRITE_TIMEOUT)")
@@ -191,7 +191,9 @@ const (
 )
 
 // loader returns the one function that loads and checks a model version
-// (onnx.Runtime.Load), with the limiter and the batcher in front.
+// (onnx.Runtime.Load), with the limiter and the batcher in front: merged
+// runs take the limiter's slots, and requests waiting in the batcher are shed
+// by their estimated wait against --queue-timeout, with --max-queue as a hard cap.
 func loader(runtime *onnx.Runtime, limiter *skl2go.Limiter, c config, observer batching.Observer) repository.Loader {
 	load := func(e repository.Entry) (skl2go.Model, error) { return runtime.Load(e.Dir, e.Metadata) }
 	return batching.Loader(load, limiter, batching.Options{MaxRows: c.batchMaxRows, MaxDelay: c.batchDelay,
