@@ -89,6 +89,9 @@ func parse(path string) ([]entry, error) {
 	}
 	defer fh.Close()
 	entries := []entry{}
+	// One key per client: nginx's rate limit counts by key (it runs before
+	// the key is checked), so a second key would double a client's limit.
+	lines := map[string]int{}
 	sc := bufio.NewScanner(fh)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -99,6 +102,10 @@ func parse(path string) ([]entry, error) {
 		if len(fields) != 3 {
 			return nil, fmt.Errorf("key file %s line %d: want \"id scopes sha256\", got %d fields", path, n, len(fields))
 		}
+		if first, ok := lines[fields[0]]; ok {
+			return nil, fmt.Errorf("key file %s line %d: client %q already has a key on line %d (one key per client)", path, n, fields[0], first)
+		}
+		lines[fields[0]] = n
 		e := entry{id: fields[0], scopes: map[string]bool{}}
 		for _, s := range strings.Split(fields[1], ",") {
 			if s != ScopePredict && s != ScopeRead && s != ScopeWrite {

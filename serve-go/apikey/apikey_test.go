@@ -100,6 +100,7 @@ func TestOpenRejects(t *testing.T) {
 		"fields": "alice predict\n",
 		"scope":  "alice admin " + hash("a") + "\n",
 		"hash":   "alice predict abcd\n",
+		"twice":  "alice predict " + hash("a") + "\nalice read " + hash("b") + "\n",
 	} {
 		path := filepath.Join(dir, name)
 		write(t, path, text)

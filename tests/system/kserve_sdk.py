@@ -6,7 +6,9 @@ tests/system/test_kserve_sdk.py.
     .venv-kserve/bin/python tests/system/kserve_sdk.py < request.json > answers.json
 
 The request names the server and, per model, the rows to send as columns:
-{"url": "http://127.0.0.1:8080", "models": {"trip_duration": {"PULocationID": [...], ...}}}.
+{"url": "http://127.0.0.1:8080", "models": {"trip_duration": {"PULocationID": [...], ...}}},
+and optionally, for an edge with TLS and API keys, "cert" (the CA or
+self-signed certificate to trust) and "key" (sent as a bearer token).
 The answers are what the SDK returned, for the test to check: health,
 readiness, metadata (parsed by KServe's own response models), and each
 model's outputs for JSON and for binary tensor data.
@@ -39,6 +41,23 @@ def infer_request(name: str, metadata: ModelMetadataResponse, columns: dict, bin
     return kserve.InferRequest(model_name=name, infer_inputs=inputs, request_id=request_id, request_outputs=outputs)
 
 
+class Bearer(httpx.Auth):
+    """An API key as httpx (and so the SDK, through RESTConfig.auth) sends it."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers["Authorization"] = f"Bearer {self.key}"
+        yield request
+
+
+def ok(response: httpx.Response) -> bytes:
+    """The body of a successful answer; a refusal raises with its status."""
+    response.raise_for_status()
+    return response.content
+
+
 def outputs(response: kserve.InferResponse) -> dict:
     return {o.name: {"datatype": o.datatype, "shape": list(o.shape), "data": o.as_numpy().tolist()}
             for o in response.outputs}
@@ -47,16 +66,19 @@ def outputs(response: kserve.InferResponse) -> dict:
 async def main(request: dict) -> dict:
     url = request["url"]
     answers: dict = {"models": {}}
-    config = kserve.RESTConfig(protocol="v2", retries=0, timeout=30)
-    async with kserve.InferenceRESTClient(config) as client, httpx.AsyncClient(timeout=30) as http:
+    verify = request.get("cert", True)
+    auth = Bearer(request["key"]) if "key" in request else None
+    config = kserve.RESTConfig(protocol="v2", retries=0, timeout=30, verify=verify, auth=auth)
+    async with (kserve.InferenceRESTClient(config) as client,
+                httpx.AsyncClient(timeout=30, verify=verify, auth=auth) as http):
         answers["server_live"] = await client.is_server_live(url)
         answers["server_ready"] = await client.is_server_ready(url)
         answers["unknown_model_ready"] = await client.is_model_ready(url, "no_such_model")
         # InferenceRESTClient has no metadata calls: KServe's own response models read them.
-        answers["server_metadata"] = ServerMetadataResponse.model_validate_json((await http.get(f"{url}/v2")).content).model_dump()
+        answers["server_metadata"] = ServerMetadataResponse.model_validate_json(ok(await http.get(f"{url}/v2"))).model_dump()
         for name, columns in request["models"].items():
             got: dict = {"ready": await client.is_model_ready(url, name)}
-            metadata = ModelMetadataResponse.model_validate_json((await http.get(f"{url}/v2/models/{name}")).content)
+            metadata = ModelMetadataResponse.model_validate_json(ok(await http.get(f"{url}/v2/models/{name}")))
             got["metadata"] = metadata.model_dump()
             for binary in (False, True):
                 form = "binary" if binary else "json"

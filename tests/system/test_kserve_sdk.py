@@ -31,18 +31,23 @@ def held_out(repository, name: str) -> tuple[pd.DataFrame, object]:
     return rows, joblib.load(repository.models / name / "1" / "pipeline.joblib")
 
 
-@pytest.fixture(scope="module")
-def answers(topology, repository) -> dict:
-    """What the SDK answered, once for every test of this module."""
+def run_sdk(repository, url: str, **edge: str) -> dict:
+    """What the SDK answered for both models at url (edge: "cert" and "key" for TLS with API keys)."""
     if not KSERVE_PYTHON.exists():
         pytest.fail(f"{KSERVE_PYTHON} is missing: run `make venv-kserve` (make test does)")
-    request = {"url": topology.url, "models": {
+    request = {"url": url, **edge, "models": {
         name: {column: values.tolist() for column, values in held_out(repository, name)[0].items()}
         for name in (REGRESSOR, CLASSIFIER)}}
     run = subprocess.run([str(KSERVE_PYTHON), str(ROOT / "tests" / "system" / "kserve_sdk.py")],
                          input=json.dumps(request), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout)
+
+
+@pytest.fixture(scope="module")
+def answers(topology, repository) -> dict:
+    """What the SDK answered, once for every test of this module."""
+    return run_sdk(repository, topology.url)
 
 
 def test_health_and_readiness(answers):
