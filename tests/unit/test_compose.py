@@ -37,7 +37,21 @@ def test_services_trainer_replicas_and_nginx(compose):
     nginx = services["nginx"]
     assert "./nginx:/etc/skl2go:ro" in nginx["volumes"]
     assert "render.sh 0.0.0.0:8080 /tmp/state server:9000" in nginx["command"][0]
-    assert nginx["ports"] == ["${PORT:-8080}:8080"]
+    assert nginx["ports"] == ["${PORT:-8080}:8080", "${TLS_PORT:-8443}:8443"]
+
+
+def test_auth_and_tls_as_make_up_takes_them(compose):
+    """AUTH=keys and TLS_CERT/TLS_KEY turn keys and HTTPS on in both tiers,
+    and leave them off when unset (the variables render.sh and the server read)."""
+    server, nginx = compose["services"]["server"], compose["services"]["nginx"]
+    assert "${AUTH:-/dev/null}:/etc/skl2go/keys:ro" in server["volumes"]
+    assert server["environment"]["SKL2GO_API_KEYS"] == "${AUTH:+/etc/skl2go/keys}"
+    assert nginx["environment"]["AUTH"] == "${AUTH:+on}"
+    assert nginx["environment"]["TLS_CERT"] == "${TLS_CERT:+/etc/skl2go-tls/cert.pem}"
+    assert nginx["environment"]["TLS_PORT"] == "${TLS_CERT:+8443}"
+    render = (ROOT / "nginx" / "render.sh").read_text()
+    for variable in ("AUTH", "TLS_PORT", "TLS_CERT", "TLS_KEY"):
+        assert "${" + variable in render, variable
 
 
 def test_stream_profile_kafka_on_loopback(compose):
