@@ -110,7 +110,7 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 	fs.StringVar(&c.registryAlias, "registry-alias", env("REGISTRY_ALIAS", "champion"), "the registry alias whose version is served (env SKL2GO_REGISTRY_ALIAS)")
 	registryPoll := fs.String("registry-poll", env("REGISTRY_POLL", "5s"), "how often to ask the registry where the alias points (env SKL2GO_REGISTRY_POLL)")
 	fs.StringVar(&c.inferenceLog.Dir, "inference-log", env("INFERENCE_LOG", ""),
-		"inference log `dir`: this replica's own, it writes inference-<UTC time>.jsonl files there; the records' source is skl2go/<the dir's name> (default: none, log off) (env SKL2GO_INFERENCE_LOG)")
+		"inference log `dir`: this replica's own, it writes inference-<UTC time>.jsonl files there; the records' source is skl2go/<the dir's name>; {hostname} in it is the host's name (a container's, for replicas sharing a volume) (default: none, log off) (env SKL2GO_INFERENCE_LOG)")
 	logRate := fs.String("inference-log-rate", env("INFERENCE_LOG_RATE", "0"), "share of inferences written to the inference log, 0 to 1 (env SKL2GO_INFERENCE_LOG_RATE)")
 	logMaxBytes := fs.String("inference-log-max-bytes", env("INFERENCE_LOG_MAX_BYTES", strconv.Itoa(64<<20)), "inference log: a new file before one grows past this size (env SKL2GO_INFERENCE_LOG_MAX_BYTES)")
 	logMaxAge := fs.String("inference-log-max-age", env("INFERENCE_LOG_MAX_AGE", "1h"), "inference log: a new file once the current one is this old (env SKL2GO_INFERENCE_LOG_MAX_AGE)")
@@ -376,6 +376,13 @@ func openInferenceLog(c *config, logger *slog.Logger) (*inferencelog.Sink, error
 			return nil, fmt.Errorf("--actuals-token-file %s must hold one token, on one line", c.actualsTokenFile)
 		}
 		c.http.ActualsToken = token
+	}
+	if strings.Contains(c.inferenceLog.Dir, "{hostname}") {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--inference-log %s: %w", c.inferenceLog.Dir, err)
+		}
+		c.inferenceLog.Dir = strings.ReplaceAll(c.inferenceLog.Dir, "{hostname}", host)
 	}
 	c.inferenceLog.Logger = logger
 	sink, err := inferencelog.Open(c.inferenceLog)
