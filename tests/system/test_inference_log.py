@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -119,3 +121,22 @@ def test_predictions_and_ground_truth_are_logged_and_join_on_the_request_id(logg
     written = sum(logged.metric(n, "skl2go_inference_log_written_total") for n in range(1, REPLICAS + 1))
     dropped = sum(logged.metric(n, "skl2go_inference_log_dropped_total") for n in range(1, REPLICAS + 1))
     assert written == want and dropped == 0
+
+
+def test_a_replica_stopped_writes_out_what_it_logged(logged, repository):
+    """SIGTERM: the replica answers what it has, then writes its queue out
+    before it exits (the last second's records are not lost)."""
+    replica, pid = logged.replicas[0], logged.pids()[0]
+    before = len([r for r in records(logged.state) if r["source"] == "skl2go/replica-1"])
+    regress = rows(repository, MODEL, 1)
+    with requests.Session() as session:
+        for i in range(50):
+            r = session.post(f"{replica}/v1/models/{MODEL}:predict", json={"instances": regress},
+                             headers={"X-Request-Id": f"last-{i}"}, timeout=30)
+            assert r.status_code == 200, r.text
+    os.kill(pid, signal.SIGTERM)
+    wait_until("replica 1 to exit", lambda: not Path(f"/proc/{pid}").exists() or
+               Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", timeout=30)
+    after = [r for r in records(logged.state) if r["source"] == "skl2go/replica-1"]
+    assert len(after) == before + 50
+    assert {f"last-{i}" for i in range(50)} <= {r.get("requestid") for r in after}
