@@ -21,6 +21,7 @@
 #   make stream [NAME=trip_duration] [IN=rides] [OUT=predictions]   the Go stream consumer (make down stops it)
 #   make bench-stream   Go vs Python stream consumer, events/s and end-to-end latency
 #   make up AUTH=keys.txt [TLS=1]   API keys (python -m topology keys add keys.txt ID SCOPES), HTTPS (docs/security.md)
+#   make up INFERENCE_LOG=0.1 [ACTUALS_TOKEN=token.txt]   inference log in $(STATE)/inference, ground truth (docs/inference-log.md)
 
 PYTHON   ?= python3
 VENV     := .venv
