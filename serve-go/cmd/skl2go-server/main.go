@@ -10,11 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	goruntime "runtime"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +21,6 @@ import (
 	"skl2go/batching"
 	skhttp "skl2go/http"
 	"skl2go/internal/cli"
-	"skl2go/mlflow"
 	"skl2go/onnx"
 	"skl2go/repository"
 )
@@ -55,10 +51,7 @@ type config struct {
 	check            bool
 	logLevel         string
 	logFormat        string
-	registry         string        // MLflow tracking server URL; empty: serve the model repository
-	registryModels   []string      // registered models served; empty: every one
-	registryAlias    string        // the alias followed
-	registryPoll     time.Duration // between polls of the registry
+	registry         cli.Registry // empty URL: serve the model repository
 }
 
 // parseFlags reads flags, each defaulting to its SKL2GO_* environment variable.
@@ -100,11 +93,7 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 		"dynamic batching: most rows merged into one model run; 0 turns batching off (env SKL2GO_BATCH_MAX_ROWS)")
 	batchDelay := fs.String("batch-delay", env("BATCH_DELAY", defaultBatchDelay.String()),
 		"dynamic batching: how long a run may wait for more requests when they come that close together (env SKL2GO_BATCH_DELAY)")
-	fs.StringVar(&c.registry, "registry", env("REGISTRY", ""),
-		"MLflow tracking server `URL`: serve the versions its alias points to, cached in --models; credentials from MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME and _PASSWORD (env SKL2GO_REGISTRY)")
-	registryModels := fs.String("registry-models", env("REGISTRY_MODELS", ""), "registered models served, comma-separated (default: every one) (env SKL2GO_REGISTRY_MODELS)")
-	fs.StringVar(&c.registryAlias, "registry-alias", env("REGISTRY_ALIAS", "champion"), "the registry alias whose version is served (env SKL2GO_REGISTRY_ALIAS)")
-	registryPoll := fs.String("registry-poll", env("REGISTRY_POLL", "5s"), "how often to ask the registry where the alias points (env SKL2GO_REGISTRY_POLL)")
+	registryFlags := cli.RegistryFlags(fs, env, &c.registry, true)
 	fs.BoolVar(&c.check, "check", false, "load and check every model version that would be served, then exit (0 if all load)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
@@ -126,20 +115,8 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 		c.http.IdleTimeout = duration("idle-timeout", *idleTimeout, time.Millisecond)
 		c.shutdownTimeout = duration("shutdown-timeout", *shutdown, 0)
 		c.pollInterval = duration("poll-interval", *poll, 0)
-		c.registryPoll = duration("registry-poll", *registryPoll, 100*time.Millisecond)
-		c.registryModels = nil
-		for _, name := range strings.Split(*registryModels, ",") {
-			if name = strings.TrimSpace(name); name == "" {
-				continue
-			} else if !skl2go.ValidName(name) {
-				checks.Add(fmt.Errorf("--registry-models: %q is not a valid model name", name))
-			}
-			c.registryModels = append(c.registryModels, name)
-		}
-		if c.registryAlias == "" {
-			checks.Add(errors.New("--registry-alias must not be empty"))
-		}
-		if c.registry != "" && c.check {
+		registryFlags(&checks)
+		if c.registry.URL != "" && c.check {
 			checks.Add(errors.New("--check reads a model repository; with --registry the versions come from the registry"))
 		}
 		var err error
@@ -209,25 +186,15 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	ctx, reload, stop := cli.Signals(ctx)
 	defer stop()
-	// SIGHUP reloads the repository. Caught from the start: by default it
-	// would end the process, even while the models load.
-	reload := make(chan os.Signal, 1)
-	signal.Notify(reload, syscall.SIGHUP)
-	defer signal.Stop(reload)
 
-	lib, err := onnx.FindLibrary(c.ortLib)
-	if err != nil {
-		return err
-	}
-	runtime, err := onnx.NewRuntime(lib, c.ortThreads, logger)
+	runtime, err := cli.Runtime(c.ortLib, c.ortThreads, logger)
 	if err != nil {
 		return err
 	}
 	// runtime.Close comes after every model is closed; on an error exit the
 	// process ends with ONNX Runtime still initialised, which is harmless.
-	logger.Info("onnx runtime ready", "version", runtime.Version(), "library", lib, "intra_op_threads", c.ortThreads)
 
 	// The one way a version is loaded and checked, at start-up and on reload.
 	// Every model shares one bound on the predictions running at once.
@@ -235,27 +202,17 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	registry := prometheus.NewRegistry()
 	load := loader(runtime, limiter, c, skhttp.NewBatchMetrics(registry))
 	logger.Info("dynamic batching", "enabled", c.batchMaxRows > 0, "max_rows", c.batchMaxRows, "delay", c.batchDelay.String())
-	var (
-		store  *repository.Store
-		client *mlflow.Client
-	)
-	if c.registry != "" {
-		// The registry decides the versions; --models is their local cache.
-		if client, err = mlflow.NewClient(c.registry, getenv, nil); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(c.models, 0o755); err != nil {
-			return fmt.Errorf("registry cache: %w", err)
-		}
-		store = repository.New(c.models, load, repository.Options{Logger: logger})
-	} else if store, err = repository.Open(c.models, load, repository.Options{Keep: c.versionsKept, Logger: logger}); err != nil {
+	models, err := cli.OpenModels(cli.ModelsOptions{Dir: c.models, Keep: c.versionsKept, PollInterval: c.pollInterval,
+		Load: load, Registry: c.registry, Getenv: getenv, Observer: skhttp.NewRegistryMetrics(registry), Logger: logger})
+	if err != nil {
 		return err
 	}
+	store := models.Store
 	if c.check {
-		models := store.Models()
+		loaded := store.Models()
 		store.Close()
 		runtime.Close()
-		for _, m := range models {
+		for _, m := range loaded {
 			fmt.Printf("%s: %s versions %v load and reproduce their examples\n", c.models, m.Name, m.Versions)
 		}
 		return nil
@@ -274,28 +231,17 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		c.http.Keys = keys
 	}
 	server := skhttp.NewServer(store, c.http, logger, registry)
-	watch := func(ctx context.Context) { store.Watch(ctx, c.pollInterval, reload) }
-	if client != nil {
-		// Ready once a version is served (from the cache at once, else as
-		// soon as the registry delivers one), and ready for good: a registry
-		// down later changes nothing for the clients.
-		poller := mlflow.NewPoller(client, store, c.models, mlflow.Options{Alias: c.registryAlias,
-			Models: c.registryModels, Interval: c.registryPoll, Logger: logger,
-			Observer: skhttp.NewRegistryMetrics(registry), OnServe: func() { server.SetReady(true) }})
-		cached := poller.ServeCached()
-		logger.Info("following the model registry", "registry", client.URL(), "alias", c.registryAlias,
-			"models", c.registryModels, "poll", c.registryPoll.String(), "cache", c.models, "cached_models", cached)
-		watch = func(ctx context.Context) { poller.Run(ctx, reload) }
-	} else {
-		server.SetReady(true)
-	}
+	// From a registry: ready once a version is served (from the cache at
+	// once, else as soon as the registry delivers one), and ready for good:
+	// a registry down later changes nothing for the clients.
+	models.Follow(func() { server.SetReady(true) })
 	logger.Info("listening", "addr", ln.Addr().String(), "models", store.Models(),
 		"poll_interval", c.pollInterval.String(), "versions_kept", c.versionsKept,
 		"max_inflight", c.maxInflight, "max_queue", c.maxQueue)
 
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	watching := make(chan struct{})
-	go func() { defer close(watching); watch(watchCtx) }()
+	go func() { defer close(watching); models.Watch(watchCtx, reload) }()
 
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(ln) }()
