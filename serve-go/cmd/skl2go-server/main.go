@@ -21,6 +21,7 @@ import (
 	"skl2go/batching"
 	skhttp "skl2go/http"
 	"skl2go/internal/cli"
+	"skl2go/mlflow"
 	"skl2go/onnx"
 	"skl2go/repository"
 )
@@ -203,7 +204,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	load := loader(runtime, limiter, c, skhttp.NewBatchMetrics(registry))
 	logger.Info("dynamic batching", "enabled", c.batchMaxRows > 0, "max_rows", c.batchMaxRows, "delay", c.batchDelay.String())
 	models, err := cli.OpenModels(cli.ModelsOptions{Dir: c.models, Keep: c.versionsKept, PollInterval: c.pollInterval,
-		Load: load, Registry: c.registry, Getenv: getenv, Observer: skhttp.NewRegistryMetrics(registry), Logger: logger})
+		Load: load, Registry: c.registry, Getenv: getenv, Observer: func() mlflow.Observer { return skhttp.NewRegistryMetrics(registry) }, Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ import (
 	"skl2go/internal/cli"
 	"skl2go/kafka"
 	"skl2go/kinesis"
+	"skl2go/mlflow"
 	"skl2go/repository"
 )
 
@@ -173,7 +174,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	load := batching.Loader(func(e repository.Entry) (skl2go.Model, error) { return runtime.Load(e.Dir, e.Metadata) },
 		limiter, c.batch, skhttp.NewBatchMetrics(registry))
 	models, err := cli.OpenModels(cli.ModelsOptions{Dir: c.models, Keep: 1, PollInterval: c.pollInterval, Load: load,
-		Registry: c.registry, Getenv: getenv, Observer: skhttp.NewRegistryMetrics(registry), Logger: logger})
+		Registry: c.registry, Getenv: getenv, Observer: func() mlflow.Observer { return skhttp.NewRegistryMetrics(registry) }, Logger: logger})
 	if err != nil {
 		return err
 	}

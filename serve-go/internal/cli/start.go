@@ -95,8 +95,8 @@ type ModelsOptions struct {
 	PollInterval time.Duration     // between scans of the repository (0: only on SIGHUP)
 	Load         repository.Loader // loads and checks a version
 	Registry     Registry
-	Getenv       func(string) string // the registry's credentials
-	Observer     mlflow.Observer     // the registry poller's metrics
+	Getenv       func(string) string    // the registry's credentials
+	Observer     func() mlflow.Observer // the registry poller's metrics, made only when following one
 	Logger       *slog.Logger
 }
 
@@ -148,8 +148,12 @@ func (m *Models) Follow(onServe func()) {
 		return
 	}
 	r := m.opts.Registry
+	var observer mlflow.Observer
+	if m.opts.Observer != nil {
+		observer = m.opts.Observer()
+	}
 	m.poller = mlflow.NewPoller(m.client, m.Store, m.opts.Dir, mlflow.Options{Alias: r.Alias, Models: r.Models,
-		Interval: r.Poll, Logger: m.opts.Logger, Observer: m.opts.Observer, OnServe: onServe})
+		Interval: r.Poll, Logger: m.opts.Logger, Observer: observer, OnServe: onServe})
 	cached := m.poller.ServeCached()
 	m.opts.Logger.Info("following the model registry", "registry", m.client.URL(), "alias", r.Alias,
 		"models", r.Models, "poll", r.Poll.String(), "cache", m.opts.Dir, "cached_models", cached)
