@@ -12,7 +12,8 @@
 #   make up        converges: on a running stack it changes only what differs
 #   make chaos [QUICK=1]   faults under load through nginx; writes reports/chaos.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
-#   make score DATA=… OUT=… [NAME=…] [VERSION=n] [ENGINE=local|spark]   batch scoring to parquet
+#   make score DATA=… OUT=… [NAME=…] [VERSION=n|ALIAS=champion] [ENGINE=local|spark]   batch scoring to parquet
+#   make score-new DIR=incoming/ OUT_DIR=scored/   score each month's file not scored yet
 #   make bench-batch   batch scoring of 3M yellow trips: local, Spark, sklearn (reports/)
 #   make mlflow    MLflow tracking server + registry on 127.0.0.1:5000 (docs/registry.md)
 #   make promote NAME=trip_duration VERSION=3 [ALIAS=champion]
@@ -53,7 +54,7 @@ export PORT REPLICAS BASE_PORT MODELS STATE
 
 .PHONY: mlflow mlflow-down mlflow-status promote
 .PHONY: build-stream kafka kafka-down stream bench-stream
-.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model score java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
+.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model score score-new java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -147,8 +148,9 @@ kafka-down:
 	$(PYTHON) -m topology.kafka stop --port $(lastword $(subst :, ,$(KAFKA)))
 
 # The consumer of model NAME: events from topic IN, predictions to OUT, against KAFKA.
+# REGISTRY=http://127.0.0.1:5000: scores with the version the alias points to.
 stream: $(STREAM)
-	$(PYTHON) -m topology.stream start --name $(NAME) --metrics $(STREAM_METRICS) \
+	SKL2GO_REGISTRY=$${SKL2GO_REGISTRY:-$(REGISTRY)} $(PYTHON) -m topology.stream start --name $(NAME) --metrics $(STREAM_METRICS) \
 		--brokers $(KAFKA) --models $(MODELS) --input $(IN) --output $(OUT)
 
 # Go consumer vs the Python baseline (kafka-python + sklearn) on the broker at
@@ -193,15 +195,27 @@ predict:
 
 # --- Batch scoring: TLC files -> parquet, with a published model version ---
 #
-# make score DATA="a.parquet …" OUT=out.parquet [NAME=trip_duration] [VERSION=n]
+# make score DATA="a.parquet …" OUT=out.parquet|out-dir [NAME=trip_duration] [VERSION=n | ALIAS=champion]
 #            [OVERWRITE=1] [ENGINE=local|spark] [MASTER=local[*]]
 ENGINE ?= local
 MASTER ?= local[*]
 
+# ALIAS=champion (given on the command line or in the environment): the
+# version that registry alias points to, REGISTRY (or MLFLOW_TRACKING_URI)
+# naming the MLflow server.
+SCORE_MODEL = --name $(NAME) --models $(MODELS) --engine $(ENGINE) --master '$(MASTER)' \
+	$(if $(VERSION),--version $(VERSION)) $(if $(filter command line environment,$(origin ALIAS)),--alias $(ALIAS))
+SCORE_ENV = $(if $(REGISTRY),MLFLOW_TRACKING_URI=$(REGISTRY))
+
 score: $(VENV)/.installed $(if $(filter spark,$(ENGINE)),java)
 	@test -n "$(OUT)" || { echo 'make score needs OUT=<output parquet>'; exit 2; }
-	$(PY) -m batch score --data $(DATA) --out $(OUT) --name $(NAME) --models $(MODELS) --engine $(ENGINE) \
-		--master '$(MASTER)' $(if $(VERSION),--version $(VERSION)) $(if $(OVERWRITE),--overwrite)
+	$(SCORE_ENV) $(PY) -m batch score --data $(DATA) --out $(OUT) $(SCORE_MODEL) $(if $(OVERWRITE),--overwrite)
+
+# make score-new DIR=incoming/ OUT_DIR=scored/ [NAME=…] [VERSION=n | ALIAS=champion] [ENGINE=…]:
+# each parquet file of DIR without OUT_DIR/<stem>.scored.parquet yet (cron, the retraining loop).
+score-new: $(VENV)/.installed $(if $(filter spark,$(ENGINE)),java)
+	@test -n "$(DIR)" -a -n "$(OUT_DIR)" || { echo 'make score-new needs DIR=<incoming dir> OUT_DIR=<scored dir>'; exit 2; }
+	$(SCORE_ENV) $(PY) -m batch score-new --dir $(DIR) --out-dir $(OUT_DIR) $(SCORE_MODEL)
 
 # Spark needs Java 17 or newer: the system's OpenJDK 17 when none is found.
 java:

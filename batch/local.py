@@ -2,7 +2,8 @@
 
 Each file is read one row group at a time (at most BATCH_ROWS rows per
 batch, only the columns scoring needs), scored, and appended to one output
-parquet file, so memory stays bounded whatever the size of the files.
+parquet file (OUT, or OUT/part-00000.parquet when OUT is a directory), so
+memory stays bounded whatever the size of the files.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def trips_batch(batch: pa.RecordBatch, source: TripFile, first_row: int) -> pa.R
 
 def score(paths: list[str | Path], out: Path, published: Published, overwrite: bool = False,
           batch_rows: int = BATCH_ROWS, log=print) -> dict:
-    """Score every trip of `paths` with `published` into the parquet file `out`."""
+    """Score every trip of `paths` with `published` into `out`: one parquet
+    file (a .parquet name), else a directory holding one."""
     files = trip_files(paths)
     output.refuse_existing(Path(out), overwrite)
     scorer = Scorer(published, threads=os.cpu_count() or 1)
@@ -92,6 +94,9 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
     started = last = time.perf_counter()
     done = unscored = 0
     with output.replacing(Path(out), overwrite) as tmp:
+        if not output.single_file(out):
+            tmp.mkdir()
+            tmp = tmp / output.PART
         with pq.ParquetWriter(tmp, scorer.schema, compression="zstd") as writer:
             for n, source in enumerate(files, 1):
                 first_row = 0

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from train import repository
+from train import repository, tracking
 from train.repository import MODEL_FILE
 
 # Rows per ONNX Runtime run. The graph one-hot encodes into a dense float32
@@ -60,9 +60,7 @@ class Published:
 def resolve(models: Path, name: str, version: int | None = None) -> Published:
     """The model version that NAME and VERSION (default: the latest) refer to.
 
-    The one place where a reference becomes a published version: scoring by
-    registry alias (name@alias, the MLflow issue) resolves here and nothing
-    else changes.
+    A registry alias resolves in `from_registry` instead.
     """
     published = repository.versions(Path(models) / name)
     if not published:
@@ -75,6 +73,17 @@ def resolve(models: Path, name: str, version: int | None = None) -> Published:
     path = Path(models) / name / str(version)
     metadata = repository.load_metadata(path)
     return Published(name, version, path, metadata)
+
+
+def from_registry(name: str, alias: str, into: Path) -> Published:
+    """The version name@alias points to in the MLflow registry
+    (MLFLOW_TRACKING_URI), its files downloaded into into/<name>/<version>/,
+    numbered as the registry numbers it (as the Go replicas serve it).
+    Raises tracking.TrackingError when no registry is configured, or the
+    model or alias is missing."""
+    version = tracking.alias_version(name, alias)
+    path = tracking.download_version(name, version, into)
+    return Published(name, version, path, repository.load_metadata(path))
 
 
 def session(onnx_bytes: bytes) -> ort.InferenceSession:

@@ -13,6 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+PART = "part-00000.parquet"  # the local engine's one file in a directory OUT
+
+
+def single_file(out: Path) -> bool:
+    """OUT is one parquet file when it ends in .parquet, else a directory of
+    parquet files (a table's path), whichever engine writes it."""
+    return Path(out).suffix == ".parquet"
+
+
 class OutputExists(FileExistsError):
     """OUT exists and --overwrite was not given."""
 
@@ -26,7 +35,7 @@ def refuse_existing(out: Path, overwrite: bool) -> None:
 def replacing(out: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary path beside `out` (same file system, so the final
     rename is atomic); rename it to `out` when the block succeeds, remove it
-    when it fails. Works for a file (local engine) or a directory (Spark)."""
+    when it fails. Works for a file or a directory."""
     out = Path(out)
     refuse_existing(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 Spark reads the parquet files (or directories of them), each executor's
 Python worker loads the ONNX graph once (shipped as a broadcast, cached per
 process) and applies Scorer.score to the Arrow batches of mapInArrow; the
-output is a parquet directory with the local engine's schema and numbers.
+output is a parquet directory (a table's path) or, for an OUT named
+*.parquet, one file, with the local engine's schema and numbers.
 `local[*]` here; a cluster master URL elsewhere (the project's code is
 shipped to the executors as a zip).
 """
@@ -14,6 +15,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -22,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -99,7 +102,8 @@ def trips(spark: SparkSession, paths: list[str | Path]) -> DataFrame:
 
 def score(spark: SparkSession, paths: list[str | Path], out: Path, published: Published,
           overwrite: bool = False, log=print) -> dict:
-    """Score every trip of `paths` into the parquet directory `out`."""
+    """Score every trip of `paths` into `out`: a directory of parquet files
+    (a table's path), or one parquet file when its name ends in .parquet."""
     frame = trips(spark, paths)
     output.refuse_existing(Path(out), overwrite)
     onnx_bytes = published.onnx_bytes()
@@ -116,13 +120,30 @@ def score(spark: SparkSession, paths: list[str | Path], out: Path, published: Pu
     ddl = ", ".join(f"`{f.name}` {SPARK_TYPES[f.type]}" for f in schema)
     started = time.perf_counter()
     with output.replacing(Path(out), overwrite) as tmp:
-        frame.mapInArrow(apply, ddl).write.parquet(str(tmp), compression="zstd")
+        parts = tmp.with_name(tmp.name + ".parts") if output.single_file(out) else tmp
+        try:
+            frame.mapInArrow(apply, ddl).write.parquet(str(parts), compression="zstd")
+            counts = spark.read.parquet(str(parts)).select(F.count("*"), F.count("reason")).first()
+            if parts != tmp:
+                _concatenate(parts, tmp, schema)
+        finally:
+            if parts != tmp:
+                shutil.rmtree(parts, ignore_errors=True)
         seconds = time.perf_counter() - started
-        counts = spark.read.parquet(str(tmp)).select(F.count("*"), F.count("reason")).first()
     rows, unscored = counts[0], counts[1]
     log(f"[done] {rows:,} trips scored into {out} in {seconds:.1f}s ({rows / max(seconds, 1e-9):,.0f} trips/s); "
         f"{unscored:,} could not be scored (see the reason column)")
     return {"rows": rows, "unscored": unscored, "seconds": seconds}
+
+
+def _concatenate(parts: Path, into: Path, schema: pa.Schema) -> None:
+    """Spark's part files as one parquet file, row group by row group (on
+    the driver, memory bounded), in the order of the part files."""
+    with pq.ParquetWriter(into, schema, compression="zstd") as writer:
+        for part in sorted(parts.glob("part-*.parquet")):
+            source = pq.ParquetFile(part)
+            for group in range(source.num_row_groups):
+                writer.write_table(source.read_row_group(group).cast(schema))
 
 
 # The Scorers of this Python worker process, by graph. Spark reuses its

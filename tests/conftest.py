@@ -9,6 +9,7 @@ tests/unit (`pytest -m unit`: no server, no network) and tests/system
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from topology import ROOT, Topology, free_ports, kafka, running  # noqa: F401  (ROOT: the tests import it from here)
+from topology import mlflow as mlflow_server
 from train import export, fit, synth
 
 HERE = Path(__file__).resolve().parent
@@ -80,3 +82,45 @@ def kafka_broker(tmp_path_factory) -> Iterator[kafka.Broker]:
         yield broker
     finally:
         kafka.stop(broker)
+
+
+@pytest.fixture(scope="session")
+def mlflow_registry(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """A real MLflow tracking server and registry on a free port (SQLite,
+    proxied artifacts), for the whole session: (its URL, its state directory).
+    Skips where .venv-mlflow is missing (`make mlflow` builds it)."""
+    if not mlflow_server.MLFLOW.exists():
+        pytest.skip("no .venv-mlflow: run `make mlflow` (make test builds it)")
+    state = tmp_path_factory.mktemp("mlflow")
+    url = mlflow_server.start(free_ports(1), state)
+    yield url, state
+    mlflow_server.stop(state)
+
+
+@pytest.fixture(scope="session")
+def register(mlflow_registry, repository, tmp_path_factory):
+    """register(name, family, promote) fits `family` on the sample trips and
+    exports it as `name` with MLFLOW_TRACKING_URI set, as `make train export`
+    does: a new registered version of `name`, the champion alias moved to
+    it if promote. Returns the registry's version number. Each test module
+    registers names of its own (the registry lives for the session)."""
+    url, _ = mlflow_registry
+    root = tmp_path_factory.mktemp("registered")
+
+    def register(name: str, family: str, promote: bool) -> int:
+        import mlflow
+
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PROMOTE")}
+        os.environ.update(MLFLOW_TRACKING_URI=url, PROMOTE="1" if promote else "")
+        try:
+            fit.fit([str(repository.trips)], family, name, root / family)
+            export.export(name, root / family, root / "models")
+            return max(int(v.version) for v in mlflow.MlflowClient(url).search_model_versions(f"name = '{name}'"))
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    return register

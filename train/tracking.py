@@ -13,7 +13,8 @@ Export calls log_version when MLFLOW_TRACKING_URI is set. The run gets:
     as the `sklearn` flavor, both with a signature.
 The ONNX flavor is registered as a new version of the registered model named
 like the skl2go model: that is what the Go replicas download (docs/registry.md).
-The `champion` alias moves only with PROMOTE=1 (or `promote`), never by itself.
+The `champion` alias moves only with PROMOTE=1 (or `promote`), never by itself;
+alias_version says where an alias points, download_version fetches the files.
 Credentials come from MLflow's own environment variables
 (MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME and _PASSWORD).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import warnings
 from importlib.metadata import version as package_version
@@ -143,6 +145,55 @@ def set_alias(name: str, version: int, alias: str = ALIAS) -> None:
     except MlflowException as err:
         raise TrackingError(f"MLflow at {mlflow.get_tracking_uri()}: {err.message}") from err
     print(f"[mlflow] {name}@{alias} -> version {version}", flush=True)
+
+
+def alias_version(name: str, alias: str = ALIAS) -> int:
+    """The registered version name@alias points to: the one resolver of an
+    alias (batch scoring, the retraining loop), as the Go replicas read it.
+    Needs MLFLOW_TRACKING_URI; TrackingError names what is missing."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if not enabled():
+        raise TrackingError(f"{name}@{alias}: no registry configured: set MLFLOW_TRACKING_URI "
+                            "(make … REGISTRY=http://127.0.0.1:5000)")
+    try:
+        return int(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException as err:
+        raise TrackingError(f"MLflow at {mlflow.get_tracking_uri()}: {name}@{alias}: {err.message}") from err
+
+
+def download_version(name: str, version: int, into: Path) -> Path:
+    """A registered version's model.onnx and model.json (its `onnx` flavor)
+    in into/<name>/<version>/, model.json's version set to the registry's
+    number as the Go replicas set it: a model repository's layout."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    target = Path(into) / name / str(version)
+    if (target / "model.json").exists():
+        return target
+    staging = Path(into) / name / f".incoming-{version}"
+    try:
+        try:
+            flavor = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(staging)))
+        except MlflowException as err:
+            raise TrackingError(f"MLflow at {mlflow.get_tracking_uri()}: {name} version {version}: "
+                                f"{err.message}") from err
+        meta_file = flavor / "extra_files" / "model.json"
+        if not meta_file.exists():
+            raise TrackingError(f"{name} version {version} has no extra_files/model.json: register versions "
+                                "with `make export` (train/tracking.py)")
+        meta = {**json.loads(meta_file.read_text()), "version": version}
+        if meta.get("name") != name:
+            raise TrackingError(f"model.json of registered model {name} version {version} names "
+                                f"{meta.get('name')!r}")
+        target.mkdir(parents=True, exist_ok=True)
+        (flavor / Path(meta["files"]["onnx"]["path"]).name).rename(target / "model.onnx")
+        (target / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,16 +33,6 @@ class Registry:
     build: Path  # build/<NAME>: the held-out trips
 
 
-@pytest.fixture(scope="session")
-def mlflow_registry(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """A real MLflow tracking server and registry on a free port (SQLite,
-    proxied artifacts), for the whole session."""
-    state = tmp_path_factory.mktemp("mlflow")
-    url = mlflow_server.start(free_ports(1), state)
-    yield url, state
-    mlflow_server.stop(state)
-
-
 @pytest.fixture(scope="module")
 def registry(mlflow_registry, repository, tmp_path_factory) -> Iterator[Registry]:
     """Two versions of trip_duration registered by export: 1 (linear,

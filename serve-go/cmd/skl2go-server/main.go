@@ -10,11 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	goruntime "runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,10 +54,7 @@ type config struct {
 	check            bool
 	logLevel         string
 	logFormat        string
-	registry         string        // MLflow tracking server URL; empty: serve the model repository
-	registryModels   []string      // registered models served; empty: every one
-	registryAlias    string        // the alias followed
-	registryPoll     time.Duration // between polls of the registry
+	registry         cli.Registry // empty URL: serve the model repository
 	inferenceLog     inferencelog.Options
 	inferenceLogRate float64
 	actualsTokenFile string
@@ -104,11 +99,7 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 		"dynamic batching: most rows merged into one model run; 0 turns batching off (env SKL2GO_BATCH_MAX_ROWS)")
 	batchDelay := fs.String("batch-delay", env("BATCH_DELAY", defaultBatchDelay.String()),
 		"dynamic batching: how long a run may wait for more requests when they come that close together (env SKL2GO_BATCH_DELAY)")
-	fs.StringVar(&c.registry, "registry", env("REGISTRY", ""),
-		"MLflow tracking server `URL`: serve the versions its alias points to, cached in --models; credentials from MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME and _PASSWORD (env SKL2GO_REGISTRY)")
-	registryModels := fs.String("registry-models", env("REGISTRY_MODELS", ""), "registered models served, comma-separated (default: every one) (env SKL2GO_REGISTRY_MODELS)")
-	fs.StringVar(&c.registryAlias, "registry-alias", env("REGISTRY_ALIAS", "champion"), "the registry alias whose version is served (env SKL2GO_REGISTRY_ALIAS)")
-	registryPoll := fs.String("registry-poll", env("REGISTRY_POLL", "5s"), "how often to ask the registry where the alias points (env SKL2GO_REGISTRY_POLL)")
+	registryFlags := cli.RegistryFlags(fs, env, &c.registry, true)
 	fs.StringVar(&c.inferenceLog.Dir, "inference-log", env("INFERENCE_LOG", ""),
 		"inference log `dir`: this replica's own, it writes inference-<UTC time>.jsonl files there; the records' source is skl2go/<the dir's name>; {hostname} in it is the host's name (a container's, for replicas sharing a volume) (default: none, log off) (env SKL2GO_INFERENCE_LOG)")
 	logRate := fs.String("inference-log-rate", env("INFERENCE_LOG_RATE", "0"), "share of inferences written to the inference log, 0 to 1 (env SKL2GO_INFERENCE_LOG_RATE)")
@@ -139,7 +130,6 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 		c.http.IdleTimeout = duration("idle-timeout", *idleTimeout, time.Millisecond)
 		c.shutdownTimeout = duration("shutdown-timeout", *shutdown, 0)
 		c.pollInterval = duration("poll-interval", *poll, 0)
-		c.registryPoll = duration("registry-poll", *registryPoll, 100*time.Millisecond)
 		c.inferenceLog.MaxBytes = number("inference-log-max-bytes", *logMaxBytes, 4096)
 		c.inferenceLog.MaxAge = duration("inference-log-max-age", *logMaxAge, time.Second)
 		c.inferenceLog.MaxFiles = int(number("inference-log-max-files", *logMaxFiles, 1))
@@ -155,19 +145,8 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 		if c.inferenceLog.Dir == "" && c.actualsTokenFile != "" {
 			checks.Add(errors.New("--actuals-token-file needs --inference-log DIR: ground truth is written there"))
 		}
-		c.registryModels = nil
-		for _, name := range strings.Split(*registryModels, ",") {
-			if name = strings.TrimSpace(name); name == "" {
-				continue
-			} else if !skl2go.ValidName(name) {
-				checks.Add(fmt.Errorf("--registry-models: %q is not a valid model name", name))
-			}
-			c.registryModels = append(c.registryModels, name)
-		}
-		if c.registryAlias == "" {
-			checks.Add(errors.New("--registry-alias must not be empty"))
-		}
-		if c.registry != "" && c.check {
+		registryFlags(&checks)
+		if c.registry.URL != "" && c.check {
 			checks.Add(errors.New("--check reads a model repository; with --registry the versions come from the registry"))
 		}
 		if c.allowNonLoopback, err = strconv.ParseBool(*allow); err != nil {
@@ -236,25 +215,15 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	ctx, reload, stop := cli.Signals(ctx)
 	defer stop()
-	// SIGHUP reloads the repository. Caught from the start: by default it
-	// would end the process, even while the models load.
-	reload := make(chan os.Signal, 1)
-	signal.Notify(reload, syscall.SIGHUP)
-	defer signal.Stop(reload)
 
-	lib, err := onnx.FindLibrary(c.ortLib)
-	if err != nil {
-		return err
-	}
-	runtime, err := onnx.NewRuntime(lib, c.ortThreads, logger)
+	runtime, err := cli.Runtime(c.ortLib, c.ortThreads, logger)
 	if err != nil {
 		return err
 	}
 	// runtime.Close comes after every model is closed; on an error exit the
 	// process ends with ONNX Runtime still initialised, which is harmless.
-	logger.Info("onnx runtime ready", "version", runtime.Version(), "library", lib, "intra_op_threads", c.ortThreads)
 
 	// The one way a version is loaded and checked, at start-up and on reload.
 	// Every model shares one bound on the predictions running at once.
@@ -262,27 +231,17 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	registry := prometheus.NewRegistry()
 	load := loader(runtime, limiter, c, skhttp.NewBatchMetrics(registry))
 	logger.Info("dynamic batching", "enabled", c.batchMaxRows > 0, "max_rows", c.batchMaxRows, "delay", c.batchDelay.String())
-	var (
-		store  *repository.Store
-		client *mlflow.Client
-	)
-	if c.registry != "" {
-		// The registry decides the versions; --models is their local cache.
-		if client, err = mlflow.NewClient(c.registry, getenv, nil); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(c.models, 0o755); err != nil {
-			return fmt.Errorf("registry cache: %w", err)
-		}
-		store = repository.New(c.models, load, repository.Options{Logger: logger})
-	} else if store, err = repository.Open(c.models, load, repository.Options{Keep: c.versionsKept, Logger: logger}); err != nil {
+	models, err := cli.OpenModels(cli.ModelsOptions{Dir: c.models, Keep: c.versionsKept, PollInterval: c.pollInterval,
+		Load: load, Registry: c.registry, Getenv: getenv, Observer: func() mlflow.Observer { return skhttp.NewRegistryMetrics(registry) }, Logger: logger})
+	if err != nil {
 		return err
 	}
+	store := models.Store
 	if c.check {
-		models := store.Models()
+		loaded := store.Models()
 		store.Close()
 		runtime.Close()
-		for _, m := range models {
+		for _, m := range loaded {
 			fmt.Printf("%s: %s versions %v load and reproduce their examples\n", c.models, m.Name, m.Versions)
 		}
 		return nil
@@ -305,28 +264,17 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return err
 	}
 	server := skhttp.NewServer(store, c.http, logger, registry)
-	watch := func(ctx context.Context) { store.Watch(ctx, c.pollInterval, reload) }
-	if client != nil {
-		// Ready once a version is served (from the cache at once, else as
-		// soon as the registry delivers one), and ready for good: a registry
-		// down later changes nothing for the clients.
-		poller := mlflow.NewPoller(client, store, c.models, mlflow.Options{Alias: c.registryAlias,
-			Models: c.registryModels, Interval: c.registryPoll, Logger: logger,
-			Observer: skhttp.NewRegistryMetrics(registry), OnServe: func() { server.SetReady(true) }})
-		cached := poller.ServeCached()
-		logger.Info("following the model registry", "registry", client.URL(), "alias", c.registryAlias,
-			"models", c.registryModels, "poll", c.registryPoll.String(), "cache", c.models, "cached_models", cached)
-		watch = func(ctx context.Context) { poller.Run(ctx, reload) }
-	} else {
-		server.SetReady(true)
-	}
+	// From a registry: ready once a version is served (from the cache at
+	// once, else as soon as the registry delivers one), and ready for good:
+	// a registry down later changes nothing for the clients.
+	models.Follow(func() { server.SetReady(true) })
 	logger.Info("listening", "addr", ln.Addr().String(), "models", store.Models(),
 		"poll_interval", c.pollInterval.String(), "versions_kept", c.versionsKept,
 		"max_inflight", c.maxInflight, "max_queue", c.maxQueue)
 
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	watching := make(chan struct{})
-	go func() { defer close(watching); watch(watchCtx) }()
+	go func() { defer close(watching); models.Watch(watchCtx, reload) }()
 
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(ln) }()

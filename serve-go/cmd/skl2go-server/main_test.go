@@ -9,6 +9,7 @@ import (
 
 	skhttp "skl2go/http"
 	"skl2go/inferencelog"
+	"skl2go/internal/cli"
 )
 
 // defaults is the configuration with no flag and no environment, edited.
@@ -19,7 +20,7 @@ func defaults(edit func(*config)) config {
 		maxInflight: goruntime.GOMAXPROCS(0), maxQueue: 4096, queueTimeout: time.Second,
 		shutdownTimeout: 20 * time.Second, pollInterval: 5 * time.Second, versionsKept: 1,
 		batchMaxRows: defaultBatchMaxRows, batchDelay: defaultBatchDelay, logLevel: "info", logFormat: "json",
-		registryAlias: "champion", registryPoll: 5 * time.Second,
+		registry:     cli.Registry{Alias: "champion", Poll: 5 * time.Second},
 		inferenceLog: inferencelog.Options{MaxBytes: 64 << 20, MaxAge: time.Hour, MaxFiles: 24, Queue: 4096}}
 	edit(&c)
 	return c
@@ -73,7 +74,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "registry", args: []string{"--registry", "http://127.0.0.1:5000", "--registry-models", "a, b"},
 			env: map[string]string{"SKL2GO_REGISTRY_ALIAS": "prod", "SKL2GO_REGISTRY_POLL": "1s"},
 			want: defaults(func(c *config) {
-				c.registry, c.registryModels, c.registryAlias, c.registryPoll = "http://127.0.0.1:5000", []string{"a", "b"}, "prod", time.Second
+				c.registry = cli.Registry{URL: "http://127.0.0.1:5000", Models: []string{"a", "b"}, Alias: "prod", Poll: time.Second}
 			})},
 		{name: "bad registry settings", args: []string{"--registry-models", "ok,../x", "--registry-alias", "", "--registry-poll", "1ms"},
 			err: `--registry-poll must be a duration of at least 100ms such as 20s, got "1ms"` + "\n" +

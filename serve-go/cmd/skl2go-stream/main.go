@@ -16,13 +16,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,7 +34,7 @@ import (
 	"skl2go/internal/cli"
 	"skl2go/kafka"
 	"skl2go/kinesis"
-	"skl2go/onnx"
+	"skl2go/mlflow"
 	"skl2go/repository"
 )
 
@@ -61,6 +59,7 @@ type config struct {
 	logLevel     string
 	logFormat    string
 	kinesisEvent string
+	registry     cli.Registry // empty URL: score with the model repository's versions
 }
 
 // parseFlags reads flags, each defaulting to its SKL2GO_* environment variable.
@@ -96,6 +95,7 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 	poll := fs.String("poll-interval", env("POLL_INTERVAL", "5s"), "how often to look for new model versions; 0 = only on SIGHUP (env SKL2GO_POLL_INTERVAL)")
 	inflight := fs.String("max-inflight", env("MAX_INFLIGHT", strconv.Itoa(goruntime.GOMAXPROCS(0))), "model runs at once (default: the cores) (env SKL2GO_MAX_INFLIGHT)")
 	batchRows := fs.String("batch-max-rows", env("BATCH_MAX_ROWS", "64"), "dynamic batching: batches smaller than this from several consumers merge into one run; 0 turns it off (env SKL2GO_BATCH_MAX_ROWS)")
+	registryFlags := cli.RegistryFlags(fs, env, &c.registry, false)
 	fs.StringVar(&c.kinesisEvent, "kinesis-event", "", "the Lambda-style entry point: score this Kinesis event `file` (- for stdin) with the first --model, print the predictions as JSON, exit; no Kafka")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
@@ -110,6 +110,8 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 		c.pollInterval = checks.Duration("poll-interval", *poll, 0)
 		c.kafka.Brokers = split(*brokers)
 		c.names = split(*names)
+		registryFlags(&checks)
+		c.registry.Models = c.names // the registry models followed are the ones scoring the stream
 		if len(c.kafka.Brokers) == 0 {
 			checks.Add(errors.New("--brokers: at least one host:port"))
 		}
@@ -158,17 +160,10 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	ctx, reload, stop := cli.Signals(ctx)
 	defer stop()
-	reload := make(chan os.Signal, 1)
-	signal.Notify(reload, syscall.SIGHUP)
-	defer signal.Stop(reload)
 
-	lib, err := onnx.FindLibrary(c.ortLib)
-	if err != nil {
-		return err
-	}
-	runtime, err := onnx.NewRuntime(lib, c.ortThreads, logger)
+	runtime, err := cli.Runtime(c.ortLib, c.ortThreads, logger)
 	if err != nil {
 		return err
 	}
@@ -178,21 +173,32 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	limiter := skl2go.NewLimiter(c.maxInflight, 0, 0)
 	load := batching.Loader(func(e repository.Entry) (skl2go.Model, error) { return runtime.Load(e.Dir, e.Metadata) },
 		limiter, c.batch, skhttp.NewBatchMetrics(registry))
-	store, err := repository.Open(c.models, load, repository.Options{Keep: 1, Logger: logger})
+	models, err := cli.OpenModels(cli.ModelsOptions{Dir: c.models, Keep: 1, PollInterval: c.pollInterval, Load: load,
+		Registry: c.registry, Getenv: getenv, Observer: func() mlflow.Observer { return skhttp.NewRegistryMetrics(registry) }, Logger: logger})
 	if err != nil {
 		return err
 	}
+	store := models.Store
 	defer runtime.Close()
 	defer store.Close()
-	for _, name := range c.names {
-		if _, release, err := store.Acquire(name, 0); err != nil {
-			return fmt.Errorf("--model %s: %s", name, skl2go.ErrorMessage(err))
-		} else {
-			release()
+	// From a registry the versions arrive as the poller fetches them: until
+	// then the scorers wait (the model is not served yet), nothing is lost.
+	var served atomic.Bool
+	models.Follow(func() { served.Store(true) })
+	if !models.FromRegistry() {
+		for _, name := range c.names {
+			if _, release, err := store.Acquire(name, 0); err != nil {
+				return fmt.Errorf("--model %s: %s", name, skl2go.ErrorMessage(err))
+			} else {
+				release()
+			}
 		}
 	}
 
 	if c.kinesisEvent != "" {
+		if err := models.PollOnce(ctx); err != nil {
+			return err
+		}
 		return handleKinesis(ctx, c, &events.Scorer{Store: store, Model: c.names[0], Variant: c.variant, Logger: logger})
 	}
 
@@ -201,7 +207,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
+		if !ready.Load() || !served.Load() {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 			return
 		}
@@ -234,7 +240,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
-	go store.Watch(watchCtx, c.pollInterval, reload)
+	go models.Watch(watchCtx, reload)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -249,7 +255,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	}
 	ready.Store(true)
 	logger.Info("stream consumer ready", "models", c.names, "brokers", c.kafka.Brokers, "metrics", ln.Addr().String(),
-		"batch_max_rows", c.batch.MaxRows, "poll_interval", c.pollInterval.String())
+		"batch_max_rows", c.batch.MaxRows, "poll_interval", c.pollInterval.String(), "registry", c.registry.URL)
 	wg.Wait()
 	ready.Store(false)
 	return errors.Join(errs...)

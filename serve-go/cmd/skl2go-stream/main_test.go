@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -27,6 +28,14 @@ func TestParseFlags(t *testing.T) {
 		{name: "metrics beyond loopback", args: []string{"--metrics-addr", "0.0.0.0:9180"}, wantErr: "--metrics-addr must be a loopback"},
 		{name: "poll records", args: []string{"--max-poll-records", "0"}, wantErr: "--max-poll-records must be an integer of at least 1"},
 		{name: "no input", args: []string{"--input", ""}, wantErr: "--input: a topic name is required"},
+		{name: "registry follows the models scored", args: []string{"--registry", "http://127.0.0.1:5000", "--model", "a,b"},
+			env: map[string]string{"SKL2GO_REGISTRY_ALIAS": "prod"},
+			check: func(c config) bool {
+				return c.registry.URL == "http://127.0.0.1:5000" && c.registry.Alias == "prod" &&
+					c.registry.Poll == 5*time.Second && strings.Join(c.registry.Models, ",") == "a,b"
+			}},
+		{name: "bad registry settings", args: []string{"--registry-alias", "", "--registry-poll", "1ms"},
+			wantErr: `--registry-poll must be a duration of at least 100ms such as 20s, got "1ms"` + "\n" + "--registry-alias must not be empty"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
