@@ -315,7 +315,7 @@ $(TESTDATA)/models/.done: $(VENV)/.installed train/*.py
 	$(PY) -m train export --name tip_given --build $(TESTDATA)/build --models $(TESTDATA)/models
 	@touch $@
 
-test-go: build testdata
+test-go: build testdata $(PROTO_VENV)/.installed
 	cd serve-go && SKL2GO_TEST_MODELS=$(abspath $(TESTDATA)/models) go test -race -count=1 ./...
 
 # docs/server.md's tables of flags, endpoints and metrics, and
