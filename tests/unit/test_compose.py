@@ -37,7 +37,11 @@ def test_services_trainer_replicas_and_nginx(compose):
     nginx = services["nginx"]
     assert "./nginx:/etc/skl2go:ro" in nginx["volumes"]
     assert "render.sh 0.0.0.0:8080 /tmp/state server:9000" in nginx["command"][0]
-    assert nginx["ports"] == ["${PORT:-8080}:8080"]
+    assert nginx["ports"] == ["${PORT:-8080}:8080", "${GRPC_PORT:-8081}:8081"]
+    # gRPC: nginx on 8081 to each replica's HTTP port + 100 (render.sh's GRPC_OFFSET default).
+    assert nginx["environment"]["GRPC_LISTEN"] == "0.0.0.0:8081"
+    assert server["environment"]["SKL2GO_GRPC_ADDR"] == "0.0.0.0:9100"
+    assert "9100" in server["expose"]
 
 
 def test_stream_profile_kafka_on_loopback(compose):
