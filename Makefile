@@ -7,7 +7,7 @@
 #   make train export [DATA="a.parquet b.parquet"] [MODEL=linear] [NAME=trip_duration]
 #   make import PIPELINE=model.bin SAMPLE=records.jsonl NAME=name   a fitted pipeline you bring
 #   make parity        every model family through the real server, checked against sklearn
-#   make up [PORT=8080] [REPLICAS=2]      make down      make predict
+#   make up [PORT=8080] [GRPC_PORT=8081] [REPLICAS=2]      make down      make predict
 #   make rollout   restart the replicas one at a time, no request lost
 #   make up        converges: on a running stack it changes only what differs
 #   make chaos [QUICK=1]   faults under load through nginx; writes reports/chaos.{md,json}
