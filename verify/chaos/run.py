@@ -304,7 +304,8 @@ def run_scenario(name, action, topo: Topology, ctx: dict, s: Settings, work: Pat
 def go_fuzz(fuzz_time: str, testdata_models: Path) -> list[dict]:
     """The Go fuzz targets on request decoding, each for fuzz_time."""
     results = []
-    for target, package in (("FuzzDecodeRequest", "./tfserving"), ("FuzzDecodeInferRequest", "./oip")):
+    for target, package in (("FuzzDecodeRequest", "./tfserving"), ("FuzzDecodeInferRequest", "./oip"),
+                            ("FuzzModelInfer", "./grpc")):
         # Minimizing each new interesting input may take 60 s by default, and
         # its executions are not counted: bound it so the time goes to fuzzing.
         done = subprocess.run(["go", "test", package, "-run", "^$", "-fuzz", f"^{target}$", "-fuzztime", fuzz_time,
