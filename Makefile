@@ -7,7 +7,7 @@
 #   make train export [DATA="a.parquet b.parquet"] [MODEL=linear] [NAME=trip_duration]
 #   make import PIPELINE=model.bin SAMPLE=records.jsonl NAME=name   a fitted pipeline you bring
 #   make parity        every model family through the real server, checked against sklearn
-#   make up [PORT=8080] [REPLICAS=2]      make down      make predict
+#   make up [PORT=8080] [GRPC_PORT=8081] [REPLICAS=2]      make down      make predict
 #   make rollout   restart the replicas one at a time, no request lost
 #   make up        converges: on a running stack it changes only what differs
 #   make chaos [QUICK=1]   faults under load through nginx; writes reports/chaos.{md,json}
@@ -48,13 +48,14 @@ KAFKA    ?= 127.0.0.1:9092
 IN       ?= rides
 OUT      ?= predictions
 STREAM   := serve-go/bin/skl2go-stream
+GRPCLOAD := serve-go/bin/skl2go-grpcload
 STREAM_METRICS ?= 127.0.0.1:9180
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
 .PHONY: mlflow mlflow-down mlflow-status promote
 .PHONY: build-stream kafka kafka-down stream bench-stream
-.PHONY: demo test setup venv venv-kserve build nginx wrk bench bench-model score score-new java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
+.PHONY: demo test setup venv venv-kserve proto build nginx wrk bench bench-model score score-new java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -66,7 +67,7 @@ setup: venv build nginx
 # into one venv; `pip check` must pass on the whole set. requirements/clients-*.txt
 # are client venvs of their own and requirements/*-server.txt tool venvs
 # (packages the project's venv cannot hold).
-REQUIREMENTS := $(filter-out requirements/clients-% requirements/%-server.txt,$(sort $(wildcard requirements/*.txt)))
+REQUIREMENTS := $(filter-out requirements/clients-% requirements/%-server.txt requirements/proto.txt,$(sort $(wildcard requirements/*.txt)))
 venv: $(VENV)/.installed
 $(VENV)/.installed: $(REQUIREMENTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "skl2go needs Python 3.11 or newer, found " + sys.version.split()[0])'
@@ -131,13 +132,35 @@ promote: $(VENV)/.installed
 
 # -buildvcs=auto: GET /v2 reports the git revision built, even where GOFLAGS
 # turns stamping off.
-build: $(SERVER) $(STREAM)
+build: $(SERVER) $(STREAM) $(GRPCLOAD)
 $(SERVER): $(GO_SOURCES)
 	cd serve-go && go build -buildvcs=auto -trimpath -o bin/skl2go-server ./cmd/skl2go-server
+
+# The bounded gRPC load generator bench and chaos use (no ghz here).
+$(GRPCLOAD): $(GO_SOURCES)
+	cd serve-go && go build -trimpath -o bin/skl2go-grpcload ./cmd/skl2go-grpcload
 
 build-stream: $(STREAM)
 $(STREAM): $(GO_SOURCES)
 	cd serve-go && go build -buildvcs=auto -trimpath -o bin/skl2go-stream ./cmd/skl2go-stream
+
+# The gRPC service's Go code (serve-go/grpc/inferencepb), from its .proto:
+# protoc from the grpcio-tools wheel pinned in requirements/proto.txt (a venv
+# of its own), the plugins from serve-go/go.mod's tool block. The generated
+# files are committed; TestGenerated (package grpc) fails when they differ.
+PROTO_VENV := .venv-proto
+PROTO_DIR  := serve-go/grpc/inferencepb
+proto: $(PROTO_VENV)/.installed
+	cd serve-go && go build -o bin/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	$(PROTO_VENV)/bin/python -m grpc_tools.protoc -I $(PROTO_DIR) \
+		--plugin=protoc-gen-go=serve-go/bin/protoc-gen-go --go_out=$(PROTO_DIR) --go_opt=paths=source_relative \
+		--plugin=protoc-gen-go-grpc=serve-go/bin/protoc-gen-go-grpc --go-grpc_out=$(PROTO_DIR) --go-grpc_opt=paths=source_relative \
+		$(PROTO_DIR)/grpc_predict_v2.proto
+$(PROTO_VENV)/.installed: requirements/proto.txt
+	$(PYTHON) -m venv $(PROTO_VENV)
+	$(PROTO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/proto.txt
+	$(PROTO_VENV)/bin/python -m pip check
+	@touch $@
 
 # --- Streaming: Kafka (KRaft, single node, 127.0.0.1) and the Go consumer --
 
@@ -312,7 +335,7 @@ $(TESTDATA)/models/.done: $(VENV)/.installed train/*.py
 	$(PY) -m train export --name tip_given --build $(TESTDATA)/build --models $(TESTDATA)/models
 	@touch $@
 
-test-go: build testdata
+test-go: build testdata $(PROTO_VENV)/.installed
 	cd serve-go && SKL2GO_TEST_MODELS=$(abspath $(TESTDATA)/models) go test -race -count=1 ./...
 
 # docs/server.md's tables of flags, endpoints and metrics, and

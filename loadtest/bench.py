@@ -24,6 +24,10 @@ measured again in alternating wrk rounds (A B, B A, …): their ratio is a
 target, and on a shared machine one run of each can land in a quiet and a
 busy minute. The median of the rounds' ratios is the figure.
 
+gRPC (the Open Inference Protocol through nginx's gRPC port) is measured at
+1 and 1,000 rows per request with serve-go/cmd/skl2go-grpcload, the bounded
+Go load generator (bench.json's "grpc"), beside go_nginx under wrk.
+
 Then the dynamic batching comparison (replicas restarted with it on, then off)
 and sklearn's own in-process `predict` on the same rows. It writes
 reports/bench.json, reports/bench.md, reports/bench.png and Locust's HTML and
@@ -60,6 +64,8 @@ from topology.settings import Settings as StackSettings
 from train import repository
 
 WRK_SCRIPT = ROOT / "loadtest" / "wrk.lua"
+GRPCLOAD = ROOT / "serve-go" / "bin" / "skl2go-grpcload"
+GRPC_ROWS = (1, 1000)  # request sizes measured over gRPC
 
 # Dynamic batching settings of the replicas, by name (server flags as SKL2GO_*
 # variables). "on" is the server's default; "on, 300us" also lets a run wait
@@ -219,6 +225,25 @@ def run_wrk(target: Target, settings: Settings, bodies: Path | None, duration: i
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return json.loads(line)["wrk"]
+
+
+def run_grpc(stack: topology.Topology, rows: int, settings: Settings, bodies: Path, model: str, log) -> dict:
+    """One skl2go-grpcload run through nginx's gRPC port, as long as a wrk
+    run and with as many calls in flight as wrk's connections."""
+    target = Target("go_grpc_nginx", stack.grpc, None, stack.server_pids)
+    before = processes.cpu_seconds(target.server_pids())
+    done = subprocess.run([str(GRPCLOAD), "-addr", stack.grpc, "-model", model, "-bodies", str(bodies),
+                           "-duration", f"{settings.wrk_duration}s", "-workers", str(settings.wrk_connections),
+                           "-conns", str(2 * settings.wrk_threads)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=settings.wrk_duration + 120)
+    cpu = processes.cpu_seconds(target.server_pids()) - before
+    line = next((line for line in done.stdout.splitlines() if line.startswith('{"grpcload":')), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"skl2go-grpcload failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    run = {**wrk_run(target, rows, json.loads(line)["grpcload"], cpu), "loadgen": "grpcload"}
+    log(f"  {run['target']:<17} rows={rows:<5} grpcload peak        {run['rps']:>9,.0f} req/s  "
+        f"p99 {fmt(run['p99_ms'])} ms  failures {run['failures']}  cpu {fmt(run['cpu_ms_per_request'])} ms/req")
+    return run
 
 
 def measure(target: Target, rows: int, settings: Settings, out: Path, bodies: Path, model: str,
@@ -442,6 +467,8 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
                         bench["runs"] += runs
                         if target.name.startswith("go_") and rows in settings.batching_rows:
                             bench["batching"] += [{**r, "batching": variant} for r in results]
+                for rows in (r for r in settings.rows if r in GRPC_ROWS):
+                    bench.setdefault("grpc", []).append(run_grpc(stack, rows, settings, bodies[rows], args.name, log))
                 if 1 in settings.rows and settings.paired_rounds:
                     log(f"[bench] predict vs /healthz through nginx, {settings.paired_rounds} alternating rounds")
                     bench["paired"] = paired_rounds(go[1], ceilings[1], settings, bodies[1], args.name, log)
@@ -500,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.paired_rounds = args.rounds
     if args.no_batching:
         settings.batching_rows = []
+    if not GRPCLOAD.exists():
+        print(f"bench: {GRPCLOAD} not found: run `make build`", file=sys.stderr)
+        return 2
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed: run `make {tool}` (apt-get install {tool})")

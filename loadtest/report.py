@@ -159,6 +159,21 @@ def markdown(bench: dict) -> str:
             lines.append(f"| {r['round']} | {r['first']} | {num(r['go_nginx_rps'])} | {num(r['nginx_go_healthz_rps'])} "
                          f"| {share} | {r['failures']} |")
 
+    if bench.get("grpc"):
+        lines += ["", "## gRPC through nginx", "",
+                  "The Open Inference Protocol's ModelInfer (raw contents, as tritonclient.grpc sends them) "
+                  "through nginx's gRPC port to the same replicas, from serve-go/cmd/skl2go-grpcload "
+                  "(Go, bounded; no ghz here) with as many calls in flight as wrk's connections. "
+                  "The REST rows are go_nginx under wrk, same run.", "",
+                  "| rows | gRPC req/s | gRPC p99 ms | REST req/s | REST p99 ms | gRPC / REST | failures | server CPU ms/req |",
+                  "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for r in bench["grpc"]:
+            rest = find(bench["results"], "go_nginx", r["rows_per_request"], "wrk")
+            lines.append(f"| {r['rows_per_request']:,} | {num(r['rps'])} | {num(r['p99_ms'], 2)} "
+                         f"| {num(rest and rest['rps'])} | {num(rest and rest['p99_ms'], 2)} "
+                         f"| {times(ratio(r['rps'], rest and rest['rps']))} | {r['failures']} "
+                         f"| {num(r['cpu_ms_per_request'], 3)} |")
+
     batching = bench.get("batching") or []
     variants = list(dict.fromkeys(r["batching"] for r in batching))
     default = s.get("default_batching")

@@ -13,6 +13,10 @@
 #   TLS_PORT, TLS_CERT, TLS_KEY   all three: HTTPS (HTTP/1.1 and HTTP/2,
 #                   TLS 1.2+) on the LISTEN address's host at TLS_PORT; LISTEN
 #                   then answers health checks and redirects the rest
+#   GRPC_LISTEN     address:port: gRPC (the Open Inference Protocol, HTTP/2
+#                   cleartext) there too, to each replica's host:(port +
+#                   GRPC_OFFSET, default 100); the template's "#grpc " lines
+#                   are kept only then
 #   BENCH_LISTEN    address:port (make bench): the template's "#bench " lines
 #                   are kept, a server answering by itself there.
 set -eu
@@ -35,6 +39,16 @@ servers=""
 for replica in "$@"; do
     servers="${servers}        server ${replica} max_fails=3 fail_timeout=${fail_timeout}s;\n"
 done
+grpc_servers=""
+if [ -n "${GRPC_LISTEN:-}" ]; then
+    grpc_offset=${GRPC_OFFSET:-100}
+    case $grpc_offset in
+        "" | *[!0-9-]*) echo "$0: GRPC_OFFSET must be an integer, got '$grpc_offset'" >&2; exit 2 ;;
+    esac
+    for replica in "$@"; do
+        grpc_servers="${grpc_servers}        server ${replica%:*}:$((${replica##*:} + grpc_offset)) max_fails=3 fail_timeout=${fail_timeout}s;\n"
+    done
+fi
 zone=""
 limit=""
 if [ -n "${RATE_LIMIT:-}" ]; then
@@ -92,8 +106,10 @@ if [ -n "${TLS_PORT:-}${TLS_CERT:-}${TLS_KEY:-}" ]; then
 fi
 awk -v listen="$listen" -v state="$state" -v servers="$servers" -v timeout="$client_timeout" \
     -v zone="$zone" -v limit="$limit" -v bench="${BENCH_LISTEN:-}" \
+    -v grpc="${GRPC_LISTEN:-}" -v grpc_servers="$grpc_servers" \
     -v auth="$auth" -v auth_location="$auth_location" -v tls="$tls" -v plain="$plain" -v tls_port="${TLS_PORT:-}" '
     /^#/ { print; next }
+    /^[ \t]*#grpc / { if (grpc == "") next; sub(/#grpc /, ""); if ($0 ~ /^[ \t]*@GRPC_SERVERS@$/) { printf "%s", grpc_servers; next }; gsub(/@GRPC_LISTEN@/, grpc) }
     /^[ \t]*#bench / { if (bench == "") next; sub(/#bench /, ""); gsub(/@BENCH_LISTEN@/, bench) }
     /^[ \t]*#tls / { if (plain == "") next; sub(/#tls /, ""); gsub(/@PLAIN_LISTEN@/, plain); gsub(/@TLS_PORT@/, tls_port) }
     $0 == "@AUTH@" { if (auth != "") print auth; next }

@@ -45,6 +45,12 @@ class Topology:
     env: dict  # the environment `make up` ran with; the other targets reuse it
 
     @property
+    def grpc(self) -> str:
+        """nginx's gRPC address (host:port), or "" with gRPC off."""
+        port = self.env.get("GRPC_PORT", "0")
+        return f"127.0.0.1:{port}" if port != "0" else ""
+
+    @property
     def replicas(self) -> list[str]:
         """Each replica's base URL, in slot order (a rollout moves them to new ports)."""
         saved = stack.load(self.state)
@@ -97,8 +103,14 @@ def start(models: Path, state: Path, replicas: int = 2, **settings: str) -> Topo
     variables (SKL2GO_* server flags, RATE_LIMIT, CLIENT_TIMEOUT, BENCH_LISTEN, …)."""
     port = free_ports(1)
     base = free_ports(2 * replicas, avoid=[port])  # room for the new replicas of a rolling change
+    # gRPC: nginx's port, and the replicas' (their ports + GRPC_OFFSET) in a free block of their own.
+    grpc_port = free_ports(1, avoid=[port, *range(base, base + 2 * replicas)])
+    grpc_base = free_ports(2 * replicas, avoid=[port, grpc_port, *range(base, base + 2 * replicas)])
     env = {**os.environ, "PORT": str(port), "BASE_PORT": str(base), "REPLICAS": str(replicas),
+           "GRPC_PORT": str(grpc_port), "GRPC_OFFSET": str(grpc_base - base),
            "MODELS": str(models), "STATE": str(state), **settings}
+    if settings.get("AUTH") and "GRPC_PORT" not in settings:
+        env["GRPC_PORT"] = "0"  # API keys cover the REST API only (docs/grpc.md)
     started = make("up", env)
     if started.returncode != 0:
         make("down", env)

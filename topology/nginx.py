@@ -29,10 +29,11 @@ def installed() -> bool:
 
 
 def render(s: Settings, addrs: list[str]) -> str:
-    """nginx.conf for these replica addresses."""
+    """nginx.conf for these replica addresses (HTTP; gRPC on each one's port + GRPC_OFFSET)."""
     env = {**os.environ, "CLIENT_TIMEOUT": s.client_timeout, "FAIL_TIMEOUT": str(s.fail_timeout),
            "RATE_LIMIT": s.rate_limit, "RATE_BURST": s.rate_burst, "BENCH_LISTEN": s.bench_listen,
-           "AUTH": "on" if s.auth else ""}
+           "AUTH": "on" if s.auth else "",
+           "GRPC_LISTEN": f"127.0.0.1:{s.grpc_port}" if s.grpc_port else "", "GRPC_OFFSET": str(s.grpc_offset)}
     if s.tls_port:
         cert, key = tls_files(s)
         env |= {"TLS_PORT": str(s.tls_port), "TLS_CERT": str(cert), "TLS_KEY": str(key)}

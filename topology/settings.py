@@ -5,6 +5,9 @@ Settings (environment variables, as `make up` passes them):
   PORT=8080        nginx listens on 127.0.0.1:$PORT
   REPLICAS=2       number of Go replicas
   BASE_PORT=9001   replicas listen on 127.0.0.1 from $BASE_PORT up
+  GRPC_PORT=8081   nginx's gRPC port (Open Inference Protocol, docs/grpc.md); 0 = gRPC off.
+                   Off by default with AUTH (API keys cover the REST API only)
+  GRPC_OFFSET=100  each replica's gRPC port is its HTTP port + GRPC_OFFSET
   MODELS=models    model repository
   SKL2GO_REGISTRY  MLflow tracking server URL (make up REGISTRY=…): the replicas serve
                    the registry's alias versions instead of MODELS, each caching them
@@ -50,6 +53,8 @@ class Settings:
     port: int = 8080
     replicas: int = 2
     base_port: int = 9001
+    grpc_port: int = 0  # 0 = gRPC off
+    grpc_offset: int = 100
     # Everything a replica's process is started with beyond its address:
     # the SKL2GO_* flags and GOMAXPROCS. A replica started with other values
     # is replaced.
@@ -116,6 +121,7 @@ class Settings:
         rate_burst = env.get("RATE_BURST", "")
         if rate_burst and not rate_burst.isdigit():
             raise SettingsError(f"RATE_BURST must be a number of requests, got {rate_burst!r}")
+        grpc_port, grpc_offset = _grpc(env, port, tls_port, bool(auth))
         bench_listen = env.get("BENCH_LISTEN", "")
         if bench_listen and not re.fullmatch(r"[0-9.]+:[0-9]+", bench_listen):
             raise SettingsError(f"BENCH_LISTEN must look like 127.0.0.1:8081, got {bench_listen!r}")
@@ -126,6 +132,8 @@ class Settings:
             port=port,
             replicas=replicas,
             base_port=_port("BASE_PORT", env.get("BASE_PORT", "9001")),
+            grpc_port=grpc_port,
+            grpc_offset=grpc_offset,
             replica_env=dict(sorted(replica_env.items())),
             fail_timeout=_positive("FAIL_TIMEOUT", env.get("FAIL_TIMEOUT") or "5"),
             client_timeout=client_timeout,
@@ -140,8 +148,12 @@ class Settings:
         )
 
     def spec(self) -> dict:
-        """What a replica must have been started with to be kept."""
-        return {"server": str(self.server), "models": str(self.models), "env": self.replica_env}
+        """What a replica must have been started with to be kept: with gRPC
+        on, it also listens on its port + grpc_offset."""
+        spec = {"server": str(self.server), "models": str(self.models), "env": self.replica_env}
+        if self.grpc_port:
+            spec["grpc_offset"] = self.grpc_offset
+        return spec
 
     def as_json(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -150,6 +162,25 @@ class Settings:
     def from_json(cls, saved: dict) -> Settings:
         return cls(**{**saved, "models": Path(saved["models"]), "state": Path(saved["state"]),
                       "server": Path(saved["server"])})
+
+
+def _grpc(env: dict[str, str], port: int, tls_port: int, auth: bool) -> tuple[int, int]:
+    """GRPC_PORT (0: off) and GRPC_OFFSET. API keys are checked on the REST
+    API only, so AUTH leaves gRPC off unless asked for, and refuses it then."""
+    offset_text = env.get("GRPC_OFFSET") or "100"
+    if not re.fullmatch(r"-?[1-9][0-9]*", offset_text):
+        raise SettingsError(f"GRPC_OFFSET must be a non-zero integer, got {offset_text!r}")
+    given = env.get("GRPC_PORT", "")
+    if given == "0" or (auth and not given):
+        return 0, int(offset_text)
+    if auth:
+        raise SettingsError("GRPC_PORT with AUTH: API keys cover the REST API only; set GRPC_PORT=0 (docs/grpc.md)")
+    grpc_port = _port("GRPC_PORT", given or "8081")
+    if not given and grpc_port in (port, tls_port):
+        grpc_port = max(port, tls_port) + 1  # the default moves out of the way of PORT and TLS_PORT
+    if grpc_port in (port, tls_port):
+        raise SettingsError(f"GRPC_PORT {grpc_port} is also PORT or TLS_PORT: give each its own")
+    return grpc_port, int(offset_text)
 
 
 def _positive(name: str, value: str) -> int:
@@ -187,6 +218,12 @@ class Replica:
     @property
     def addr(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def grpc_addr(self) -> str:
+        """Its gRPC address, or "" when it serves none."""
+        offset = self.spec.get("grpc_offset")
+        return f"127.0.0.1:{self.port + offset}" if offset else ""
 
 
 @dataclass

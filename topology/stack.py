@@ -124,7 +124,8 @@ def spawn(s: Settings, r: Replica, incoming: bool = False) -> int:
         cache = s.state / "registry" / f"replica-{r.slot}"
         cache.mkdir(parents=True, exist_ok=True)
         models = str(cache)
-    args = [r.spec["server"], "--models", models, "--addr", r.addr]
+    grpc = ["--grpc-addr", r.grpc_addr] if r.grpc_addr else []
+    args = [r.spec["server"], "--models", models, "--addr", r.addr, *grpc]
     if {"SKL2GO_INFERENCE_LOG_RATE", "SKL2GO_ACTUALS_TOKEN_FILE"} & r.spec["env"].keys():
         # One inference log directory per replica slot, kept across restarts.
         args += ["--inference-log", str(inference_log_dir(s.state, r.slot))]
@@ -203,8 +204,13 @@ def fresh(s: Settings) -> None:
     for r in replicas:
         if not port_free(r.port):
             raise TopologyError(f"port {r.port} is already in use (set BASE_PORT to move the replicas)")
+        if r.grpc_addr and not port_free(r.port + s.grpc_offset):
+            raise TopologyError(f"port {r.port + s.grpc_offset} (replica {r.slot}'s gRPC port) is already in use "
+                                f"(set BASE_PORT or GRPC_OFFSET to move it)")
     if not port_free(s.port):
         raise TopologyError(f"port {s.port} is already in use (set PORT to move nginx)")
+    if s.grpc_port and not port_free(s.grpc_port):
+        raise TopologyError(f"port {s.grpc_port} is already in use (set GRPC_PORT to move nginx's gRPC port, 0 for none)")
     if s.bench_listen and not port_free(int(s.bench_listen.rsplit(":", 1)[1])):
         raise TopologyError(f"port {s.bench_listen.rsplit(':', 1)[1]} (BENCH_LISTEN) is already in use")
     (s.state / "logs").mkdir(parents=True, exist_ok=True)
@@ -236,7 +242,8 @@ def wait_nginx(s: Settings) -> None:
 
 def say_ready(state: State) -> None:
     s = state.settings
-    say(f"ready: nginx on http://127.0.0.1:{s.port} -> {len(state.replicas)} replica(s) "
+    grpc = f", gRPC on 127.0.0.1:{s.grpc_port}" if s.grpc_port else ""
+    say(f"ready: nginx on http://127.0.0.1:{s.port}{grpc} -> {len(state.replicas)} replica(s) "
         f"{' '.join(r.addr for r in state.replicas)}; logs in {s.state}/logs")
 
 
@@ -262,6 +269,8 @@ def converge(want: Settings, saved: State, alive: set[int]) -> None:
         leftover.unlink()
     if want.port != saved.settings.port and not port_free(want.port):
         raise TopologyError(f"port {want.port} is already in use (set PORT to move nginx)")
+    if want.grpc_port and want.grpc_port != saved.settings.grpc_port and not port_free(want.grpc_port):
+        raise TopologyError(f"port {want.grpc_port} is already in use (set GRPC_PORT to move nginx's gRPC port, 0 for none)")
     p: Plan = plan(want, saved.replicas, alive)
     state = State(replace(saved.settings, ready_timeout=want.ready_timeout), list(saved.replicas))
     changed = False
@@ -326,8 +335,11 @@ def converge(want: Settings, saved: State, alive: set[int]) -> None:
 
 
 def new_port(state: State) -> int:
-    """A port for a new replica: the lowest free one from BASE_PORT up that no replica of the stack has."""
-    return next_ports(state.settings.base_port, 1, {r.port for r in state.replicas}, port_free)[0]
+    """A port for a new replica: the lowest free one from BASE_PORT up that no
+    replica of the stack has, whose gRPC port (+ GRPC_OFFSET) is free too."""
+    offset = state.settings.grpc_offset
+    taken = {r.port for r in state.replicas} | {r.port + offset for r in state.replicas} | {r.port - offset for r in state.replicas}
+    return next_ports(state.settings.base_port, 1, taken, lambda p: port_free(p) and port_free(p + offset))[0]
 
 
 def check_repository(spec: dict) -> None:

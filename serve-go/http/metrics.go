@@ -15,7 +15,7 @@ import (
 // nv_inference_* family under the skl2go_ prefix, with Prometheus units
 // (_total counters, _seconds histograms). Label values are bounded: model
 // and version come from the store, never from an unknown URL; protocol is
-// v1 or v2; reason is an error code.
+// v1, v2 or grpc; reason is an error code.
 //
 // An inference is one row; an execution is one run of the model. Without
 // dynamic batching a request is one execution of its rows; a batcher that
@@ -44,7 +44,7 @@ func newMetrics(reg prometheus.Registerer, store skl2go.ModelStore, limiter *skl
 	}
 	m := &metrics{
 		requestSuccess: counter("skl2go_inference_request_success_total",
-			"Inference requests (v1 predict, v2 infer) answered 200, by model, version and protocol.",
+			"Inference requests (v1 predict, v2 infer, gRPC ModelInfer) answered 200 (gRPC: OK), by model, version and protocol.",
 			"model", "version", "protocol"),
 		requestFailure: counter("skl2go_inference_request_failure_total",
 			"Inference requests for a loaded model that failed, by model, version, protocol and reason "+
@@ -138,6 +138,17 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, name := range names {
 		ch <- prometheus.MustNewConstMetric(c.refusals, prometheus.CounterValue, float64(failures[name]), name)
 	}
+}
+
+// ObserveInference implements skl2go.InferenceObserver, for transports
+// other than HTTP (package grpc): the same series, labelled by protocol.
+func (m *metrics) ObserveInference(inf *skl2go.Inference, end time.Time, err error) {
+	i := &inference{meta: inf.Meta, protocol: inf.Protocol, start: inf.Start, decoded: inf.Decoded, computed: inf.Computed, rows: inf.Rows}
+	if err != nil {
+		m.observeFailure(i, skl2go.ErrorCode(err))
+		return
+	}
+	m.observeSuccess(i, end)
 }
 
 // observeSuccess records a request answered at end.

@@ -156,8 +156,7 @@ func decodeInputs(raw, tensors []byte, hasBinary bool, meta *skl2go.Metadata, ma
 	if err := json.Unmarshal(raw, &inputs); err != nil || inputs == nil {
 		return nil, skl2go.Errorf(skl2go.EINVALID, "inputs: expected an array of objects, got %s", kindOf(raw))
 	}
-	batch := &skl2go.Batch{Rows: -1, Columns: make([]skl2go.Column, len(meta.Inputs))}
-	given := make([]string, len(meta.Inputs)) // where each input was given
+	builder := NewBatchBuilder(meta, maxRows)
 	var binaries []binaryInput
 	for i, raw := range inputs {
 		where := fmt.Sprintf("inputs[%d]", i)
@@ -172,42 +171,25 @@ func decodeInputs(raw, tensors []byte, hasBinary bool, meta *skl2go.Metadata, ma
 		if err != nil {
 			return nil, err
 		}
-		index, ok := meta.InputIndex(name)
-		if !ok {
-			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: unknown input %s (model %s has inputs: %s)", where, skl2go.Quote(name), meta.Name, meta.InputNames())
-		}
-		if given[index] != "" {
-			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: input %s is given twice", where, skl2go.Quote(name))
-		}
-		given[index] = where
-		where = "input " + skl2go.Quote(name)
-		spec := meta.Inputs[index]
-		if err := checkDatatype(obj, spec, where); err != nil {
-			return nil, err
-		}
-		shape, err := checkShape(obj["shape"], spec, where)
+		index, where, err := builder.Input(where, name)
 		if err != nil {
 			return nil, err
 		}
-		rows := 1
-		if len(shape) > 0 {
-			rows = int(shape[0])
+		datatype, err := stringField(obj, "datatype", where)
+		if err != nil {
+			return nil, err
 		}
-		switch {
-		case rows == 0:
-			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: shape %s has no rows: send at least one", where, formatShape(shape))
-		case rows > maxRows:
-			return nil, skl2go.Errorf(skl2go.ETOOLARGE, "too many rows: at most %d per request", maxRows)
-		case batch.Rows >= 0 && rows != batch.Rows:
-			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: shape %s has %d rows, but the inputs before it have %d", where, formatShape(shape), rows, batch.Rows)
+		if err := checkDatatype(datatype, meta.Inputs[index], where); err != nil {
+			return nil, err // before the shape is read, so a wrong datatype is named first
 		}
-		batch.Rows = rows
-		count := 1
-		for _, d := range shape {
-			count *= int(d)
+		shape, err := parseShape(obj["shape"], where)
+		if err != nil {
+			return nil, err
 		}
-		col := &batch.Columns[index]
-		*col = spec.NewColumn()
+		col, count, err := builder.Column(index, where, datatype, shape)
+		if err != nil {
+			return nil, err
+		}
 
 		var params map[string]json.RawMessage
 		if raw, ok := obj["parameters"]; ok {
@@ -244,18 +226,17 @@ func decodeInputs(raw, tensors []byte, hasBinary bool, meta *skl2go.Metadata, ma
 			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: data has %d elements, shape %s needs %d", where, n, formatShape(shape), count)
 		}
 	}
-	for i, where := range given {
-		if where == "" {
-			return nil, skl2go.Errorf(skl2go.EINVALID, "input %s is missing (model %s has inputs: %s)", skl2go.Quote(meta.Inputs[i].Name), meta.Name, meta.InputNames())
-		}
+	batch, err := builder.Batch()
+	if err != nil {
+		return nil, err
 	}
 	offset := 0
 	for _, b := range binaries {
 		if b.size > len(tensors)-offset {
 			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: parameters.binary_data_size is %d, but only %d bytes of binary data are left", b.where, b.size, len(tensors)-offset)
 		}
-		if err := decodeTensorBinary(tensors[offset:offset+b.size], b.col, b.count); err != nil {
-			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: %v", b.where, err)
+		if err := DecodeBinary(tensors[offset:offset+b.size], b.col, b.count, b.where); err != nil {
+			return nil, err
 		}
 		offset += b.size
 	}
@@ -265,42 +246,15 @@ func decodeInputs(raw, tensors []byte, hasBinary bool, meta *skl2go.Metadata, ma
 	return batch, nil
 }
 
-// checkDatatype requires the datatype that is exactly the input's type.
-func checkDatatype(obj map[string]json.RawMessage, spec skl2go.TensorSpec, where string) error {
-	want := types[spec.Type]
-	datatype, err := stringField(obj, "datatype", where)
-	if err != nil {
-		return err
-	}
-	switch {
-	case !knownTypes[datatype]:
-		return skl2go.Errorf(skl2go.EINVALID, "%s: unknown datatype %s (the model expects %s)", where, skl2go.Quote(datatype), want)
-	case datatype != want:
-		return skl2go.Errorf(skl2go.EINVALID, "%s: datatype %s does not match the model, which expects %s", where, datatype, want)
-	}
-	return nil
-}
-
-// checkShape requires the input's rank and fixed dimensions; every
-// variable dimension (-1) is the batch's row count.
-func checkShape(raw json.RawMessage, spec skl2go.TensorSpec, where string) ([]int64, error) {
+// parseShape reads an input's JSON shape: an array of non-negative
+// integers (BatchBuilder.Column checks it against the model).
+func parseShape(raw json.RawMessage, where string) ([]int64, error) {
 	if raw == nil {
 		return nil, skl2go.Errorf(skl2go.EINVALID, "%s: missing field \"shape\"", where)
 	}
 	var shape []int64
 	if err := json.Unmarshal(raw, &shape); err != nil || shape == nil || slices.ContainsFunc(shape, func(d int64) bool { return d < 0 }) {
 		return nil, skl2go.Errorf(skl2go.EINVALID, "%s: shape must be an array of non-negative integers, got %s", where, shorten(raw))
-	}
-	ok := len(shape) == len(spec.Shape)
-	for i := 0; ok && i < len(shape); i++ {
-		want := spec.Shape[i]
-		if want < 0 {
-			want = shape[0]
-		}
-		ok = shape[i] == want
-	}
-	if !ok {
-		return nil, skl2go.Errorf(skl2go.EINVALID, "%s: shape %s does not match the model's %s (-1: any number of rows)", where, formatShape(shape), formatShape(spec.Shape))
 	}
 	return shape, nil
 }
@@ -333,12 +287,13 @@ func decodeOutputs(raw json.RawMessage, meta *skl2go.Metadata, binaryDefault boo
 		if err != nil {
 			return nil, err
 		}
-		index := slices.IndexFunc(meta.Outputs, func(t skl2go.TensorSpec) bool { return t.Name == name })
-		if index < 0 {
-			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: unknown output %s (model %s has outputs: %s)", where, skl2go.Quote(name), meta.Name, meta.OutputNames())
+		chosen := make([]int, len(out))
+		for j, o := range out {
+			chosen[j] = o.index
 		}
-		if slices.ContainsFunc(out, func(o requestedOutput) bool { return o.index == index }) {
-			return nil, skl2go.Errorf(skl2go.EINVALID, "%s: output %s is requested twice", where, skl2go.Quote(name))
+		index, err := OutputIndex(meta, name, chosen, where)
+		if err != nil {
+			return nil, err
 		}
 		where = "output " + skl2go.Quote(name)
 		o := requestedOutput{index: index, binary: binaryDefault}

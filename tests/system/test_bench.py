@@ -52,6 +52,10 @@ def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, tm
     assert batching == {(t, g, b) for t in ("go_direct", "go_nginx") for g in ("locust", "wrk") for b in bench.BATCHING}
     assert all(r["failures"] == 0 for r in result["batching"])
 
+    (grpc,) = result["grpc"]  # gRPC through nginx, at the one request size run (bench.GRPC_ROWS)
+    assert (grpc["target"], grpc["loadgen"], grpc["rows_per_request"]) == ("go_grpc_nginx", "grpcload", 1)
+    assert grpc["failures"] == 0 and grpc["requests"] > 0 and grpc["cpu_ms_per_request"] is not None
+    assert "## gRPC through nginx" in (out / "bench.md").read_text()
     assert (out / "bench.md").read_text().startswith("# skl2go benchmark")
     assert "## Dynamic batching" in (out / "bench.md").read_text()
     assert "## Predict vs /healthz through nginx, alternating rounds" in (out / "bench.md").read_text()

@@ -24,7 +24,8 @@ def test_short_chaos_run_loses_no_request_in_any_scenario(repository, tmp_path, 
     report = json.loads((tmp_path / "reports" / "chaos.json").read_text())
     assert list(report) == ["scenarios"]
     assert [s["scenario"] for s in report["scenarios"]] == [name for name, _ in SCENARIOS] == [
-        "kill_replica", "sigterm_replica", "rollout", "publish_good_version", "publish_corrupt_version",
+        "kill_replica", "sigterm_replica", "grpc_kill_replica", "rollout", "publish_good_version",
+        "publish_corrupt_version",
         "fuzzed_bodies", "slow_client"]
     for s in report["scenarios"]:
         assert list(s) == ["scenario", "requests", "failures", "status_5xx", "versions_served", "passed"]

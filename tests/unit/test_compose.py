@@ -42,8 +42,12 @@ def test_services_trainer_replicas_and_nginx(compose):
     nginx = services["nginx"]
     assert "./nginx:/etc/skl2go:ro" in nginx["volumes"]
     assert "render.sh 0.0.0.0:8080 /tmp/state server:9000" in nginx["command"][0]
-    assert nginx["ports"] == ["${PORT:-8080}:8080", "${TLS_PORT:-8443}:8443"]
-
+    assert nginx["ports"] == ["${PORT:-8080}:8080", "${GRPC_PORT:-8081}:8081", "${TLS_PORT:-8443}:8443"]
+    # gRPC: nginx on 8081 to each replica's HTTP port + 100 (render.sh's GRPC_OFFSET default).
+    assert nginx["environment"]["GRPC_LISTEN"] == "0.0.0.0:8081"
+    assert server["environment"]["SKL2GO_GRPC_ADDR"] == "0.0.0.0:9100"
+    assert "9100" in server["expose"]
+    
 
 def test_auth_and_tls_as_make_up_takes_them(compose):
     """AUTH=keys and TLS_CERT/TLS_KEY turn keys and HTTPS on in both tiers,

@@ -104,3 +104,33 @@ def test_the_state_file_reads_back_what_was_saved(tmp_path):
     saved = stack.load(s.state)
     assert saved.settings == s and saved.replicas == recorded(s, 2)
     assert stack.load(tmp_path / "nowhere") is None
+
+
+def test_grpc_ports(tmp_path):
+    s = settings(tmp_path)
+    assert (s.grpc_port, s.grpc_offset) == (8081, 100)  # on by default
+    r = recorded(s, 1)[0]
+    assert (r.addr, r.grpc_addr) == ("127.0.0.1:9001", "127.0.0.1:9101")
+    off = settings(tmp_path, GRPC_PORT="0")
+    assert off.grpc_port == 0 and "grpc_offset" not in off.spec() and recorded(off, 1)[0].grpc_addr == ""
+    # Turning gRPC on or moving the replicas' gRPC ports replaces the replicas.
+    assert s.spec() != off.spec() and s.spec() != settings(tmp_path, GRPC_OFFSET="200").spec()
+    assert settings(tmp_path, TLS="1").grpc_port == 8082  # the default steps aside for TLS_PORT (8081)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"GRPC_PORT": "8080"}, "GRPC_PORT 8080 is also PORT or TLS_PORT"),
+    ({"GRPC_PORT": "x"}, "GRPC_PORT must be a positive integer"),
+    ({"GRPC_OFFSET": "0"}, "GRPC_OFFSET must be a non-zero integer"),
+])
+def test_grpc_settings_refused(tmp_path, env, message):
+    with pytest.raises(SettingsError, match=message):
+        settings(tmp_path, **env)
+
+
+def test_grpc_off_with_api_keys(tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("")
+    assert settings(tmp_path, AUTH=str(keys)).grpc_port == 0
+    with pytest.raises(SettingsError, match="API keys cover the REST API only"):
+        settings(tmp_path, AUTH=str(keys), GRPC_PORT="8081")

@@ -5,7 +5,8 @@ load saw. A scenario passes when no request was lost (every answer checked
 and 200), no answer was a 5xx, and its own checks hold.
 
 Scenarios, in order: kill -9 a replica and restart it; SIGTERM a replica and
-restart it; `make rollout`; publish a new good version; publish a corrupt
+restart it; kill -9 a replica under gRPC load as well (skl2go-grpcload through
+nginx's gRPC port, every failed call counted); `make rollout`; publish a new good version; publish a corrupt
 version; malformed bodies (hypothesis); slow clients (slowloris); then, on
 replicas serving from a real MLflow registry, the alias moved and the
 registry down (registry.py; not in --short).
@@ -28,7 +29,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from loadtest import bench
+from loadtest import bench, samples
 import topology
 from topology import ROOT, Topology, processes, request, wait_until
 from train import export, repository
@@ -144,6 +145,45 @@ def sigterm_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
     out.check("replica 2 serves through nginx again", back_in_rotation(topo, 2))
 
 
+GRPCLOAD = ROOT / "serve-go" / "bin" / "skl2go-grpcload"
+
+
+def grpc_kill_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
+    """kill -9 replica 1 while skl2go-grpcload also sends single-row
+    ModelInfer calls through nginx's gRPC port (retrying UNAVAILABLE, as a
+    client's retry policy does); then start it again. No call may fail."""
+    s = ctx["settings"]
+    bodies = ctx["work"] / "grpc-bodies.jsonl"
+    if not bodies.exists():
+        samples.write_bodies(bodies, samples.request_bodies(samples.held_out_features(ctx["held_out"]), 1, 200))
+    seconds = s.warmup + s.settle + 4
+    load = subprocess.Popen([str(GRPCLOAD), "-addr", topo.grpc, "-model", MODEL, "-bodies", str(bodies),
+                             "-duration", f"{seconds:g}s", "-workers", "8", "-conns", "2", "-retries", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(s.warmup)
+        pid = topo.pids()[0]
+        os.kill(pid, signal.SIGKILL)
+        wait_until("the killed replica to be gone", lambda: not processes.running(pid), timeout=10)
+        topo.start_replica(1)
+        stdout, stderr = load.communicate(timeout=seconds + 60)
+    finally:
+        if load.poll() is None:
+            processes.terminate(load)
+    line = next((line for line in stdout.splitlines() if line.startswith('{"grpcload":')), None)
+    result = json.loads(line)["grpcload"] if line else {"requests": 0, "errors": {"no result": 1}, "retries": 0}
+    failed = sum(result["errors"].values())
+    out.failures += failed  # Locust's REST requests are the scenario's count; the gRPC calls are in `did`
+    out.did = (f"kill -9 replica 1 (pid {pid}) under REST and gRPC load, start it again: "
+               f"{result['requests']:,} gRPC calls, {failed} failed, {result['retries']} retried on UNAVAILABLE")
+    if failed:
+        out.errors.update({f"gRPC {code}": n for code, n in result["errors"].items()})
+        out.errors.update({f"grpcload: {stderr.strip()[-300:]}": 1} if stderr.strip() else {})
+    out.check("skl2go-grpcload sent calls throughout", result["requests"] > 0)
+    out.check("no gRPC call failed", failed == 0)
+    out.check("replica 1 serves through nginx again", back_in_rotation(topo, 1))
+
+
 def rollout(topo: Topology, ctx: dict, out: Outcome) -> None:
     before = topo.pids()
     done = topo.rollout()
@@ -223,7 +263,8 @@ def slow_client(topo: Topology, ctx: dict, out: Outcome) -> None:
     out.check(f"nginx closed all {s.slow_clients} slow connections", all(closed))
 
 
-SCENARIOS = [("kill_replica", kill_replica), ("sigterm_replica", sigterm_replica), ("rollout", rollout),
+SCENARIOS = [("kill_replica", kill_replica), ("sigterm_replica", sigterm_replica),
+             ("grpc_kill_replica", grpc_kill_replica), ("rollout", rollout),
              ("publish_good_version", publish_good_version), ("publish_corrupt_version", publish_corrupt_version),
              ("fuzzed_bodies", fuzzed_bodies), ("slow_client", slow_client)]
 
@@ -263,7 +304,8 @@ def run_scenario(name, action, topo: Topology, ctx: dict, s: Settings, work: Pat
 def go_fuzz(fuzz_time: str, testdata_models: Path) -> list[dict]:
     """The Go fuzz targets on request decoding, each for fuzz_time."""
     results = []
-    for target, package in (("FuzzDecodeRequest", "./tfserving"), ("FuzzDecodeInferRequest", "./oip")):
+    for target, package in (("FuzzDecodeRequest", "./tfserving"), ("FuzzDecodeInferRequest", "./oip"),
+                            ("FuzzModelInfer", "./grpc")):
         # Minimizing each new interesting input may take 60 s by default, and
         # its executions are not counted: bound it so the time goes to fuzzing.
         done = subprocess.run(["go", "test", package, "-run", "^$", "-fuzz", f"^{target}$", "-fuzztime", fuzz_time,
@@ -287,7 +329,7 @@ def run(s: Settings, build: Path, source_models: Path, state: Path, out_dir: Pat
     models, work = state / "models", state / "work"
     work.mkdir(parents=True)
     shutil.copytree(source_models / MODEL, models / MODEL)
-    ctx = {"settings": s, "build": build, "models": models, "held_out": build / MODEL,
+    ctx = {"settings": s, "build": build, "models": models, "held_out": build / MODEL, "work": work,
            "version": repository.versions(models / MODEL)[-1]}
     with topology.running(models, state / "run", replicas=2, SKL2GO_POLL_INTERVAL="1s",
                           CLIENT_TIMEOUT=f"{s.client_timeout}s") as topo:

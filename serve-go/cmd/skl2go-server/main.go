@@ -20,6 +20,7 @@ import (
 	"skl2go"
 	"skl2go/apikey"
 	"skl2go/batching"
+	skgrpc "skl2go/grpc"
 	skhttp "skl2go/http"
 	"skl2go/inferencelog"
 	"skl2go/internal/cli"
@@ -38,6 +39,8 @@ func main() {
 type config struct {
 	models           string
 	addr             string
+	grpcAddr         string // the gRPC listener; empty: none
+	grpcReflection   bool
 	allowNonLoopback bool
 	ortLib           string
 	apiKeys          string
@@ -79,6 +82,8 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 	env := cli.Env(getenv)
 	fs.StringVar(&c.models, "models", env("MODELS", "models"), "model repository `dir` (env SKL2GO_MODELS)")
 	fs.StringVar(&c.addr, "addr", env("ADDR", "127.0.0.1:9001"), "listen `address`, on loopback (env SKL2GO_ADDR)")
+	fs.StringVar(&c.grpcAddr, "grpc-addr", env("GRPC_ADDR", ""), "gRPC listen `address` (Open Inference Protocol, KServe V2), on loopback (default: none, gRPC off) (env SKL2GO_GRPC_ADDR)")
+	grpcReflection := fs.String("grpc-reflection", env("GRPC_REFLECTION", "false"), "register the gRPC reflection service, for grpcurl (env SKL2GO_GRPC_REFLECTION)")
 	allow := fs.String("allow-non-loopback", env("ALLOW_NON_LOOPBACK", "false"), "allow an --addr that is not loopback, as in a container network behind nginx (env SKL2GO_ALLOW_NON_LOOPBACK)")
 	fs.StringVar(&c.apiKeys, "api-keys", env("API_KEYS", ""), "API key `file` GET /auth checks for nginx (default: none, keys off) (env SKL2GO_API_KEYS)")
 	fs.StringVar(&c.ortLib, "ort-lib", env("ORT_LIB", ""), "libonnxruntime.so `path` (default: the nearest .venv's onnxruntime wheel) (env SKL2GO_ORT_LIB)")
@@ -152,8 +157,16 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 		if c.allowNonLoopback, err = strconv.ParseBool(*allow); err != nil {
 			checks.Add(fmt.Errorf("--allow-non-loopback must be true or false, got %q", *allow))
 		}
-		if err := checkAddr(c.addr, c.allowNonLoopback); err != nil {
+		if err := checkAddr("--addr", c.addr, c.allowNonLoopback); err != nil {
 			checks.Add(err)
+		}
+		if c.grpcReflection, err = strconv.ParseBool(*grpcReflection); err != nil {
+			checks.Add(fmt.Errorf("--grpc-reflection must be true or false, got %q", *grpcReflection))
+		}
+		if c.grpcAddr != "" {
+			if err := checkAddr("--grpc-addr", c.grpcAddr, c.allowNonLoopback); err != nil {
+				checks.Add(err)
+			}
 		}
 		return checks.Err()
 	}
@@ -162,10 +175,10 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 
 // checkAddr refuses to listen beyond loopback unless allowed: replicas sit
 // behind nginx, the only listener meant to face a network.
-func checkAddr(addr string, allowNonLoopback bool) error {
+func checkAddr(flag, addr string, allowNonLoopback bool) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--addr must be host:port, got %q", addr)
+		return fmt.Errorf("%s must be host:port, got %q", flag, addr)
 	}
 	if allowNonLoopback || host == "localhost" {
 		return nil
@@ -176,9 +189,9 @@ func checkAddr(addr string, allowNonLoopback bool) error {
 	if host == "" {
 		host = "every interface"
 	}
-	return fmt.Errorf("--addr %s listens on %s, not loopback: replicas serve nginx on the same host "+
+	return fmt.Errorf("%s %s listens on %s, not loopback: replicas serve nginx on the same host "+
 		"(pass --allow-non-loopback, or SKL2GO_ALLOW_NON_LOOPBACK=true, where nginx reaches them over a private network, as in docker-compose.yml)",
-		addr, host)
+		flag, addr, host)
 }
 
 func newLogger(c config) (*slog.Logger, error) { return cli.NewLogger(c.logLevel, c.logFormat) }
@@ -261,13 +274,31 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	}
 	sink, err := openInferenceLog(&c, logger)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	server := skhttp.NewServer(store, c.http, logger, registry)
+	var (
+		grpcServer *skgrpc.Server
+		grpcLn     net.Listener
+	)
+	if c.grpcAddr != "" {
+		if grpcLn, err = net.Listen("tcp", c.grpcAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("--grpc-addr: %w", err)
+		}
+		grpcServer = skgrpc.NewServer(store, skgrpc.Config{MaxMessageBytes: int(min(c.http.MaxBodyBytes, 1<<31-1)),
+			MaxRows: c.http.MaxRows, Reflection: c.grpcReflection, Version: server.Version()}, logger, server.InferenceObserver())
+	}
 	// From a registry: ready once a version is served (from the cache at
 	// once, else as soon as the registry delivers one), and ready for good:
 	// a registry down later changes nothing for the clients.
-	models.Follow(func() { server.SetReady(true) })
+	models.Follow(func() {
+		server.SetReady(true)
+		if grpcServer != nil {
+			grpcServer.SetReady(true)
+		}
+	})
 	logger.Info("listening", "addr", ln.Addr().String(), "models", store.Models(),
 		"poll_interval", c.pollInterval.String(), "versions_kept", c.versionsKept,
 		"max_inflight", c.maxInflight, "max_queue", c.maxQueue)
@@ -276,16 +307,32 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	watching := make(chan struct{})
 	go func() { defer close(watching); models.Watch(watchCtx, reload) }()
 
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- server.Serve(ln) }()
+	if grpcServer != nil {
+		logger.Info("listening for gRPC", "addr", grpcLn.Addr().String(), "reflection", c.grpcReflection)
+		go func() { served <- grpcServer.Serve(grpcLn) }()
+	}
 	select {
 	case err = <-served:
 	case <-ctx.Done():
 		logger.Info("shutting down", "timeout", c.shutdownTimeout.String())
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 		defer cancel()
+		// Both transports drain at once, within the one timeout.
+		grpcDone := make(chan error, 1)
+		go func() {
+			if grpcServer == nil {
+				grpcDone <- nil
+				return
+			}
+			grpcDone <- grpcServer.Shutdown(shutdownCtx)
+		}()
 		if err = server.Shutdown(shutdownCtx); err != nil {
 			err = fmt.Errorf("shutdown: %w", err)
+		}
+		if gerr := <-grpcDone; gerr != nil && err == nil {
+			err = fmt.Errorf("grpc shutdown: %w", gerr)
 		}
 	}
 	stopWatching()
