@@ -59,6 +59,7 @@ type Assignment struct {
 	Variant    string // variant name
 	Version    int    // the version that answered
 	Key        string // the sticky value or request id it was assigned by
+	Mirror     *Variant
 }
 
 // ParseExperiment parses and checks the experiment.json of model: every

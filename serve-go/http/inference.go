@@ -17,6 +17,10 @@ type inference struct {
 	decoded  time.Time // the body was decoded into a batch
 	computed time.Time // the model returned (zero if it never ran)
 	rows     int
+
+	assignment *skl2go.Assignment // the experiment variant, nil when none (experiment.go)
+	batch      *skl2go.Batch      // the rows and answer, for the experiment's mirror
+	outputs    []skl2go.Output
 }
 
 // serveInference finds the model, lets serve decode, run and encode the
@@ -26,19 +30,25 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, name str
 	serve func(http.ResponseWriter, *http.Request, skl2go.Model, *inference) error) {
 	// The version is held until the answer is written: a newer version may
 	// replace it meanwhile, but it is not closed before release.
-	model, release, err := s.store.Acquire(name, version)
+	start := time.Now()
+	model, release, assignment, err := s.acquireAssigned(r, name, version)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer release()
-	inf := &inference{meta: model.Metadata(), protocol: protocol, start: time.Now()}
+	inf := &inference{meta: model.Metadata(), protocol: protocol, start: start, assignment: assignment}
+	setAnswerHeaders(w, inf)
 	if err := serve(w, r, model, inf); err != nil {
 		s.writeError(w, r, err)
 		s.metrics.observeFailure(inf, skl2go.ErrorCode(err))
+		s.metrics.experiment.observe(inf, time.Now(), err)
 		return
 	}
-	s.metrics.observeSuccess(inf, time.Now())
+	end := time.Now()
+	s.metrics.observeSuccess(inf, end)
+	s.metrics.experiment.observe(inf, end, nil)
+	s.shadow.offer(r, inf)
 }
 
 // run predicts a decoded batch with the model, timing it.
@@ -47,6 +57,7 @@ func (inf *inference) run(ctx context.Context, model skl2go.Model, batch *skl2go
 	inf.rows = batch.Rows
 	outputs, err := model.Predict(ctx, batch)
 	inf.computed = time.Now()
+	inf.batch, inf.outputs = batch, outputs
 	if err != nil && ctx.Err() != nil {
 		return nil, skl2go.Errorf(skl2go.EUNAVAILABLE, "request cancelled")
 	}

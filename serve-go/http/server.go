@@ -47,6 +47,10 @@ type Config struct {
 	// Keys, if set, is the API key file nginx's auth_request asks GET /auth
 	// about (nil: keys off, /auth answers 404).
 	Keys Authorizer
+
+	// ShadowQueue is how many experiment mirror runs may wait (64 if 0);
+	// beyond, they are dropped and counted.
+	ShadowQueue int
 }
 
 // Authorizer decides whether an API key covers a request (apikey.File).
@@ -75,6 +79,7 @@ type Server struct {
 	server         *http.Server
 	version        string    // reported by the V2 server metadata
 	bodies         sync.Pool // *bytes.Buffer for request bodies, reused across requests
+	shadow         *shadow   // runs experiment mirrors (experiment.go)
 }
 
 // NewServer returns a server for store, registering its metrics in reg.
@@ -83,6 +88,7 @@ func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg 
 	s := &Server{store: store, config: config, logger: logger, version: buildVersion(),
 		metrics: newMetrics(reg, store, config.Limiter), metricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})}
 	s.bodies.New = func() any { return new(bytes.Buffer) }
+	s.shadow = newShadow(store, s.metrics.experiment, logger, config.ShadowQueue)
 	s.server = &http.Server{
 		Handler:           s.canonicalPaths(s.routes()),
 		ReadHeaderTimeout: orDefault(config.ReadHeaderTimeout, 5*time.Second),
@@ -130,7 +136,9 @@ func (s *Server) Serve(ln net.Listener) error {
 // (or ctx to end) before returning.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.SetReady(false)
-	return s.server.Shutdown(ctx)
+	err := s.server.Shutdown(ctx)
+	s.shadow.close()
+	return err
 }
 
 // route wraps a handler with serveRoute.
