@@ -6,7 +6,8 @@ and 200), no answer was a 5xx, and its own checks hold.
 
 Scenarios, in order: kill -9 a replica and restart it; SIGTERM a replica and
 restart it; `make rollout`; publish a new good version; publish a corrupt
-version; malformed bodies (hypothesis); slow clients (slowloris); then, on
+version; an experiment changed under load; its mirror overloaded
+(experiments.py); malformed bodies (hypothesis); slow clients (slowloris); then, on
 replicas serving from a real MLflow registry, the alias moved and the
 registry down (registry.py; not in --short).
 """
@@ -32,7 +33,7 @@ from loadtest import bench
 import topology
 from topology import ROOT, Topology, processes, request, wait_until
 from train import export, repository
-from verify.chaos import faults, malformed
+from verify.chaos import experiments, faults, malformed
 
 MODEL = "trip_duration"
 
@@ -225,6 +226,8 @@ def slow_client(topo: Topology, ctx: dict, out: Outcome) -> None:
 
 SCENARIOS = [("kill_replica", kill_replica), ("sigterm_replica", sigterm_replica), ("rollout", rollout),
              ("publish_good_version", publish_good_version), ("publish_corrupt_version", publish_corrupt_version),
+             ("experiment_changed", lambda t, c, o: experiments.experiment_changed(t, c, o, eventually)),
+             ("shadow_overloaded", lambda t, c, o: experiments.shadow_overloaded(t, c, o, eventually)),
              ("fuzzed_bodies", fuzzed_bodies), ("slow_client", slow_client)]
 
 
