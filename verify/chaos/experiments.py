@@ -104,3 +104,4 @@ def shadow_overloaded(topo: Topology, ctx: dict, out, eventually) -> None:
     out.check(f"all {sent} burst answers 200 and equal to version {new}'s pinned answer",
               status == 200 and answers == {(200, True): sent})
     out.check("the mirror ran", runs > 0)
+    out.check("the mirror was overloaded: runs were dropped (SKL2GO_SHADOW_QUEUE=1)", dropped > 0)

@@ -293,7 +293,7 @@ def run(s: Settings, build: Path, source_models: Path, state: Path, out_dir: Pat
     ctx = {"settings": s, "build": build, "models": models, "held_out": build / MODEL,
            "version": repository.versions(models / MODEL)[-1]}
     with topology.running(models, state / "run", replicas=2, SKL2GO_POLL_INTERVAL="1s",
-                          CLIENT_TIMEOUT=f"{s.client_timeout}s") as topo:
+                          CLIENT_TIMEOUT=f"{s.client_timeout}s", SKL2GO_SHADOW_QUEUE="1") as topo:
         outcomes = [run_scenario(name, action, topo, ctx, s, work) for name, action in SCENARIOS]
     if s.registry:
         from verify.chaos import registry
