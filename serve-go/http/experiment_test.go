@@ -29,7 +29,7 @@ type experimentStore struct {
 }
 
 func (s experimentStore) Experiment(model string) *skl2go.Experiment {
-	if model == fixture.Model {
+	if model == s.e.Model {
 		return s.e
 	}
 	return nil
@@ -37,7 +37,12 @@ func (s experimentStore) Experiment(model string) *skl2go.Experiment {
 
 func parseExperiment(t testing.TB, doc string) *skl2go.Experiment {
 	t.Helper()
-	e, err := skl2go.ParseExperiment([]byte(doc), fixture.Model)
+	return parseExperimentOn(t, fixture.Model, doc)
+}
+
+func parseExperimentOn(t testing.TB, model, doc string) *skl2go.Experiment {
+	t.Helper()
+	e, err := skl2go.ParseExperiment([]byte(doc), model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,11 +53,16 @@ func parseExperiment(t testing.TB, doc string) *skl2go.Experiment {
 // under the experiment.
 func experimentServer(t testing.TB, doc string, config skhttp.Config, wrap func(skl2go.Model) skl2go.Model) (*skhttp.Server, *skl2go.Metadata) {
 	t.Helper()
+	return experimentServerOn(t, fixture.Model, doc, config, wrap)
+}
+
+func experimentServerOn(t testing.TB, name, doc string, config skhttp.Config, wrap func(skl2go.Model) skl2go.Model) (*skhttp.Server, *skl2go.Metadata) {
+	t.Helper()
 	root := t.TempDir()
 	var loaded []skl2go.Model
 	for _, v := range []int{1, 2} {
-		fixture.CopyVersion(t, models, root, v)
-		entry, err := repository.Read(root, fixture.Model, v)
+		fixture.CopyModel(t, models, root, name, v)
+		entry, err := repository.Read(root, name, v)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +80,7 @@ func experimentServer(t testing.TB, doc string, config skhttp.Config, wrap func(
 	if config.MaxBodyBytes == 0 {
 		config.MaxBodyBytes, config.MaxRows = 1<<20, 1000
 	}
-	s := skhttp.NewServer(experimentStore{store, parseExperiment(t, doc)}, config, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	s := skhttp.NewServer(experimentStore{store, parseExperimentOn(t, name, doc)}, config, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	t.Cleanup(func() { s.Shutdown(context.Background()); store.Close() })
 	s.SetReady(true)
 	return s, loaded[0].Metadata()
@@ -274,4 +284,28 @@ func metricValue(text, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestShadowClassifierAgreement: a classifier's mirror (the same model)
+// agrees with the answer on every row.
+func TestShadowClassifierAgreement(t *testing.T) {
+	doc := `{"id":"tips","variants":[{"name":"control","version":1,"weight":1}],"mirror":{"name":"shadow","version":2}}`
+	s, meta := experimentServerOn(t, fixture.Classifier, doc, skhttp.Config{}, nil)
+	instances, _ := fixture.ClassExamples(meta)
+	body := string(mustJSON(map[string]any{"instances": instances}))
+	r := post(t, s.Handler(), "/v1/models/tip_given:predict", body, nil)
+	if r.status != 200 || r.header.Get("X-Skl2go-Variant") != "control" {
+		t.Fatalf("%d %v %s", r.status, r.header, r.raw)
+	}
+	agree := `skl2go_shadow_label_agreement_total{agree="true",model="tip_given",variant="shadow"}`
+	deadline := time.Now().Add(10 * time.Second)
+	for metricValue(scrape(t, s), agree) < float64(len(instances)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("agreement %v rows, want %d:\n%s", metricValue(scrape(t, s), agree), len(instances), scrape(t, s))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if differ := metricValue(scrape(t, s), strings.Replace(agree, `"true"`, `"false"`, 1)); differ != 0 {
+		t.Fatalf("%v rows disagree", differ)
+	}
 }

@@ -113,6 +113,7 @@ def test_a_90_10_split_holds_over_10000_requests(stack, models):
     assert sum(counts.values()) == n
     assert set(counts) <= {(200, "control", "1"), (200, "challenger", "2")}, counts
     challenger = 100 * counts[(200, "challenger", "2")] / n
+    print(f"[experiments] 90/10 over {n} requests through nginx: challenger {challenger:.2f}%")
     assert 8 <= challenger <= 12, f"challenger got {challenger:.2f}% of {n} requests, want 10 ± 2"
 
 
@@ -192,6 +193,7 @@ def test_an_overloaded_mirror_changes_no_answer(stack, models):
     assert answers == {(200, "control", "1", True): 2000}, answers
     runs = sum(stack.metric(r, "skl2go_shadow_runs_total", 'outcome="ok"') for r in (1, 2))
     dropped = sum(stack.metric(r, "skl2go_shadow_dropped_total", f'model="{MODEL}"') for r in (1, 2))
+    print(f"[experiments] flooded mirror: {runs:.0f} runs, {dropped:.0f} dropped, 2000 answers unchanged")
     assert runs > 0
     assert runs + dropped >= 2000  # every answered request was mirrored or dropped (plus the probes)
     agree = sum(stack.metric(r, "skl2go_shadow_abs_diff_sum", 'variant="shadow"') for r in (1, 2))
