@@ -131,7 +131,7 @@ def msprt(control: Arm, challenger: Arm, tau: float) -> tuple[float, float]:
     return d, math.exp(min(log_lambda, 700.0))
 
 
-_SAMPLE = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
+_SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
 
 
 def scrape(urls: list[str], model: str, timeout: float = 5.0) -> dict[str, dict]:

@@ -153,3 +153,40 @@ def test_refuses_what_it_cannot_decide(tmp_path, capsys):
     assert "a control and one challenger, got 3 variants" in capsys.readouterr().err
     assert main(["decide", "other", "--models", str(models), "--log", str(log)]) == 2
     assert "no experiment on other" in capsys.readouterr().err
+
+
+def test_reader_joins_on_request_and_row_across_files(tmp_path):
+    import gzip
+
+    root = tmp_path / "inference"
+    (root / "replica-1").mkdir(parents=True)
+    (root / "actuals").mkdir()
+    records = [{"type": logs.INFERENCE, "requestid": "a", "model": MODEL, "version": 2, "variant": "challenger",
+                "data": {"outputs": {"predictions": [10.0, 20.0]}}},
+               {"type": logs.INFERENCE, "requestid": "b", "model": MODEL, "version": 1,  # no variant: not an experiment's
+                "data": {"outputs": {"predictions": [5.0]}}},
+               {"type": "org.skl2go.inference.shadow", "requestid": "a", "model": MODEL, "version": 3, "variant": "shadow",
+                "data": {"outputs": {"predictions": [0.0, 0.0]}}}]
+    with gzip.open(root / "replica-1" / "inference-000001.jsonl.gz", "wt") as f:
+        f.write("\n".join(json.dumps(r) for r in records) + "\n{cut short")
+    (root / "actuals" / "late.jsonl").write_text("\n".join(json.dumps(
+        {"type": logs.ACTUAL, "data": {"requestid": r, "row": row, "actual": v}}) for r, row, v in
+        [("a", 1, 21.0), ("b", 0, 5.0), ("zzz", 0, 1.0)]) + "\n")
+    assert logs.outcomes(root, MODEL) == [logs.Outcome("challenger", 2, 20.0, 21.0)]
+
+
+def test_scrape_reads_the_replicas_metrics(tmp_path):
+    text = "\n".join([
+        '# TYPE skl2go_experiment_requests_total counter',
+        'skl2go_experiment_requests_total{experiment="e1",model="trip_duration",variant="challenger"} 90',
+        'skl2go_experiment_request_failures_total{experiment="e1",model="trip_duration",reason="internal",variant="challenger"} 10',
+        'skl2go_experiment_request_duration_seconds_sum{experiment="e1",model="trip_duration",variant="challenger"} 0.5',
+        'skl2go_experiment_request_duration_seconds_count{experiment="e1",model="trip_duration",variant="challenger"} 90',
+        'skl2go_experiment_requests_total{experiment="e1",model="other",variant="challenger"} 7'])
+    page = tmp_path / "metrics"
+    page.write_text(text)
+    figures = decide.scrape([page.as_uri(), page.as_uri()], MODEL)  # two replicas
+    assert figures["challenger"] == {"requests": 180, "failures": 20, "latency_sum": 1.0, "latency_count": 180}
+    models, _ = repository(tmp_path)
+    decision = decide.decide(MODEL, decide.load(models, MODEL), [], decide.Rules(), figures)
+    assert decision.action == "rollback" and "error rate 0.1000" in decision.reason
