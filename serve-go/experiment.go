@@ -178,8 +178,8 @@ func positiveInt(n json.Number) (int, error) {
 	return v, nil
 }
 
-// strconvInt reads an integer of at most a million (weights and versions
-// are small; a larger number is a mistake, not a wish).
+// strconvInt reads a small integer: weights and versions are small, and a
+// huge one is a mistake, not a wish.
 func strconvInt(n json.Number) (int, error) {
 	i, err := n.Int64()
 	if err != nil || i > 1_000_000 || i < math.MinInt32 {

@@ -48,7 +48,7 @@ type Config struct {
 	// about (nil: keys off, /auth answers 404).
 	Keys Authorizer
 
-	// ShadowQueue is how many experiment mirror runs may wait (64 if 0);
+	// ShadowQueue is how many experiment mirror runs may wait (shadowQueue if 0);
 	// beyond, they are dropped and counted.
 	ShadowQueue int
 }
