@@ -309,3 +309,15 @@ func TestShadowClassifierAgreement(t *testing.T) {
 		t.Fatalf("%v rows disagree", differ)
 	}
 }
+
+// TestExperimentVersionGoneFallsBackToLatest: a variant whose version is
+// not loaded (a reload between the lookups) is answered by the latest
+// version, without a variant, never with an error.
+func TestExperimentVersionGoneFallsBackToLatest(t *testing.T) {
+	s, meta := experimentServer(t, `{"id":"gone","variants":[{"name":"ghost","version":5,"weight":1}]}`, skhttp.Config{}, nil)
+	body, _ := examples(meta)
+	r := post(t, s.Handler(), "/v1/models/trip_duration:predict", body, nil)
+	if r.status != 200 || r.header.Get("X-Skl2go-Version") != "2" || r.header.Get("X-Skl2go-Variant") != "" || strings.Contains(r.raw, "variant") {
+		t.Fatalf("%d %v %s", r.status, r.header, r.raw)
+	}
+}
