@@ -17,6 +17,7 @@
 #   make bench-batch   batch scoring of 3M yellow trips: local, Spark, sklearn (reports/)
 #   make mlflow    MLflow tracking server + registry on 127.0.0.1:5000 (docs/registry.md)
 #   make promote NAME=trip_duration VERSION=3 [ALIAS=champion]
+#   make experiment-decide NAME=trip_duration [APPLY=1]   shift, promote or roll back models/NAME/experiment.json
 #   make up REGISTRY=http://127.0.0.1:5000   replicas serve the registry's @champion versions
 #   make kafka / kafka-down    a single-node Kafka (KRaft) on $(KAFKA)
 #   make stream [NAME=trip_duration] [IN=rides] [OUT=predictions]   the Go stream consumer (make down stops it)
@@ -53,7 +54,7 @@ STREAM_METRICS ?= 127.0.0.1:9180
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
-.PHONY: mlflow mlflow-down mlflow-status promote
+.PHONY: mlflow mlflow-down mlflow-status promote experiment-decide
 .PHONY: build-stream kafka kafka-down stream bench-stream
 .PHONY: demo test setup venv venv-kserve proto build nginx wrk bench bench-model score score-new java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
 
@@ -127,6 +128,12 @@ promote: $(VENV)/.installed
 	@test -n "$(VERSION)" || { echo "usage: make promote NAME=trip_duration VERSION=3 [ALIAS=champion]"; exit 2; }
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} \
 		$(PY) -m train.tracking promote --name $(NAME) --version $(VERSION) --alias $(ALIAS)
+
+# An experiment's decision from the inference log ($(STATE)/inference) and
+# the replicas' /metrics (guard rails); APPLY=1 carries it out (docs/experiments.md).
+experiment-decide: $(VENV)/.installed
+	$(PY) -m experiments decide $(NAME) --models $(MODELS) --log $(STATE)/inference $(if $(APPLY),--apply) \
+		$(foreach i,$(shell seq 0 $$(($(REPLICAS)-1))),--metrics http://127.0.0.1:$$(($(BASE_PORT)+$(i)))/metrics)
 
 # --- Go server ------------------------------------------------------------
 

@@ -74,18 +74,24 @@ func inferenceRequestID(w http.ResponseWriter, r *http.Request) (string, error) 
 }
 
 // logInference hands an answered inference to the inference log, sampled
-// at InferenceLogRate. The batch and outputs are the request's own (decoded
-// and produced for it alone), so the record refers to them without a copy.
-func (s *Server) logInference(ctx context.Context, inf *inference) {
+// at InferenceLogRate, and reports whether it did. The batch and outputs are
+// the request's own (decoded and produced for it alone), so the record
+// refers to them without a copy.
+func (s *Server) logInference(ctx context.Context, inf *inference) bool {
 	rate := s.config.InferenceLogRate
 	if s.config.InferenceLog == nil || rate <= 0 || inf.batch == nil || (rate < 1 && rand.Float64() >= rate) {
-		return
+		return false
+	}
+	variant := ""
+	if inf.assignment != nil {
+		variant = inf.assignment.Variant
 	}
 	s.config.InferenceLog.Log(ctx, &skl2go.InferenceRecord{
 		Type: skl2go.InferenceEventType, Time: inf.start, RequestID: inf.requestID,
-		Model: inf.meta.Name, Version: inf.meta.Version, Task: inf.meta.Task, Latency: time.Since(inf.start),
-		Inputs: inf.batch.Columns, Outputs: inf.outputs,
+		Model: inf.meta.Name, Version: inf.meta.Version, Variant: variant, Task: inf.meta.Task,
+		Latency: time.Since(inf.start), Inputs: inf.batch.Columns, Outputs: inf.outputs,
 	})
+	return true
 }
 
 // --- ground truth -------------------------------------------------------------

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -71,18 +70,9 @@ func serveLogged(t *testing.T, name string, config skhttp.Config, logs *bytes.Bu
 	return s, m.Metadata()
 }
 
-func post(t *testing.T, s *skhttp.Server, path string, body []byte, headers map[string]string) response {
+func postBytes(t *testing.T, s *skhttp.Server, path string, body []byte, headers map[string]string) response {
 	t.Helper()
-	req := httptest.NewRequest("POST", path, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, req)
-	r := response{status: rec.Code, header: rec.Header(), raw: rec.Body.String()}
-	json.Unmarshal(rec.Body.Bytes(), &r.body)
-	return r
+	return post(t, s.Handler(), path, string(body), headers)
 }
 
 // instanceColumns is the examples' instances as columns (JSON numbers).
@@ -142,14 +132,14 @@ func TestInferenceLogSamplesAnsweredInferences(t *testing.T) {
 			answers := map[string]response{}
 			for i := range 5 {
 				id := fmt.Sprintf("req-%d", i)
-				r := post(t, s, path, body, map[string]string{"X-Request-Id": id})
+				r := postBytes(t, s, path, body, map[string]string{"X-Request-Id": id})
 				if r.status != 200 || r.header.Get("X-Request-Id") != id {
 					t.Fatalf("status %d, X-Request-Id %q: %s", r.status, r.header.Get("X-Request-Id"), r.raw)
 				}
 				answers[id] = r
 			}
 			// a refused request is never logged
-			if r := post(t, s, path, []byte(`{"instances": [{}]}`), nil); r.status != 400 {
+			if r := postBytes(t, s, path, []byte(`{"instances": [{}]}`), nil); r.status != 400 {
 				t.Fatalf("bad request: status %d", r.status)
 			}
 			recs := log.records()
@@ -257,7 +247,7 @@ func TestRequestIDIsCheckedEchoedOrMade(t *testing.T) {
 					headers["X-Request-Id"] = tt.id
 				}
 				before := len(log.records())
-				r := post(t, s, call.path, []byte(call.body), headers)
+				r := postBytes(t, s, call.path, []byte(call.body), headers)
 				if r.status != tt.status {
 					t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.raw)
 				}
@@ -326,7 +316,7 @@ func TestActualsEndpoint(t *testing.T) {
 			log := &memoryLog{}
 			var logs bytes.Buffer
 			s, _ := serveLogged(t, fixture.Model, skhttp.Config{InferenceLog: log, ActualsToken: tt.token}, &logs)
-			r := post(t, s, tt.path, []byte(tt.body), tt.headers)
+			r := postBytes(t, s, tt.path, []byte(tt.body), tt.headers)
 			if r.status != tt.status {
 				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.raw)
 			}
@@ -371,14 +361,14 @@ func TestActualsAreRateLimitedAndNeverLost(t *testing.T) {
 	auth := map[string]string{"Authorization": "Bearer " + token}
 	var statuses []int
 	for range 3 { // a burst of twice the rate, then 429
-		statuses = append(statuses, post(t, s, "/v1/models/trip_duration/actuals", body, auth).status)
+		statuses = append(statuses, postBytes(t, s, "/v1/models/trip_duration/actuals", body, auth).status)
 	}
 	if fmt.Sprint(statuses) != "[200 200 429]" {
 		t.Errorf("statuses %v, want [200 200 429]", statuses)
 	}
 	log.full = true
 	s, _ = serveLogged(t, fixture.Model, skhttp.Config{InferenceLog: log, ActualsToken: token}, nil)
-	r := post(t, s, "/v1/models/trip_duration/actuals", body, auth)
+	r := postBytes(t, s, "/v1/models/trip_duration/actuals", body, auth)
 	if r.status != 503 || r.header.Get("Retry-After") == "" {
 		t.Errorf("a full log: status %d (Retry-After %q), want 503: the client must know to send again", r.status, r.header.Get("Retry-After"))
 	}
@@ -394,11 +384,11 @@ func TestInferenceLogThroughTheFileSink(t *testing.T) {
 	}
 	s, meta := serveLogged(t, fixture.Classifier, skhttp.Config{InferenceLog: sink, InferenceLogRate: 1, ActualsToken: token}, nil)
 	instances, _ := fixture.Examples(meta)
-	r := post(t, s, "/v1/models/tip_given:predict", mustJSON(map[string]any{"instances": instances[:2]}), map[string]string{"X-Request-Id": "r-1"})
+	r := postBytes(t, s, "/v1/models/tip_given:predict", mustJSON(map[string]any{"instances": instances[:2]}), map[string]string{"X-Request-Id": "r-1"})
 	if r.status != 200 {
 		t.Fatalf("status %d: %s", r.status, r.raw)
 	}
-	post(t, s, "/v1/models/tip_given/actuals", []byte(`{"actuals": [{"request_id": "r-1", "row": 1, "actual": 1}]}`),
+	postBytes(t, s, "/v1/models/tip_given/actuals", []byte(`{"actuals": [{"request_id": "r-1", "row": 1, "actual": 1}]}`),
 		map[string]string{"Authorization": "Bearer " + token})
 	if err := sink.Close(context.Background()); err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ type metrics struct {
 	outputDuration  *prometheus.HistogramVec
 	httpRequests    *prometheus.CounterVec
 	clientRequests  *prometheus.CounterVec
+	experiment      *experimentMetrics // per variant (experiment.go)
 }
 
 // durationBuckets span 50µs to about 3s.
@@ -90,6 +91,7 @@ func newMetrics(reg prometheus.Registerer, store skl2go.ModelStore, limiter *skl
 			}, func() float64 { _, waiting := limiter.Load(); return float64(waiting) }),
 		)
 	}
+	m.experiment = newExperimentMetrics(reg)
 	return m
 }
 

@@ -38,6 +38,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Mo
 	if err != nil {
 		return err
 	}
+	resp = appendVariant(resp, inf)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(resp)))
 	w.WriteHeader(http.StatusOK)

@@ -57,6 +57,9 @@ type Config struct {
 	InferenceLogRate float64
 	ActualsToken     string
 	ActualsRate      float64
+	// ShadowQueue is how many experiment mirror runs may wait (shadowQueue if 0);
+	// beyond, they are dropped and counted.
+	ShadowQueue int
 }
 
 // Authorizer decides whether an API key covers a request (apikey.File).
@@ -86,6 +89,7 @@ type Server struct {
 	version        string    // reported by the V2 server metadata
 	bodies         sync.Pool // *bytes.Buffer for request bodies, reused across requests
 	actualsLimiter *tokenBucket
+	shadow         *shadow // runs experiment mirrors (experiment.go)
 }
 
 // NewServer returns a server for store, registering its metrics in reg.
@@ -101,6 +105,7 @@ func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg 
 	if counts, ok := config.InferenceLog.(inferenceLogCounts); ok {
 		reg.MustRegister(newInferenceLogCollector(counts))
 	}
+	s.shadow = newShadow(store, s.metrics.experiment, logger, config.InferenceLog, config.ShadowQueue)
 	s.server = &http.Server{
 		Handler:           s.canonicalPaths(s.routes()),
 		ReadHeaderTimeout: orDefault(config.ReadHeaderTimeout, 5*time.Second),
@@ -155,7 +160,9 @@ func (s *Server) Serve(ln net.Listener) error {
 // (or ctx to end) before returning.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.SetReady(false)
-	return s.server.Shutdown(ctx)
+	err := s.server.Shutdown(ctx)
+	s.shadow.close()
+	return err
 }
 
 // route wraps a handler with serveRoute.

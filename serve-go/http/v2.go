@@ -98,6 +98,7 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request, model skl2go.Mode
 	if err != nil {
 		return err
 	}
+	setV2Variant(req, inf)
 	header, tensors, err := oip.AppendResponse(make([]byte, 0, 256+16*req.Batch.Rows), req, meta, outputs)
 	if err != nil {
 		return err

@@ -530,3 +530,12 @@ func shorten(raw []byte) string {
 	}
 	return s
 }
+
+// SetParameter sets a parameter of the answer (a JSON value), beside the
+// ones the request gave, which the answer echoes.
+func (r *Request) SetParameter(key string, value string) {
+	if r.parameters == nil {
+		r.parameters = make(map[string]json.RawMessage)
+	}
+	r.parameters[key] = json.RawMessage(value)
+}

@@ -31,6 +31,9 @@ type Options struct {
 	Keep int
 	// Logger receives one line per version loaded, refused and unloaded.
 	Logger *slog.Logger
+	// ResolveAlias, if set, gives the version a registry alias of the model
+	// points to, for experiment variants named by alias (else refused).
+	ResolveAlias func(model, alias string) (int, error)
 }
 
 // Store holds the loaded model versions and finds them by name and version.
@@ -48,14 +51,18 @@ type Store struct {
 	keep   int
 	logger *slog.Logger
 
-	syncMu  sync.Mutex         // one Sync at a time; guards refused and invalid
+	syncMu  sync.Mutex         // one Sync at a time; guards refused, invalid and experimentStates
 	refused map[string]refusal // version directories that failed to load, by path
 	invalid map[string]bool    // directories that are not model names, already logged
 
-	mu       sync.RWMutex
-	models   map[string]map[int]*handle
-	failures map[string]int // versions refused since start-up, by model name
-	closed   bool
+	resolveAlias     func(model, alias string) (int, error)
+	experimentStates map[string]experimentState // by model (experiment.go)
+
+	mu          sync.RWMutex
+	models      map[string]map[int]*handle
+	experiments map[string]*skl2go.Experiment // running, by model
+	failures    map[string]int                // versions refused since start-up, by model name
+	closed      bool
 }
 
 var _ skl2go.ModelStore = (*Store)(nil)
@@ -121,11 +128,13 @@ func newStore(root string, load Loader, opts Options) *Store {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Store{
-		root: root, load: load, keep: opts.Keep, logger: opts.Logger,
-		refused:  make(map[string]refusal),
-		invalid:  make(map[string]bool),
-		models:   make(map[string]map[int]*handle),
-		failures: make(map[string]int),
+		root: root, load: load, keep: opts.Keep, logger: opts.Logger, resolveAlias: opts.ResolveAlias,
+		experimentStates: make(map[string]experimentState),
+		refused:          make(map[string]refusal),
+		invalid:          make(map[string]bool),
+		models:           make(map[string]map[int]*handle),
+		experiments:      make(map[string]*skl2go.Experiment),
+		failures:         make(map[string]int),
 	}
 }
 
@@ -158,6 +167,9 @@ func Open(root string, load Loader, opts Options) (*Store, error) {
 				return nil, err
 			}
 			s.models[m.Name][v] = h
+		}
+		if e := s.syncExperiment(m, nil, s.models[m.Name]); e != nil {
+			s.experiments[m.Name] = e
 		}
 	}
 	return s, nil
@@ -255,6 +267,7 @@ func (s *Store) Sync() (loaded, refused int) {
 
 	serving := s.snapshot()
 	next := make(map[string]map[int]*handle, len(models))
+	experiments := make(map[string]*skl2go.Experiment)
 	onDisk := make(map[string]bool) // version directories seen, to forget old refusals
 	for _, m := range models {
 		kept := make(map[int]*handle)
@@ -291,15 +304,20 @@ func (s *Store) Sync() (loaded, refused int) {
 			kept = serving[m.Name]
 		}
 		if len(kept) > 0 {
+			if e := s.syncExperiment(m, serving[m.Name], kept); e != nil {
+				experiments[m.Name] = e
+			}
+		}
+		if len(kept) > 0 {
 			next[m.Name] = kept
 		}
 	}
 	for dir := range s.refused {
-		if !onDisk[dir] {
+		if _, err := os.Stat(dir); !onDisk[dir] && err != nil { // an experiment's older version is not visited above
 			delete(s.refused, dir)
 		}
 	}
-	s.swap(next)
+	s.swapExperiments(next, experiments)
 	return loaded, refused
 }
 
@@ -320,9 +338,19 @@ func (s *Store) snapshot() map[string]map[int]*handle {
 // swap serves next and drops the store's reference to every version it no
 // longer contains. Sync and Close hold syncMu, so the store is open here.
 func (s *Store) swap(next map[string]map[int]*handle) {
+	s.swapExperiments(next, nil)
+}
+
+// swapExperiments is swap that also replaces the experiments running
+// (unless experiments is nil), in the same step: a request never sees an
+// experiment whose versions are not served yet.
+func (s *Store) swapExperiments(next map[string]map[int]*handle, experiments map[string]*skl2go.Experiment) {
 	s.mu.Lock()
 	old := s.models
 	s.models = next
+	if experiments != nil {
+		s.experiments = experiments
+	}
 	s.mu.Unlock()
 	for name, versions := range old {
 		for v, h := range versions {

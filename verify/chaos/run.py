@@ -6,8 +6,10 @@ and 200), no answer was a 5xx, and its own checks hold.
 
 Scenarios, in order: kill -9 a replica and restart it; SIGTERM a replica and
 restart it; kill -9 a replica under gRPC load as well (skl2go-grpcload through
-nginx's gRPC port, every failed call counted); `make rollout`; publish a new good version; publish a corrupt
-version; malformed bodies (hypothesis); slow clients (slowloris); then, on
+nginx's gRPC port, every failed call counted); `make rollout`; publish a new
+good version; publish a corrupt version; an experiment changed under load;
+its mirror overloaded (experiments.py); malformed bodies (hypothesis); slow
+clients (slowloris); then, on
 replicas serving from a real MLflow registry, the alias moved and the
 registry down (registry.py; not in --short).
 """
@@ -33,7 +35,7 @@ from loadtest import bench, samples
 import topology
 from topology import ROOT, Topology, processes, request, wait_until
 from train import export, repository
-from verify.chaos import faults, malformed
+from verify.chaos import experiments, faults, malformed
 
 MODEL = "trip_duration"
 
@@ -266,6 +268,8 @@ def slow_client(topo: Topology, ctx: dict, out: Outcome) -> None:
 SCENARIOS = [("kill_replica", kill_replica), ("sigterm_replica", sigterm_replica),
              ("grpc_kill_replica", grpc_kill_replica), ("rollout", rollout),
              ("publish_good_version", publish_good_version), ("publish_corrupt_version", publish_corrupt_version),
+             ("experiment_changed", lambda t, c, o: experiments.experiment_changed(t, c, o, eventually)),
+             ("shadow_overloaded", lambda t, c, o: experiments.shadow_overloaded(t, c, o, eventually)),
              ("fuzzed_bodies", fuzzed_bodies), ("slow_client", slow_client)]
 
 
@@ -332,7 +336,7 @@ def run(s: Settings, build: Path, source_models: Path, state: Path, out_dir: Pat
     ctx = {"settings": s, "build": build, "models": models, "held_out": build / MODEL, "work": work,
            "version": repository.versions(models / MODEL)[-1]}
     with topology.running(models, state / "run", replicas=2, SKL2GO_POLL_INTERVAL="1s",
-                          CLIENT_TIMEOUT=f"{s.client_timeout}s") as topo:
+                          CLIENT_TIMEOUT=f"{s.client_timeout}s", SKL2GO_SHADOW_QUEUE="1") as topo:
         outcomes = [run_scenario(name, action, topo, ctx, s, work) for name, action in SCENARIOS]
     if s.registry:
         from verify.chaos import registry

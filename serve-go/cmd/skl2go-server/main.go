@@ -114,6 +114,7 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 	logQueue := fs.String("inference-log-queue", env("INFERENCE_LOG_QUEUE", "4096"), "inference log: records waiting for the writer; beyond, records are dropped and counted, requests never wait (env SKL2GO_INFERENCE_LOG_QUEUE)")
 	fs.StringVar(&c.actualsTokenFile, "actuals-token-file", env("ACTUALS_TOKEN_FILE", ""),
 		"`file` holding the bearer token POST /v1/models/{name}/actuals requires; needs --inference-log (default: none, ground truth refused) (env SKL2GO_ACTUALS_TOKEN_FILE)")
+	shadowQueue := fs.String("shadow-queue", env("SHADOW_QUEUE", "64"), "experiment mirror runs that may wait; more are dropped, never waited for (docs/experiments.md) (env SKL2GO_SHADOW_QUEUE)")
 	fs.BoolVar(&c.check, "check", false, "load and check every model version that would be served, then exit (0 if all load)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
@@ -123,6 +124,7 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 		c.ortThreads = int(number("ort-threads", *threads, 1))
 		c.http.MaxBodyBytes = number("max-body-bytes", *maxBody, 1)
 		c.http.MaxRows = int(number("max-rows", *maxRows, 1))
+		c.http.ShadowQueue = int(number("shadow-queue", *shadowQueue, 1))
 		c.maxInflight = int(number("max-inflight", *inflight, 1))
 		c.maxQueue = int(number("max-queue", *queue, 0))
 		c.versionsKept = int(number("versions-kept", *kept, 1))

@@ -16,7 +16,7 @@ import (
 func defaults(edit func(*config)) config {
 	c := config{models: "models", addr: "127.0.0.1:9001", ortThreads: 1,
 		http: skhttp.Config{MaxBodyBytes: 32 << 20, MaxRows: 100000, ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second},
+			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, ShadowQueue: 64},
 		maxInflight: goruntime.GOMAXPROCS(0), maxQueue: 4096, queueTimeout: time.Second,
 		shutdownTimeout: 20 * time.Second, pollInterval: 5 * time.Second, versionsKept: 1,
 		batchMaxRows: defaultBatchMaxRows, batchDelay: defaultBatchDelay, logLevel: "info", logFormat: "json",

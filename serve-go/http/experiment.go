@@ -1,0 +1,308 @@
+package http
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"skl2go"
+	"skl2go/oip"
+)
+
+// Experiments (skl2go.Experiment, read by the store from experiment.json):
+// a predict or infer request that does not pin a version is answered by
+// the version of the variant its key is assigned to, and says so (headers,
+// v1's "variant" field, V2's parameters.variant). The experiment's mirror,
+// if any, runs the same rows after the answer is written, off the request's
+// path: a bounded queue that drops (and counts) what it cannot take, so a
+// slow mirror changes no answer, status or latency.
+
+// Answer headers of an inference request: the model and version that
+// answered, and the experiment variant when one was assigned.
+const (
+	headerModel      = "X-Skl2go-Model"
+	headerVersion    = "X-Skl2go-Version"
+	headerVariant    = "X-Skl2go-Variant"
+	headerExperiment = "X-Skl2go-Experiment"
+)
+
+// shadowQueue is the default number of mirror runs that may wait.
+const shadowQueue = 64
+
+// shadowTimeout bounds one mirror run.
+const shadowTimeout = 10 * time.Second
+
+// assign returns the version that answers a request for the model that did
+// not pin one, and the assignment when an experiment chose it (version 0
+// and nil: no experiment, the latest answers).
+func (s *Server) assign(r *http.Request, name, requestID string) (int, *skl2go.Assignment) {
+	experiments, ok := s.store.(skl2go.ExperimentStore)
+	if !ok {
+		return 0, nil
+	}
+	e := experiments.Experiment(name)
+	if e == nil {
+		return 0, nil
+	}
+	key := e.AssignmentKey(r.Header, requestID)
+	v := e.Assign(key)
+	return v.Version, &skl2go.Assignment{Experiment: e.ID, Variant: v.Name, Version: v.Version, Key: key, Mirror: e.Mirror}
+}
+
+// acquireAssigned acquires the version the request is assigned; when an
+// experiment's version has just gone (a reload between the lookups), the
+// latest answers instead, without a variant: an experiment never fails a
+// request the server can answer.
+func (s *Server) acquireAssigned(r *http.Request, name string, version int, requestID string) (skl2go.Model, func(), *skl2go.Assignment, error) {
+	var a *skl2go.Assignment
+	if version == 0 {
+		version, a = s.assign(r, name, requestID)
+	}
+	model, release, err := s.store.Acquire(name, version)
+	if err != nil && a != nil {
+		s.logger.Warn("experiment variant not loaded; the latest version answers", "model", name,
+			"experiment", a.Experiment, "variant", a.Variant, "version", a.Version)
+		a = nil
+		model, release, err = s.store.Acquire(name, 0)
+	}
+	return model, release, a, err
+}
+
+// setAnswerHeaders names the model, version and variant that answer.
+func setAnswerHeaders(w http.ResponseWriter, inf *inference) {
+	h := w.Header()
+	h.Set(headerModel, inf.meta.Name)
+	h.Set(headerVersion, strconv.Itoa(inf.meta.Version))
+	if a := inf.assignment; a != nil {
+		h.Set(headerExperiment, a.Experiment)
+		h.Set(headerVariant, a.Variant)
+	}
+}
+
+// appendVariant adds "variant" to a v1 answer (a JSON object) when an
+// experiment assigned one.
+func appendVariant(resp []byte, inf *inference) []byte {
+	a := inf.assignment
+	if a == nil || len(resp) == 0 || resp[len(resp)-1] != '}' {
+		return resp
+	}
+	resp = resp[:len(resp)-1]
+	resp = append(resp, `,"variant":`...)
+	resp = strconv.AppendQuote(resp, a.Variant) // variant names are plain ASCII (skl2go.ValidName)
+	return append(resp, '}')
+}
+
+// setV2Variant puts the variant in a V2 answer's parameters.
+func setV2Variant(req *oip.Request, inf *inference) {
+	if a := inf.assignment; a != nil {
+		req.SetParameter("variant", strconv.Quote(a.Variant))
+	}
+}
+
+// experimentMetrics are the per-variant series of experiments and the
+// mirror's.
+type experimentMetrics struct {
+	requests, failures, rows *prometheus.CounterVec
+	duration                 *prometheus.HistogramVec
+	shadowRuns, dropped      *prometheus.CounterVec
+	agreement                *prometheus.CounterVec
+	absDiff                  *prometheus.HistogramVec
+}
+
+func newExperimentMetrics(reg prometheus.Registerer) *experimentMetrics {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	m := &experimentMetrics{
+		requests: counter("skl2go_experiment_requests_total",
+			"Inference requests an experiment assigned and that were answered 200, by model, experiment and variant.",
+			"model", "experiment", "variant"),
+		failures: counter("skl2go_experiment_request_failures_total",
+			"Inference requests an experiment assigned that failed, by model, experiment, variant and reason (an error code).",
+			"model", "experiment", "variant", "reason"),
+		rows: counter("skl2go_experiment_rows_total",
+			"Rows answered for requests an experiment assigned, by model, experiment and variant.",
+			"model", "experiment", "variant"),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "skl2go_experiment_request_duration_seconds",
+			Help:    "Time to answer a successful request an experiment assigned, by model, experiment and variant.",
+			Buckets: durationBuckets}, []string{"model", "experiment", "variant"}),
+		shadowRuns: counter("skl2go_shadow_runs_total",
+			"Runs of an experiment's mirror on a copy of an answered request, by model, mirror variant and outcome (ok, error, incompatible).",
+			"model", "variant", "outcome"),
+		dropped: counter("skl2go_shadow_dropped_total",
+			"Mirror runs dropped because the shadow queue was full (the answer was not delayed), by model.",
+			"model"),
+		agreement: counter("skl2go_shadow_label_agreement_total",
+			"Rows a classifier's mirror labelled, by model, mirror variant and whether the label agreed with the answer (true, false).",
+			"model", "variant", "agree"),
+		absDiff: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "skl2go_shadow_abs_diff",
+			Help:    "Mean absolute difference between a regressor's mirror and the answer over a request's rows, by model and mirror variant.",
+			Buckets: prometheus.ExponentialBuckets(1e-4, 4, 12)}, []string{"model", "variant"}),
+	}
+	reg.MustRegister(m.requests, m.failures, m.rows, m.duration, m.shadowRuns, m.dropped, m.agreement, m.absDiff)
+	return m
+}
+
+// observe records an assigned request: err nil on success.
+func (m *experimentMetrics) observe(inf *inference, end time.Time, err error) {
+	a := inf.assignment
+	if a == nil {
+		return
+	}
+	if err != nil {
+		m.failures.WithLabelValues(inf.meta.Name, a.Experiment, a.Variant, skl2go.ErrorCode(err)).Inc()
+		return
+	}
+	m.requests.WithLabelValues(inf.meta.Name, a.Experiment, a.Variant).Inc()
+	m.rows.WithLabelValues(inf.meta.Name, a.Experiment, a.Variant).Add(float64(inf.rows))
+	m.duration.WithLabelValues(inf.meta.Name, a.Experiment, a.Variant).Observe(end.Sub(inf.start).Seconds())
+}
+
+// shadowJob is one mirror run: the rows answered, and the answer.
+type shadowJob struct {
+	model     string
+	mirror    skl2go.Variant
+	meta      *skl2go.Metadata // of the version that answered
+	batch     *skl2go.Batch    // decoded for meta; not pooled, so safe to keep
+	answer    []skl2go.Output
+	requestID string
+	logged    bool // the answer went to the inference log: so does the mirror's
+}
+
+// shadow runs mirror jobs on one goroutine, so that a mirror takes at most
+// one prediction slot from the requests.
+type shadow struct {
+	store   skl2go.ModelStore
+	metrics *experimentMetrics
+	logger  *slog.Logger
+	log     skl2go.InferenceLogger // nil: mirror runs are not logged
+	jobs    chan shadowJob
+	start   sync.Once
+	stop    chan struct{}
+	stopped sync.Once
+}
+
+func newShadow(store skl2go.ModelStore, metrics *experimentMetrics, logger *slog.Logger, log skl2go.InferenceLogger, queue int) *shadow {
+	if queue <= 0 {
+		queue = shadowQueue
+	}
+	return &shadow{store: store, metrics: metrics, logger: logger, log: log, jobs: make(chan shadowJob, queue), stop: make(chan struct{})}
+}
+
+// offer queues a mirror run of an answered request, or drops it if the
+// queue is full; it never waits.
+func (sh *shadow) offer(inf *inference, logged bool) {
+	a := inf.assignment
+	if a == nil || a.Mirror == nil || inf.batch == nil {
+		return
+	}
+	sh.start.Do(func() { go sh.run() })
+	job := shadowJob{model: inf.meta.Name, mirror: *a.Mirror, meta: inf.meta, batch: inf.batch, answer: inf.outputs,
+		requestID: inf.requestID, logged: logged}
+	select {
+	case sh.jobs <- job:
+	default:
+		sh.metrics.dropped.WithLabelValues(inf.meta.Name).Inc()
+	}
+}
+
+// close stops the worker (queued jobs are dropped).
+func (sh *shadow) close() { sh.stopped.Do(func() { close(sh.stop) }) }
+
+func (sh *shadow) run() {
+	for {
+		select {
+		case <-sh.stop:
+			return
+		case job := <-sh.jobs:
+			sh.runJob(job)
+		}
+	}
+}
+
+func (sh *shadow) runJob(job shadowJob) {
+	runs := sh.metrics.shadowRuns
+	model, release, err := sh.store.Acquire(job.model, job.mirror.Version)
+	if err != nil {
+		runs.WithLabelValues(job.model, job.mirror.Name, "error").Inc()
+		return
+	}
+	defer release()
+	meta := model.Metadata()
+	if !sameInputs(meta, job.meta) || meta.Task != job.meta.Task {
+		runs.WithLabelValues(job.model, job.mirror.Name, "incompatible").Inc()
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), shadowTimeout)
+	defer cancel()
+	outputs, err := model.Predict(ctx, job.batch)
+	if err != nil {
+		runs.WithLabelValues(job.model, job.mirror.Name, "error").Inc()
+		sh.logger.Debug("mirror run failed", "model", job.model, "variant", job.mirror.Name, "err", err)
+		return
+	}
+	runs.WithLabelValues(job.model, job.mirror.Name, "ok").Inc()
+	sh.compare(job, meta, outputs)
+	if job.logged && sh.log != nil {
+		sh.log.Log(context.Background(), &skl2go.InferenceRecord{
+			Type: skl2go.ShadowEventType, Time: start, RequestID: job.requestID, Model: job.model,
+			Version: meta.Version, Variant: job.mirror.Name, Task: meta.Task, Latency: time.Since(start),
+			Inputs: job.batch.Columns, Outputs: outputs})
+	}
+}
+
+// compare records how far the mirror is from the answer: the mean absolute
+// difference of a regressor's rows, the label agreement of a classifier's.
+func (sh *shadow) compare(job shadowJob, meta *skl2go.Metadata, outputs []skl2go.Output) {
+	if len(outputs) == 0 || len(job.answer) == 0 || job.batch.Rows == 0 {
+		return
+	}
+	if meta.Task == skl2go.Classification {
+		got, want := outputs[0].Int64, job.answer[0].Int64
+		agree, differ := 0, 0
+		for i := 0; i < len(got) && i < len(want); i++ {
+			if got[i] == want[i] {
+				agree++
+			} else {
+				differ++
+			}
+		}
+		sh.metrics.agreement.WithLabelValues(job.model, job.mirror.Name, "true").Add(float64(agree))
+		sh.metrics.agreement.WithLabelValues(job.model, job.mirror.Name, "false").Add(float64(differ))
+		return
+	}
+	got, want := outputs[0].Float64s(), job.answer[0].Float64s()
+	n := min(len(got), len(want))
+	if n == 0 {
+		return
+	}
+	sum := 0.0
+	for i := range n {
+		d := got[i] - want[i]
+		if d < 0 {
+			d = -d
+		}
+		sum += d
+	}
+	sh.metrics.absDiff.WithLabelValues(job.model, job.mirror.Name).Observe(sum / float64(n))
+}
+
+// sameInputs reports whether a batch decoded for b can run on a: the same
+// inputs, in the same order, of the same types.
+func sameInputs(a, b *skl2go.Metadata) bool {
+	if len(a.Inputs) != len(b.Inputs) {
+		return false
+	}
+	for i := range a.Inputs {
+		if a.Inputs[i].Name != b.Inputs[i].Name || a.Inputs[i].Type != b.Inputs[i].Type {
+			return false
+		}
+	}
+	return true
+}
