@@ -323,3 +323,43 @@ func TestExperimentVersionGoneFallsBackToLatest(t *testing.T) {
 		t.Fatalf("%d %v %s", r.status, r.header, r.raw)
 	}
 }
+
+// TestExperimentInInferenceLog: a logged answer names its variant, the
+// request id is the assignment key (no sticky header), and the mirror's run
+// of the same rows is logged as a shadow record with the mirror's variant.
+func TestExperimentInInferenceLog(t *testing.T) {
+	doc := `{"id":"logged","variants":[{"name":"control","version":1,"weight":1}],"mirror":{"name":"shadow","version":2}}`
+	log := &memoryLog{}
+	s, meta := experimentServer(t, doc, skhttp.Config{InferenceLog: log, InferenceLogRate: 1}, nil)
+	instances, _ := fixture.Examples(meta)
+	body := string(mustJSON(map[string]any{"instances": instances}))
+	r := post(t, s.Handler(), "/v1/models/trip_duration:predict", body, map[string]string{"X-Request-Id": "trip-42"})
+	if r.status != 200 || r.header.Get("X-Request-Id") != "trip-42" {
+		t.Fatalf("%d %v %s", r.status, r.header, r.raw)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(log.records()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	byType := map[string]*skl2go.InferenceRecord{}
+	for _, rec := range log.records() {
+		byType[rec.Type] = rec
+	}
+	answer, mirror := byType[skl2go.InferenceEventType], byType[skl2go.ShadowEventType]
+	if answer == nil || mirror == nil {
+		t.Fatalf("records %+v, want an answer and a shadow run", log.records())
+	}
+	for _, tt := range []struct {
+		rec              *skl2go.InferenceRecord
+		variant          string
+		version, outputs int
+	}{{answer, "control", 1, len(instances)}, {mirror, "shadow", 2, len(instances)}} {
+		if tt.rec.RequestID != "trip-42" || tt.rec.Variant != tt.variant || tt.rec.Version != tt.version {
+			t.Errorf("%s: request %q variant %q version %d, want trip-42 %s %d", tt.rec.Type,
+				tt.rec.RequestID, tt.rec.Variant, tt.rec.Version, tt.variant, tt.version)
+		}
+		if got := len(tt.rec.Outputs[0].Float64s()); got != tt.outputs {
+			t.Errorf("%s: %d predictions, want %d", tt.rec.Type, got, tt.outputs)
+		}
+	}
+}
