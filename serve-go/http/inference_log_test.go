@@ -3,6 +3,7 @@ package http_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -273,7 +274,8 @@ func TestRequestIDIsCheckedEchoedOrMade(t *testing.T) {
 	}
 }
 
-const token = "s3cret-actuals-token"
+// token is the actuals bearer token of these tests, made for each run.
+var token = rand.Text()
 
 func TestActualsEndpoint(t *testing.T) {
 	many := `{"actuals": [` + strings.Repeat(`{"key": "k", "actual": 1},`, skhttp.MaxActuals) + `{"key": "k", "actual": 1}]}`

@@ -20,7 +20,7 @@ from conftest import REPLICAS
 from topology import running, wait_until
 
 MODEL, CLASSIFIER = "trip_duration", "tip_given"
-TOKEN = "actuals-" + uuid.uuid4().hex
+TOKEN = f"actuals-{uuid.uuid4().hex}"  # made for each run, never committed
 
 
 @pytest.fixture(scope="module")
