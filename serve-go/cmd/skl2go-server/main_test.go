@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	goruntime "runtime"
 	"strings"
@@ -129,5 +133,49 @@ func TestNewLoggerRefusesUnknownSettings(t *testing.T) {
 	}
 	if _, err := newLogger(config{logLevel: "info", logFormat: "xml"}); err == nil || !strings.Contains(err.Error(), "json or text") {
 		t.Errorf("log format xml: err = %v", err)
+	}
+}
+
+func TestOpenInferenceLogReadsTheTokenAndNamesTheDirectory(t *testing.T) {
+	host, _ := os.Hostname()
+	tests := []struct {
+		name, token, dir string
+		wantDir, err     string
+	}{
+		{name: "token on one line", token: "s3cret\n", dir: "replica-1", wantDir: "replica-1"},
+		{name: "the host's name", token: "s3cret", dir: "logs/{hostname}", wantDir: "logs/" + host},
+		{name: "empty token file", token: "\n", dir: "r", err: "must hold one token, on one line"},
+		{name: "two tokens", token: "a b\n", dir: "r", err: "must hold one token, on one line"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			tokenFile := filepath.Join(root, "token")
+			os.WriteFile(tokenFile, []byte(tt.token), 0o600)
+			c := defaults(func(c *config) {
+				c.inferenceLog.Dir, c.actualsTokenFile, c.inferenceLogRate = filepath.Join(root, tt.dir), tokenFile, 0.5
+			})
+			sink, err := openInferenceLog(&c, slog.New(slog.DiscardHandler))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) ||
+					(strings.TrimSpace(tt.token) != "" && strings.Contains(err.Error(), strings.TrimSpace(tt.token))) {
+					t.Fatalf("err = %v, want %q without the token", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sink.Close(context.Background())
+			if c.http.ActualsToken != "s3cret" || c.http.InferenceLogRate != 0.5 || c.http.InferenceLog == nil {
+				t.Errorf("http config %+v", c.http)
+			}
+			if sink.Source() != "skl2go/"+filepath.Base(tt.wantDir) {
+				t.Errorf("source %q, want skl2go/%s", sink.Source(), filepath.Base(tt.wantDir))
+			}
+			if _, err := os.Stat(filepath.Join(root, tt.wantDir)); err != nil {
+				t.Errorf("directory not made: %v", err)
+			}
+		})
 	}
 }
