@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	ggrpc "google.golang.org/grpc"
@@ -458,5 +459,49 @@ func TestStatusCodes(t *testing.T) {
 	}
 	if got := skgrpc.StatusCode(nil); got != codes.OK {
 		t.Errorf("nil: %s, want OK", got)
+	}
+}
+
+// TestShutdownDrains stops the server while calls are in flight: each call
+// is answered, or refused UNAVAILABLE once the server has stopped taking
+// calls (a client retries those elsewhere), never cut off otherwise.
+func TestShutdownDrains(t *testing.T) {
+	s := serve(t, skgrpc.Config{})
+	meta := s.meta[fixture.Model]
+	cols, _ := examples(meta)
+	req := request(meta, cols, true)
+	codesSeen := make(chan codes.Code, 400)
+	done := make(chan struct{})
+	for w := 0; w < 8; w++ {
+		go func() {
+			for i := 0; i < 50; i++ {
+				_, err := s.client.ModelInfer(context.Background(), req)
+				codesSeen <- status.Code(err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for len(codesSeen) < 20 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.server.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	for w := 0; w < 8; w++ {
+		<-done
+	}
+	close(codesSeen)
+	answered := 0
+	for c := range codesSeen {
+		switch c {
+		case codes.OK:
+			answered++
+		case codes.Unavailable:
+		default:
+			t.Errorf("a call during shutdown ended %s", c)
+		}
+	}
+	if answered < 20 {
+		t.Errorf("%d calls answered, want at least the 20 before shutdown", answered)
 	}
 }

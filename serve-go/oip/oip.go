@@ -5,7 +5,9 @@
 // default), and the metadata documents of the server and its models.
 //
 // The HTTP transport (paths, status codes, reading bodies) is package
-// http's; a gRPC transport would use the same tensor rules.
+// http's. The tensor rules (batch.go: names, datatypes, shapes, element
+// checks, the binary encoding) are shared with package grpc, the
+// protocol's gRPC transport.
 package oip
 
 import (

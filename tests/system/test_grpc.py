@@ -17,6 +17,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from conftest import MODELS
+from topology import free_ports, listening
 from test_clients import BATCH, CLASSIFIER, REGRESSORS, held_out, infer_held_out
 from train import agreement
 
@@ -174,3 +175,20 @@ def test_metrics_labelled_grpc(client, topology, repository):
     total = sum(topology.metric(r, "skl2go_inference_request_success_total", 'protocol="grpc"')
                 for r in range(1, len(topology.replicas) + 1))
     assert total >= 1
+
+
+def test_make_up_moves_the_grpc_port_and_converges(topology):
+    """make up GRPC_PORT=… on the running stack: nginx reloads onto the new
+    port (the replicas are kept), and the same make up again changes nothing.
+    Last in the module: the shared stack keeps the new port."""
+    old = topology.grpc
+    new_port = free_ports(1)
+    pids = topology.pids()
+    moved = topology.up(GRPC_PORT=str(new_port))
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "nginx reloaded" in moved.stdout and topology.pids() == pids
+    assert topology.grpc == f"127.0.0.1:{new_port}" and not listening(int(old.rsplit(":", 1)[1]))
+    with tgrpc.InferenceServerClient(topology.grpc) as client:
+        assert client.is_server_ready() and client.is_model_ready("trip_duration")
+    again = topology.up()
+    assert again.returncode == 0 and "nothing changed" in again.stdout, again.stdout + again.stderr
