@@ -1,0 +1,51 @@
+"""Command line: python -m monitor report [--name N] [--since 24h] ...
+
+    python -m monitor report --state run --models models [--name trip_duration] [--since 24h]
+
+report needs Evidently (.venv-monitor, `make monitor` builds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitor", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("report", help="drift, data and model quality of a window of the inference log")
+    p.add_argument("--state", type=Path, default=Path(os.environ.get("STATE", "run")),
+                   help="the topology's state directory; the log is under <state>/inference")
+    p.add_argument("--models", type=Path, default=Path(os.environ.get("MODELS", "models")))
+    p.add_argument("--name", default=None, help="one model (default: every model in the log)")
+    p.add_argument("--since", default="24h", help="window start: a duration back from now (30m, 24h, 7d) or a time")
+    p.add_argument("--out", type=Path, default=Path("reports/monitor"))
+    p.add_argument("--min-rows", type=int, default=None, help="fewest rows a version needs to be reported")
+    p.add_argument("--db", default=os.environ.get("MONITOR_DB") or None,
+                   help="PostgreSQL URL the figures are written to (default: none)")
+    args = parser.parse_args(argv)
+
+    from . import logs, report
+
+    try:
+        since = logs.parse_since(args.since)
+        results = report.run(args.state, args.models, args.out, since, args.name,
+                             args.min_rows if args.min_rows is not None else report.MIN_ROWS)
+        if args.db:
+            from . import db
+
+            with db.connect(args.db) as conn:
+                for result in results:
+                    db.store(conn, result.summary)
+            print(f"[monitor] {len(results)} window(s) stored in {db.redact(args.db)}", flush=True)
+    except (report.MonitorError, logs.LogError) as err:
+        print(f"[monitor] error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
