@@ -20,6 +20,8 @@
 #   make kafka / kafka-down    a single-node Kafka (KRaft) on $(KAFKA)
 #   make stream [NAME=trip_duration] [IN=rides] [OUT=predictions]   the Go stream consumer (make down stops it)
 #   make bench-stream   Go vs Python stream consumer, events/s and end-to-end latency
+#   make monitor [NAME=…] [SINCE=24h]   drift and quality of the inference log (reports/monitor/, MONITOR_DB)
+#   make postgres / postgres-down   a private PostgreSQL on 127.0.0.1:$(POSTGRES_PORT) for the monitor
 #   make up AUTH=keys.txt [TLS=1]   API keys (python -m topology keys add keys.txt ID SCOPES), HTTPS (docs/security.md)
 
 PYTHON   ?= python3
@@ -124,6 +126,35 @@ promote: $(VENV)/.installed
 	@test -n "$(VERSION)" || { echo "usage: make promote NAME=trip_duration VERSION=3 [ALIAS=champion]"; exit 2; }
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)} \
 		$(PY) -m train.tracking promote --name $(NAME) --version $(VERSION) --alias $(ALIAS)
+
+# --- Monitoring: the inference log against each version's reference data --
+#
+# The monitor runs from its own venv: Evidently 0.7 needs pandas<3
+# (requirements/monitor-server.txt says how). Without MONITOR_DB the figures
+# go to the local cluster `make postgres` runs when it runs, else only to
+# reports/monitor/.
+MONITOR_VENV := .venv-monitor
+SINCE    ?= 24h
+POSTGRES_PORT ?= 5432
+MONITOR_DB ?= $(shell $(PYTHON) -m topology.postgres status --port $(POSTGRES_PORT) >/dev/null 2>&1 && $(PYTHON) -m topology.postgres url --port $(POSTGRES_PORT))
+export POSTGRES_PORT
+.PHONY: monitor postgres postgres-down
+
+$(MONITOR_VENV)/.installed: requirements/monitor-server.txt
+	$(PYTHON) -m venv $(MONITOR_VENV)
+	$(MONITOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/monitor-server.txt
+	$(MONITOR_VENV)/bin/python -m pip check
+	@touch $@
+
+monitor: $(MONITOR_VENV)/.installed
+	$(MONITOR_VENV)/bin/python -m monitor report --state $(STATE) --models $(MODELS) --since $(SINCE) \
+		$(if $(filter command line environment,$(origin NAME)),--name $(NAME)) $(if $(MONITOR_DB),--db $(MONITOR_DB))
+
+postgres:
+	$(PYTHON) -m topology.postgres start --port $(POSTGRES_PORT)
+
+postgres-down:
+	$(PYTHON) -m topology.postgres stop --port $(POSTGRES_PORT)
 
 # --- Go server ------------------------------------------------------------
 
@@ -283,7 +314,7 @@ import-docs: $(VENV)/.installed
 
 # --- Tests ----------------------------------------------------------------
 
-test: setup wrk java testdata compose-cli venv-kserve $(MLFLOW_VENV)/.installed test-go test-python
+test: setup wrk java testdata compose-cli venv-kserve $(MLFLOW_VENV)/.installed $(MONITOR_VENV)/.installed test-go test-python
 
 # Small models for the Go tests, made by the Python side like any other: a
 # regressor (trip_duration) and a classifier (tip_given).
@@ -331,4 +362,4 @@ clean: down
 	rm -rf build run data serve-go/bin
 
 distclean: clean
-	rm -rf $(VENV) $(KSERVE_VENV) $(MODELS)/*/
+	rm -rf $(VENV) $(KSERVE_VENV) $(MONITOR_VENV) $(MODELS)/*/
