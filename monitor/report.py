@@ -7,7 +7,9 @@ and out-of-range rates, and, where the ground truth has arrived, RMSE and MAE
 Drift is Evidently 0.7's DataDriftPreset: per column the test Evidently
 picks for the column's type and the sample sizes (with 5,000 reference rows:
 Wasserstein distance for numbers, Jensen-Shannon distance for categories;
-p-value tests below 1,000 rows), its score and threshold. Writes
+p-value tests below 1,000 rows), its score and threshold; a categorical
+input's threshold is raised to what chance alone gives its number of
+categories (category_threshold). Writes
 reports/monitor/<name>/<window>.html (Evidently's report; <window>-quality.html
 as well when actuals joined) and <window>.json, the summary docs/monitoring.md
 describes. Runs from .venv-monitor: Evidently 0.7 needs pandas < 3.
@@ -27,6 +29,8 @@ import pandas as pd
 from . import logs
 
 MIN_ROWS = 100
+DRIFT_THRESHOLD = 0.1  # Evidently's default for its distances
+NOISE_MARGIN = 1.5
 CATEGORICAL_TYPES = ("tensor(int64)", "tensor(int32)", "tensor(string)", "tensor(bool)")
 
 
@@ -76,6 +80,20 @@ def _columns(meta: dict) -> tuple[list[str], list[str], str]:
     return numerical, categorical, "probability" if meta["task"] == "classification" else "prediction"
 
 
+def category_threshold(reference: pd.Series, current: pd.Series, floor: float = DRIFT_THRESHOLD) -> float:
+    """The Jensen-Shannon distance above which a categorical input drifted.
+
+    Two samples of one distribution over K categories differ by chance by
+    a Jensen-Shannon divergence of about (K - 1)/8 * (1/n1 + 1/n2) nats: for
+    the 265 taxi zones and 5,000 reference rows that distance alone is above
+    Evidently's 0.1. The threshold is half again that chance distance, and
+    never below the floor."""
+    k = len(set(reference.dropna()) | set(current.dropna()))
+    n1, n2 = max(int(reference.notna().sum()), 1), max(int(current.notna().sum()), 1)
+    chance = math.sqrt(max(k - 1, 0) / 8 * (1 / n1 + 1 / n2))
+    return round(max(floor, NOISE_MARGIN * chance), 4)
+
+
 def drift(reference: pd.DataFrame, current: pd.DataFrame, meta: dict):
     """Evidently's DataDriftPreset over the inputs and the prediction: the
     snapshot and {column: {"drift_score", "drifted", "method", "threshold"}}."""
@@ -93,7 +111,8 @@ def drift(reference: pd.DataFrame, current: pd.DataFrame, meta: dict):
             frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
         frames.append(frame)
     definition = DataDefinition(numerical_columns=numerical + [predicted], categorical_columns=categorical)
-    snapshot = Report([DataDriftPreset(columns=columns)]).run(
+    thresholds = {c: category_threshold(frames[0][c], frames[1][c]) for c in categorical}
+    snapshot = Report([DataDriftPreset(columns=columns, per_column_threshold=thresholds)]).run(
         current_data=Dataset.from_pandas(frames[1], data_definition=definition),
         reference_data=Dataset.from_pandas(frames[0], data_definition=definition))
     scores = {}

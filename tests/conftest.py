@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from topology import ROOT, Topology, free_ports, kafka, running  # noqa: F401  (ROOT: the tests import it from here)
+from topology import ROOT, Topology, free_ports, kafka, postgres, running  # noqa: F401  (ROOT: the tests import it from here)
 from train import export, fit, synth
 
 HERE = Path(__file__).resolve().parent
@@ -80,3 +80,22 @@ def kafka_broker(tmp_path_factory) -> Iterator[kafka.Broker]:
         yield broker
     finally:
         kafka.stop(broker)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL cluster (topology/postgres.py, what `make postgres`
+    runs) on a free loopback port, started once for the session; its state
+    under /tmp, where the postgres user can reach it."""
+    import os
+    import shutil
+    import tempfile
+
+    state = Path(tempfile.mkdtemp(prefix="skl2go-pg-"))
+    os.chmod(state, 0o755)
+    cluster = postgres.Cluster(state, free_ports(1))
+    try:
+        yield postgres.start(cluster)
+    finally:
+        postgres.stop(cluster)
+        shutil.rmtree(state, ignore_errors=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from train import data, synth
+from train import data, fit, synth
 
 
 def rfc3339(t: datetime) -> str:
@@ -57,6 +57,18 @@ def write_log(state: Path, replica: str, X: pd.DataFrame, predictions, model: st
                                              {"requestid": request, "key": f"{request}/{row}", "row": row,
                                               "actual": float(actual)})) + "\n")
     return ids
+
+
+def unseen_training_rows(trips_file: Path, task: str = data.REGRESSION, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    """Training rows of a model fitted on trips_file that its reference sample
+    left out: traffic from the training distribution the monitor has not seen."""
+    X, y = data.make_features(data.load_trips([trips_file], task).frame, task)
+    X_train, y_train = data.split_latest(X, y)[:2]
+    keep = np.ones(len(X_train), dtype=bool)
+    keep[fit.reference_positions(len(X_train), seed)] = False
+    # Shuffled: the rows are in pickup order, and the first ones alone are a few days' weekdays.
+    order = np.random.default_rng([seed, 6]).permutation(int(keep.sum()))
+    return X_train[keep].iloc[order].reset_index(drop=True), y_train[keep].iloc[order].reset_index(drop=True)
 
 
 def shift(X: pd.DataFrame, y: pd.Series | None = None) -> tuple[pd.DataFrame, pd.Series | None]:

@@ -106,10 +106,14 @@ def fit(paths: list[str], family: str, name: str | None, build_dir: Path, seed: 
 def reference_sample(X: pd.DataFrame, seed: int = 0, rows: int = REFERENCE_ROWS) -> pd.DataFrame:
     """At most `rows` training rows, drawn without replacement by the seed and
     kept in training order: the same data and seed give the same sample."""
-    if len(X) <= rows:
-        return X.reset_index(drop=True)
-    picked = np.sort(np.random.default_rng([seed, 5]).choice(len(X), size=rows, replace=False))
-    return X.iloc[picked].reset_index(drop=True)
+    return X.iloc[reference_positions(len(X), seed, rows)].reset_index(drop=True)
+
+
+def reference_positions(n: int, seed: int = 0, rows: int = REFERENCE_ROWS) -> np.ndarray:
+    """The positions reference_sample keeps out of n training rows."""
+    if n <= rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 5]).choice(n, size=rows, replace=False))
 
 
 def regression_metrics(y_true: pd.Series, y_pred: np.ndarray) -> dict:
