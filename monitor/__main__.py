@@ -1,6 +1,7 @@
 """Command line: python -m monitor report [--name N] [--since 24h] ...
 
-    python -m monitor report --state run --models models [--name trip_duration] [--since 24h]
+    python -m monitor report --state run --models models [--name trip_duration] [--since 24h] [--db URL]
+    python -m monitor serve --db URL [--port 9190]     Prometheus gauges from the database
 
 report needs Evidently (.venv-monitor, `make monitor` builds it).
 """
@@ -26,8 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-rows", type=int, default=None, help="fewest rows a version needs to be reported")
     p.add_argument("--db", default=os.environ.get("MONITOR_DB") or None,
                    help="PostgreSQL URL the figures are written to (default: none)")
+    p = commands.add_parser("serve", help="the figures in the database as Prometheus gauges on 127.0.0.1:PORT/metrics")
+    p.add_argument("--db", default=os.environ.get("MONITOR_DB") or None, required=not os.environ.get("MONITOR_DB"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("MONITOR_EXPORTER_PORT", "9190")))
     args = parser.parse_args(argv)
 
+    if args.command == "serve":
+        from . import exporter
+
+        exporter.serve(args.db, args.port)
+        return 0
     from . import logs, report
 
     try:
