@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, default=Path(os.environ.get("MODELS", "models")))
     p.add_argument("--name", default=None, help="one model (default: every model in the log)")
     p.add_argument("--since", default="24h", help="window start: a duration back from now (30m, 24h, 7d) or a time")
+    p.add_argument("--end", default=None, help="window end, a time (default: now); a window is stored once per end")
     p.add_argument("--out", type=Path, default=Path("reports/monitor"))
     p.add_argument("--min-rows", type=int, default=None, help="fewest rows a version needs to be reported")
     p.add_argument("--db", default=os.environ.get("MONITOR_DB") or None,
@@ -40,9 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     from . import logs, report
 
     try:
-        since = logs.parse_since(args.since)
+        end = logs.parse_since(args.end) if args.end else datetime.now(timezone.utc)
+        since = logs.parse_since(args.since, end)
         results = report.run(args.state, args.models, args.out, since, args.name,
-                             args.min_rows if args.min_rows is not None else report.MIN_ROWS)
+                             args.min_rows if args.min_rows is not None else report.MIN_ROWS, end=end)
         if args.db:
             from . import db
 
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 for result in results:
                     db.store(conn, result.summary)
             print(f"[monitor] {len(results)} window(s) stored in {db.redact(args.db)}", flush=True)
-    except (report.MonitorError, logs.LogError) as err:
+    except (report.MonitorError, logs.LogError, RuntimeError) as err:
         print(f"[monitor] error: {err}", file=sys.stderr)
         return 1
     return 0
