@@ -21,6 +21,7 @@
 #   make stream [NAME=trip_duration] [IN=rides] [OUT=predictions]   the Go stream consumer (make down stops it)
 #   make bench-stream   Go vs Python stream consumer, events/s and end-to-end latency
 #   make monitor [NAME=…] [SINCE=24h]   drift and quality of the inference log (reports/monitor/, MONITOR_DB)
+#   make prometheus / monitor-serve   Prometheus on :$(PROMETHEUS_PORT) scraping the replicas and the monitor's gauges
 #   make postgres / postgres-down   a private PostgreSQL on 127.0.0.1:$(POSTGRES_PORT) for the monitor
 #   make up AUTH=keys.txt [TLS=1]   API keys (python -m topology keys add keys.txt ID SCOPES), HTTPS (docs/security.md)
 
@@ -152,6 +153,22 @@ monitor: $(MONITOR_VENV)/.installed
 
 postgres:
 	$(PYTHON) -m topology.postgres start --port $(POSTGRES_PORT)
+
+# The figures in MONITOR_DB as Prometheus gauges on 127.0.0.1:$(MONITOR_EXPORTER_PORT)
+# (foreground), and Prometheus scraping it and the replicas.
+MONITOR_EXPORTER_PORT ?= 9190
+PROMETHEUS_PORT ?= 9090
+export MONITOR_EXPORTER_PORT PROMETHEUS_PORT
+.PHONY: monitor-serve prometheus prometheus-down
+monitor-serve: $(MONITOR_VENV)/.installed
+	$(if $(MONITOR_DB),,$(error make monitor-serve needs MONITOR_DB (or make postgres)))
+	$(MONITOR_VENV)/bin/python -m monitor serve --db $(MONITOR_DB) --port $(MONITOR_EXPORTER_PORT)
+
+prometheus:
+	$(PYTHON) -m topology.prometheus start --port $(PROMETHEUS_PORT)
+
+prometheus-down:
+	$(PYTHON) -m topology.prometheus stop --port $(PROMETHEUS_PORT)
 
 postgres-down:
 	$(PYTHON) -m topology.postgres stop --port $(POSTGRES_PORT)

@@ -11,13 +11,15 @@ from datetime import datetime, timedelta, timezone
 
 import joblib
 import pytest
+import urllib.parse
 
 import inference_log
 from conftest import ROOT
-from topology import free_ports
+from topology import free_ports, prometheus
 from topology.probe import request, wait_until
 
 MONITOR_PY = ROOT / ".venv-monitor" / "bin" / "python"
+DASHBOARD = ROOT / "serve-go" / "grafana" / "skl2go-dashboard.json"
 ROWS = 4000
 
 pytestmark = pytest.mark.skipif(not MONITOR_PY.exists(), reason="no .venv-monitor: make .venv-monitor/.installed")
@@ -148,3 +150,43 @@ def test_nothing_to_report_is_a_clear_error(repository, tmp_path, case, message)
                   "trip_duration", "--out", str(tmp_path / "out"))
     assert run.returncode == 1
     assert message in run.stderr, run.stderr
+
+
+def test_dashboard_monitor_panels_answer_from_real_prometheus_and_database(repository, logged, postgres_url,
+                                                                           tmp_path):
+    """Each Monitor panel's PromQL through a real Prometheus scraping the
+    exporter, and each SQL panel's query on the real database, return rows."""
+    run = monitor("report", "--state", str(logged["training"]), "--models", str(repository.models), "--since", "1h",
+                  "--out", str(tmp_path / "out"), "--db", postgres_url)
+    assert run.returncode == 0, run.stderr
+    panels = [p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"].startswith("Monitor:")]
+    promql = [(p["title"], t["expr"]) for p in panels if p["datasource"]["type"] == "prometheus" for t in p["targets"]]
+    sql = [(p["title"], t["rawSql"]) for p in panels if p["datasource"]["type"] != "prometheus" for t in p["targets"]]
+    assert len(promql) >= 4 and len(sql) >= 2
+
+    port = free_ports(2)
+    exporter = subprocess.Popen([str(MONITOR_PY), "-m", "monitor", "serve", "--db", postgres_url, "--port", str(port)],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = prometheus.Server(tmp_path / "state", port + 1)
+    try:
+        prometheus.start(server, [], f"127.0.0.1:{port}")
+
+        def query(expr: str):
+            url = f"{server.url}/api/v1/query?query={urllib.parse.quote(expr.replace('$model', '.*'))}"
+            status, body = request("GET", url)
+            assert status == 200 and body["status"] == "success", body
+            return body["data"]["result"]
+        wait_until("Prometheus to scrape the exporter", lambda: query("skl2go_drift_score"), timeout=90)
+        for title, expr in promql:
+            assert query(expr), f"{title}: {expr} returned nothing"
+    finally:
+        prometheus.stop(server)
+        exporter.terminate()
+        exporter.wait(10)
+    script = ("import sys, json, psycopg; c = psycopg.connect(sys.argv[1]); "
+              "print(json.dumps([len(c.execute(q).fetchall()) for q in json.loads(sys.argv[2])]))")
+    queries = [q.replace("$__timeFilter(window_end)", "window_end > now() - interval '1 day'") for _, q in sql]
+    counts = subprocess.run([str(MONITOR_PY), "-c", script, postgres_url, json.dumps(queries)], capture_output=True,
+                            text=True, check=True)
+    for (title, _), n in zip(sql, json.loads(counts.stdout)):
+        assert n > 0, f"{title}: no rows"
