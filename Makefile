@@ -164,6 +164,15 @@ monitor-serve: $(MONITOR_VENV)/.installed
 	$(if $(MONITOR_DB),,$(error make monitor-serve needs MONITOR_DB (or make postgres)))
 	$(MONITOR_VENV)/bin/python -m monitor serve --db $(MONITOR_DB) --port $(MONITOR_EXPORTER_PORT)
 
+# make monitor-loop NAME=… [EVERY=3600] [INCOMING=$(STATE)/incoming]: monitor every
+# EVERY seconds; on drift, retrain on the TLC files dropped into INCOMING and
+# stage a challenger in $(STATE)/challengers (monitor/loop.py).
+EVERY    ?= 3600
+INCOMING ?= $(STATE)/incoming
+.PHONY: monitor-loop
+monitor-loop: $(VENV)/.installed $(MONITOR_VENV)/.installed
+	$(PY) -m monitor loop --name $(NAME) --state $(STATE) --models $(MODELS) --incoming $(INCOMING) --every $(EVERY)
+
 prometheus:
 	$(PYTHON) -m topology.prometheus start --port $(PROMETHEUS_PORT)
 

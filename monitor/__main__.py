@@ -2,6 +2,7 @@
 
     python -m monitor report --state run --models models [--name trip_duration] [--since 24h] [--db URL]
     python -m monitor serve --db URL [--port 9190]     Prometheus gauges from the database
+    python -m monitor loop --name trip_duration [--every 3600]   retrain on drift (monitor/loop.py)
 
 report needs Evidently (.venv-monitor, `make monitor` builds it).
 """
@@ -32,8 +33,26 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("serve", help="the figures in the database as Prometheus gauges on 127.0.0.1:PORT/metrics")
     p.add_argument("--db", default=os.environ.get("MONITOR_DB") or None, required=not os.environ.get("MONITOR_DB"))
     p.add_argument("--port", type=int, default=int(os.environ.get("MONITOR_EXPORTER_PORT", "9190")))
+    p = commands.add_parser("loop", help="monitor on a schedule; retrain and stage a challenger when the data moved")
+    p.add_argument("--name", required=True)
+    p.add_argument("--state", type=Path, default=Path(os.environ.get("STATE", "run")))
+    p.add_argument("--models", type=Path, default=Path(os.environ.get("MODELS", "models")))
+    p.add_argument("--incoming", type=Path, default=None, help="where new TLC month files are dropped "
+                   "(default: <state>/incoming)")
+    p.add_argument("--challengers", type=Path, default=None, help="the challengers' repository (default: "
+                   "<state>/challengers; no replica reads it)")
+    p.add_argument("--since", default="1h", help="each cycle's window")
+    p.add_argument("--min-rows", type=int, default=100)
+    p.add_argument("--every", type=float, default=3600, help="seconds between cycles")
+    p.add_argument("--cycles", type=int, default=0, help="stop after this many cycles (default: run on)")
+    p.add_argument("--once", action="store_true")
     args = parser.parse_args(argv)
 
+    if args.command == "loop":
+        from . import loop
+
+        args.incoming = args.incoming or args.state / "incoming"
+        return loop.main(args)
     if args.command == "serve":
         from . import exporter
 
