@@ -22,6 +22,9 @@
 #   make kafka / kafka-down    a single-node Kafka (KRaft) on $(KAFKA)
 #   make stream [NAME=trip_duration] [IN=rides] [OUT=predictions]   the Go stream consumer (make down stops it)
 #   make bench-stream   Go vs Python stream consumer, events/s and end-to-end latency
+#   make monitor [NAME=…] [SINCE=24h]   drift and quality of the inference log (reports/monitor/, MONITOR_DB)
+#   make prometheus / monitor-serve   Prometheus on :$(PROMETHEUS_PORT) scraping the replicas and the monitor's gauges
+#   make postgres / postgres-down   a private PostgreSQL on 127.0.0.1:$(POSTGRES_PORT) for the monitor
 #   make up AUTH=keys.txt [TLS=1]   API keys (python -m topology keys add keys.txt ID SCOPES), HTTPS (docs/security.md)
 #   make up INFERENCE_LOG=0.1 [ACTUALS_TOKEN=token.txt]   inference log in $(STATE)/inference, ground truth (docs/inference-log.md)
 
@@ -134,6 +137,60 @@ promote: $(VENV)/.installed
 experiment-decide: $(VENV)/.installed
 	$(PY) -m experiments decide $(NAME) --models $(MODELS) --log $(STATE)/inference $(if $(APPLY),--apply) \
 		$(foreach i,$(shell seq 0 $$(($(REPLICAS)-1))),--metrics http://127.0.0.1:$$(($(BASE_PORT)+$(i)))/metrics)
+
+# --- Monitoring: the inference log against each version's reference data --
+#
+# The monitor runs from its own venv: Evidently 0.7 needs pandas<3
+# (requirements/monitor-server.txt says how). Without MONITOR_DB the figures
+# go to the local cluster `make postgres` runs when it runs, else only to
+# reports/monitor/.
+MONITOR_VENV := .venv-monitor
+SINCE    ?= 24h
+POSTGRES_PORT ?= 5432
+MONITOR_DB ?= $(shell $(PYTHON) -m topology.postgres status --port $(POSTGRES_PORT) >/dev/null 2>&1 && $(PYTHON) -m topology.postgres url --port $(POSTGRES_PORT))
+export POSTGRES_PORT
+.PHONY: monitor postgres postgres-down
+
+$(MONITOR_VENV)/.installed: requirements/monitor-server.txt
+	$(PYTHON) -m venv $(MONITOR_VENV)
+	$(MONITOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/monitor-server.txt
+	$(MONITOR_VENV)/bin/python -m pip check
+	@touch $@
+
+monitor: $(MONITOR_VENV)/.installed
+	$(MONITOR_VENV)/bin/python -m monitor report --state $(STATE) --models $(MODELS) --since $(SINCE) \
+		$(if $(filter command line environment,$(origin NAME)),--name $(NAME)) $(if $(MONITOR_DB),--db $(MONITOR_DB))
+
+postgres:
+	$(PYTHON) -m topology.postgres start --port $(POSTGRES_PORT)
+
+# The figures in MONITOR_DB as Prometheus gauges on 127.0.0.1:$(MONITOR_EXPORTER_PORT)
+# (foreground), and Prometheus scraping it and the replicas.
+MONITOR_EXPORTER_PORT ?= 9190
+PROMETHEUS_PORT ?= 9090
+export MONITOR_EXPORTER_PORT PROMETHEUS_PORT
+.PHONY: monitor-serve prometheus prometheus-down
+monitor-serve: $(MONITOR_VENV)/.installed
+	$(if $(MONITOR_DB),,$(error make monitor-serve needs MONITOR_DB (or make postgres)))
+	$(MONITOR_VENV)/bin/python -m monitor serve --db $(MONITOR_DB) --port $(MONITOR_EXPORTER_PORT)
+
+# make monitor-loop NAME=… [EVERY=3600] [INCOMING=$(STATE)/incoming]: monitor every
+# EVERY seconds; on drift, retrain on the TLC files dropped into INCOMING and
+# stage a challenger in $(STATE)/challengers (monitor/loop.py).
+EVERY    ?= 3600
+INCOMING ?= $(STATE)/incoming
+.PHONY: monitor-loop
+monitor-loop: $(VENV)/.installed $(MONITOR_VENV)/.installed
+	$(PY) -m monitor loop --name $(NAME) --state $(STATE) --models $(MODELS) --incoming $(INCOMING) --every $(EVERY)
+
+prometheus:
+	$(PYTHON) -m topology.prometheus start --port $(PROMETHEUS_PORT)
+
+prometheus-down:
+	$(PYTHON) -m topology.prometheus stop --port $(PROMETHEUS_PORT)
+
+postgres-down:
+	$(PYTHON) -m topology.postgres stop --port $(POSTGRES_PORT)
 
 # --- Go server ------------------------------------------------------------
 
@@ -328,7 +385,7 @@ import-docs: $(VENV)/.installed
 
 # --- Tests ----------------------------------------------------------------
 
-test: setup wrk java testdata compose-cli venv-kserve $(MLFLOW_VENV)/.installed test-go test-python
+test: setup wrk java testdata compose-cli venv-kserve $(MLFLOW_VENV)/.installed $(MONITOR_VENV)/.installed test-go test-python
 
 # Small models for the Go tests, made by the Python side like any other: a
 # regressor (trip_duration) and a classifier (tip_given).
@@ -376,4 +433,4 @@ clean: down
 	rm -rf build run data serve-go/bin
 
 distclean: clean
-	rm -rf $(VENV) $(KSERVE_VENV) $(MODELS)/*/
+	rm -rf $(VENV) $(KSERVE_VENV) $(MONITOR_VENV) $(MODELS)/*/

@@ -10,13 +10,15 @@ tests/unit (`pytest -m unit`: no server, no network) and tests/system
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from topology import ROOT, Topology, free_ports, kafka, running  # noqa: F401  (ROOT: the tests import it from here)
+from topology import ROOT, Topology, free_ports, kafka, postgres, running  # noqa: F401  (ROOT: the tests import it from here)
 from topology import mlflow as mlflow_server
 from train import export, fit, synth
 
@@ -124,3 +126,18 @@ def register(mlflow_registry, repository, tmp_path_factory):
                     os.environ[k] = v
 
     return register
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL cluster (topology/postgres.py, what `make postgres`
+    runs) on a free loopback port, started once for the session; its state
+    under /tmp, where the postgres user can reach it."""
+    state = Path(tempfile.mkdtemp(prefix="skl2go-pg-"))
+    os.chmod(state, 0o755)
+    cluster = postgres.Cluster(state, free_ports(1))
+    try:
+        yield postgres.start(cluster)
+    finally:
+        postgres.stop(cluster)
+        shutil.rmtree(state, ignore_errors=True)

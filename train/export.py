@@ -1,14 +1,16 @@
 """Export a fitted pipeline to the model repository, checked against sklearn.
 
 models/<name>/<version>/ gets model.onnx, model.json (the contract the Go
-server reads) and pipeline.joblib (for parity tests and the baseline server),
-published by train/repository.py. Nothing is written unless ONNX Runtime
+server reads), pipeline.joblib (for parity tests and the baseline server) and
+reference.parquet (training inputs with the graph's predictions, for the
+monitor), published by train/repository.py. Nothing is written unless ONNX Runtime
 reproduces sklearn's predictions on every held-out row.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import platform
 import time
@@ -26,8 +28,8 @@ from skl2onnx import to_onnx
 from . import agreement, graph, repository, tracking
 from .data import CLASSIFICATION
 from .fit import log
-from .tasks import TRAINING_FILE, VALIDATION_FILE
-from .repository import MODEL_FILE, PIPELINE_FILE
+from .tasks import REFERENCE_SAMPLE_FILE, TRAINING_FILE, VALIDATION_FILE
+from .repository import MODEL_FILE, PIPELINE_FILE, REFERENCE_FILE
 
 N_EXAMPLES = 8
 # The tensor types the Go server maps from JSON, named as ONNX Runtime names them.
@@ -151,12 +153,39 @@ def export(name: str, build_dir: Path, models_dir: Path) -> Path:
     log("check", f"and on {len(edges):,} edge rows (inputs at their range ends, unseen categories)")
 
     metadata = describe(onnx_model, onnx_bytes, training, X_val, model, parity)
-    path = repository.publish(Path(models_dir) / name, {MODEL_FILE: onnx_bytes, PIPELINE_FILE: src / PIPELINE_FILE},
-                              metadata)
-    log("export", f"published {path} in {time.perf_counter() - started:.1f}s")
+    if (src / REFERENCE_SAMPLE_FILE).is_file():
+        inputs = pd.read_parquet(src / REFERENCE_SAMPLE_FILE)
+    else:  # a build made before fit kept a training sample
+        log("reference", f"{src / REFERENCE_SAMPLE_FILE} not found: the reference is the held-out rows instead "
+            "(fit again to keep a sample of the training rows)")
+        inputs = X_val.iloc[:REFERENCE_ROWS_FALLBACK]
+    reference = reference_frame(onnx_bytes, inputs, task)
+    path = repository.publish(Path(models_dir) / name, {MODEL_FILE: onnx_bytes, PIPELINE_FILE: src / PIPELINE_FILE,
+                                                        REFERENCE_FILE: parquet_bytes(reference)}, metadata)
+    log("export", f"published {path} ({len(reference):,} reference rows) in {time.perf_counter() - started:.1f}s")
     if tracking.enabled():
         tracking.log_version(path, model, X_val)
     return path
+
+
+REFERENCE_ROWS_FALLBACK = 5_000
+
+
+def reference_frame(onnx_bytes: bytes, X: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The reference data: inputs and the graph's own answers on them, as the
+    server gives them: `prediction` (a number, or the label) and, for a
+    classifier, `probability` (of the last class, the positive one)."""
+    outputs = run_onnx(onnx_bytes, X)
+    reference = X.reset_index(drop=True).assign(prediction=outputs[0].reshape(-1))
+    if task == CLASSIFICATION:
+        reference["probability"] = outputs[1][:, -1].astype(np.float64)
+    return reference
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def describe(onnx_model: onnx.ModelProto, onnx_bytes: bytes, training: dict, X: pd.DataFrame,
@@ -203,6 +232,7 @@ def describe(onnx_model: onnx.ModelProto, onnx_bytes: bytes, training: dict, X: 
         "files": {
             "onnx": {"path": MODEL_FILE, "sha256": hashlib.sha256(onnx_bytes).hexdigest()},
             "sklearn": {"path": PIPELINE_FILE},
+            "reference": {"path": REFERENCE_FILE},
         },
     }
 

@@ -1,8 +1,9 @@
 """Fit one model family on trip files and keep what export needs.
 
 Writes build/<name>/: the fitted pipeline (joblib), the held-out validation
-rows (parquet, features and target) and training.json (family, metrics,
-data fingerprint). Export reads exactly these.
+rows (parquet, features and target), a sample of the training inputs (the
+reference data the monitor compares traffic with) and training.json (family,
+metrics, data fingerprint). Export reads exactly these.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, mean_
 
 from . import data, pipeline
 from .repository import PIPELINE_FILE
-from .tasks import TRAINING_FILE, VALIDATION_FILE
+from .tasks import REFERENCE_ROWS, REFERENCE_SAMPLE_FILE, TRAINING_FILE, VALIDATION_FILE
 
 
 def log(stage: str, message: str) -> None:
@@ -77,6 +78,7 @@ def fit(paths: list[str], family: str, name: str | None, build_dir: Path, seed: 
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, out / PIPELINE_FILE)
     X_val.assign(**{target["name"]: y_val}).to_parquet(out / VALIDATION_FILE, index=False)
+    reference_sample(X_train, seed).to_parquet(out / REFERENCE_SAMPLE_FILE, index=False)
     summary = {
         "name": name,
         "family": family,
@@ -99,6 +101,19 @@ def fit(paths: list[str], family: str, name: str | None, build_dir: Path, seed: 
     (out / TRAINING_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     log("done", f"wrote {out} in {time.perf_counter() - started:.1f}s")
     return summary
+
+
+def reference_sample(X: pd.DataFrame, seed: int = 0, rows: int = REFERENCE_ROWS) -> pd.DataFrame:
+    """At most `rows` training rows, drawn without replacement by the seed and
+    kept in training order: the same data and seed give the same sample."""
+    return X.iloc[reference_positions(len(X), seed, rows)].reset_index(drop=True)
+
+
+def reference_positions(n: int, seed: int = 0, rows: int = REFERENCE_ROWS) -> np.ndarray:
+    """The positions reference_sample keeps out of n training rows."""
+    if n <= rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 5]).choice(n, size=rows, replace=False))
 
 
 def regression_metrics(y_true: pd.Series, y_pred: np.ndarray) -> dict:

@@ -3,6 +3,7 @@
     models/<name>/<version>/model.onnx       the graph the server runs
                             model.json       its metadata (inputs, outputs, examples, checksums)
                             pipeline.joblib  the fitted sklearn pipeline (parity, the baseline)
+                            reference.parquet  training inputs and their predictions (the monitor's reference)
 
 Versions are positive integers; the server serves the highest (and keeps a
 few before it). A version appears all at once: its files are written into a
@@ -21,6 +22,7 @@ from pathlib import Path
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "model.json"
 PIPELINE_FILE = "pipeline.joblib"
+REFERENCE_FILE = "reference.parquet"
 
 
 def versions(model_dir: str | Path) -> list[int]:

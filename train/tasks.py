@@ -29,6 +29,10 @@ FAMILIES = tuple(TASKS)
 # held-out rows (features and target) and the training summary.
 VALIDATION_FILE = "validation.parquet"
 TRAINING_FILE = "training.json"
+# A sample of the training inputs, kept by export as the version's reference
+# data (repository.REFERENCE_FILE): what the monitor compares live traffic with.
+REFERENCE_SAMPLE_FILE = "reference.parquet"
+REFERENCE_ROWS = 5_000
 
 
 def task_of(family: str) -> str:

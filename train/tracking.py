@@ -8,7 +8,8 @@ Export calls log_version when MLFLOW_TRACKING_URI is set. The run gets:
     files and their fingerprint;
   - metrics: the training and validation metrics, and how closely ONNX
     Runtime reproduced sklearn (the parity figures);
-  - artifacts: model.json (skl2go/), the ONNX graph as the `onnx` flavor (one
+  - artifacts: model.json and reference.parquet (skl2go/: the reference
+    data the monitor compares traffic with), the ONNX graph as the `onnx` flavor (one
     self-contained model.onnx, model.json beside it) and the sklearn pipeline
     as the `sklearn` flavor, both with a signature.
 The ONNX flavor is registered as a new version of the registered model named
@@ -111,6 +112,8 @@ def log_version(version_dir: Path, model, X: pd.DataFrame, promote: bool | None 
             mlflow.log_params(params(meta, model))
             mlflow.log_metrics(metrics(meta))
             mlflow.log_artifact(str(meta_file), METADATA_DIR)
+            if (version_dir / "reference.parquet").is_file():
+                mlflow.log_artifact(str(version_dir / "reference.parquet"), METADATA_DIR)
             # Requirements given, not inferred: inference reloads the model in a subprocess.
             logged = mlflow.onnx.log_model(
                 onnx.load(str(version_dir / "model.onnx")), name=ONNX_FLAVOR, signature=sig,

@@ -86,6 +86,18 @@ def test_registry_profile_mlflow_on_postgres_and_minio(compose):
     assert "psycopg2-binary==" in pins and "boto3==" in pins
 
 
+def test_monitoring_profile_database_and_prometheus_on_loopback(compose):
+    services = compose["services"]
+    for name in ["monitor-db", "prometheus"]:
+        assert services[name]["profiles"] == ["monitoring"]
+        assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"])
+    assert services["monitor-db"]["environment"]["POSTGRES_DB"] == "skl2go"
+    config = services["prometheus"]["volumes"][0].split(":")[0]
+    scrape = yaml.safe_load((ROOT / config).read_text())["scrape_configs"]
+    assert [job["job_name"] for job in scrape] == ["skl2go", "skl2go-monitor"]
+    assert scrape[0]["dns_sd_configs"][0]["names"] == ["server"]
+
+
 def test_server_image_is_non_root_and_uses_the_pinned_runtime():
     dockerfile = (ROOT / "serve-go" / "Dockerfile").read_text()
     assert "USER 65532:65532" in dockerfile

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import joblib
+import numpy as np
 import onnx
 import onnxruntime
 import pandas as pd
@@ -13,14 +15,15 @@ import sklearn
 from skl2onnx import to_onnx
 
 import conftest
-from train import agreement, data, export, fit
+from train import agreement, data, export, fit, tasks
 from train import repository as train_repository  # the fixture `repository` is another thing
 from train.__main__ import main
 
 
 def test_publishes_model_json_beside_the_graph(repository):
     version = repository.models / "trip_duration" / "1"
-    assert sorted(p.name for p in version.iterdir()) == ["model.json", "model.onnx", "pipeline.joblib"]
+    assert sorted(p.name for p in version.iterdir()) == ["model.json", "model.onnx", "pipeline.joblib",
+                                                        "reference.parquet"]
     meta = json.loads((version / "model.json").read_text())
     assert (meta["name"], meta["version"], meta["task"], meta["family"]) == ("trip_duration", 1, "regression", "linear")
     assert [(i["name"], i["type"], i["shape"]) for i in meta["inputs"]] == [
@@ -42,6 +45,38 @@ def test_publishes_model_json_beside_the_graph(repository):
     assert meta["parity"]["max_rel_error"] <= agreement.RTOL
     assert len(meta["examples"]) == export.N_EXAMPLES
     assert set(meta["examples"][0]["instance"]) == set(data.FEATURES)
+
+
+@pytest.mark.parametrize("name", ["trip_duration", "tip_given"])
+def test_reference_is_a_training_sample_with_the_graphs_predictions(repository, name):
+    """reference.parquet: at most REFERENCE_ROWS training rows (not held-out
+    ones), typed like the graph's inputs, with the answers the server gives."""
+    version = repository.models / name / "1"
+    reference = pd.read_parquet(version / "reference.parquet")
+    meta = json.loads((version / "model.json").read_text())
+    assert meta["files"]["reference"] == {"path": "reference.parquet"}
+    inputs = list(data.FEATURES)
+    extra = ["prediction", "probability"] if meta["task"] == "classification" else ["prediction"]
+    assert list(reference.columns) == inputs + extra
+    assert {c: str(t) for c, t in reference[inputs].dtypes.items()} == data.FEATURES
+    assert len(reference) == min(tasks.REFERENCE_ROWS, meta["data"]["rows_train"])
+    X, y = data.make_features(data.load_trips([repository.trips], meta["task"]).frame, meta["task"])
+    X_train = data.split_latest(X, y)[0]
+    assert reference[inputs].equals(fit.reference_sample(X_train, seed=0))
+    model = joblib.load(version / "pipeline.joblib")
+    if meta["task"] == "classification":
+        assert (reference["prediction"].to_numpy() == model.predict(reference[inputs])).all()
+        assert np.allclose(reference["probability"], model.predict_proba(reference[inputs])[:, -1], atol=1e-5)
+    else:
+        assert np.allclose(reference["prediction"], model.predict(reference[inputs]), rtol=1e-4)
+
+
+def test_reference_sample_is_deterministic_and_bounded():
+    X = pd.DataFrame({"a": np.arange(20_000), "b": np.arange(20_000) * 0.5})
+    first, again, other = fit.reference_sample(X, 0), fit.reference_sample(X, 0), fit.reference_sample(X, 1)
+    assert len(first) == tasks.REFERENCE_ROWS and first.equals(again) and not first.equals(other)
+    assert first["a"].is_monotonic_increasing and first["a"].is_unique  # training order, no row twice
+    assert fit.reference_sample(X.iloc[:10], 0).equals(X.iloc[:10])
 
 
 def test_versions_are_the_next_integer_and_appear_whole(repository, tmp_path):
