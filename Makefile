@@ -135,7 +135,7 @@ promote: $(VENV)/.installed
 # An experiment's decision from the inference log ($(STATE)/inference) and
 # the replicas' /metrics (guard rails); APPLY=1 carries it out (docs/experiments.md).
 experiment-decide: $(VENV)/.installed
-	$(PY) -m experiments decide $(NAME) --models $(MODELS) --log $(STATE)/inference $(if $(APPLY),--apply) \
+	$(PY) -m experiments decide $(NAME) --models $(MODELS) --state $(STATE) $(if $(APPLY),--apply) \
 		$(foreach i,$(shell seq 0 $$(($(REPLICAS)-1))),--metrics http://127.0.0.1:$$(($(BASE_PORT)+$(i)))/metrics)
 
 # --- Monitoring: the inference log against each version's reference data --

@@ -1,4 +1,4 @@
-"""python -m experiments decide NAME [--apply] [--log DIR] [--metrics URL …]
+"""python -m experiments decide NAME [--apply] [--state DIR] [--metrics URL …]
 
 Prints the decision as one JSON line and appends it to
 models/<NAME>/decisions.jsonl; --apply carries it out (experiment.json,
@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-from . import decide, logs
+from monitor.logs import LogError
+
+from . import decide
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("--apply", action="store_true", help="carry the decision out (default: only print it)")
     p.add_argument("--models", default=os.environ.get("MODELS") or "models")
-    p.add_argument("--log", default=str(Path(os.environ.get("STATE") or "run") / "inference"),
-                   help="the inference log directory (default $STATE/inference)")
+    p.add_argument("--state", default=os.environ.get("STATE") or "run",
+                   help="the topology's state directory, whose inference/ holds the log (default $STATE or run)")
     p.add_argument("--metrics", action="append", default=[], metavar="URL",
                    help="a replica's /metrics, for the guard rails (repeat per replica)")
     for name, value in vars(rules).items():
@@ -34,12 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         setattr(rules, name, getattr(args, name))
     try:
         experiment = decide.load(args.models, args.name)
-        outcomes = logs.outcomes(args.log, args.name)
+        outcomes = decide.outcomes(args.state, args.name)
         metrics = decide.scrape(args.metrics, args.name) if args.metrics else None
         decision = decide.decide(args.name, experiment, outcomes, rules, metrics)
         if args.apply:
             decide.apply(args.models, decision, experiment)
-    except (decide.ExperimentError, FileNotFoundError, OSError) as err:
+    except (decide.ExperimentError, LogError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(decide.record(args.models, decision), flush=True)

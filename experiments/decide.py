@@ -34,12 +34,34 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from monitor import logs
 from train import repository
-
-from . import logs
 
 EXPERIMENT_FILE = "experiment.json"
 DECISIONS_FILE = "decisions.jsonl"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One row an experiment's variant answered, whose ground truth arrived."""
+
+    variant: str
+    version: int
+    prediction: float
+    actual: float
+
+
+def outcomes(state: str | Path, model: str) -> list[Outcome]:
+    """Every outcome in the inference log under $STATE/inference of `model`'s
+    answers that an experiment assigned (they have a variant; mirror runs,
+    which answered nobody, are not outcomes)."""
+    window = logs.read(state, since=datetime(1970, 1, 1, tzinfo=timezone.utc), model=model)
+    found = []
+    for (_, version), frame in window.frames.items():
+        rows = frame[(frame["type"] == logs.INFERENCE) & frame["variant"].notna() & frame["actual"].notna()]
+        found += [Outcome(str(v), version, float(p), float(a))
+                  for v, p, a in zip(rows["variant"], rows["prediction"], rows["actual"])]
+    return found
 
 
 @dataclass
@@ -110,7 +132,7 @@ def arms(experiment: dict) -> tuple[Arm, Arm]:
     return make(control), make(others[0])
 
 
-def summarize(arm: Arm, outcomes: list[logs.Outcome]) -> None:
+def summarize(arm: Arm, outcomes: list[Outcome]) -> None:
     errors = [abs(o.prediction - o.actual) for o in outcomes if o.variant == arm.name]
     arm.n = len(errors)
     if errors:
@@ -171,7 +193,7 @@ def guard(control: Arm, challenger: Arm, rules: Rules) -> str | None:
     return None
 
 
-def decide(model: str, experiment: dict, outcomes: list[logs.Outcome], rules: Rules,
+def decide(model: str, experiment: dict, outcomes: list[Outcome], rules: Rules,
            metrics: dict[str, dict[str, float]] | None = None) -> Decision:
     control, challenger = arms(experiment)
     for arm in (control, challenger):

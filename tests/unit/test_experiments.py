@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import datetime, timezone
 
 import pytest
 
-from experiments import decide, logs
+from experiments import decide
 from experiments.__main__ import main
+from monitor import logs
 
 MODEL = "trip_duration"
+NOW = datetime.now(timezone.utc).isoformat()
 
 
 def repository(tmp_path, control=1, challenger=2, weights=(90, 10)) -> tuple:
@@ -47,7 +50,7 @@ class Traffic:
                 variant = self.random.choices(variants, weights=[v["weight"] for v in variants])[0]
                 actual = self.random.uniform(5, 40)
                 prediction = actual + self.random.gauss(0, self.spread[variant["name"]])
-                f.write(json.dumps({"specversion": "1.0", "type": logs.INFERENCE, "requestid": request, "model": MODEL,
+                f.write(json.dumps({"specversion": "1.0", "type": logs.INFERENCE, "time": NOW, "requestid": request, "model": MODEL,
                                     "version": variant["version"], "variant": variant["name"],
                                     "data": {"outputs": {"predictions": [prediction]}}}) + "\n")
                 f.write(json.dumps({"specversion": "1.0", "type": logs.ACTUAL,
@@ -55,7 +58,7 @@ class Traffic:
 
 
 def run(models, log, capsys, *extra: str) -> dict:
-    assert main(["decide", MODEL, "--apply", "--models", str(models), "--log", str(log), *extra]) == 0
+    assert main(["decide", MODEL, "--apply", "--models", str(models), "--state", str(log.parent), *extra]) == 0
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
@@ -105,8 +108,8 @@ def test_equal_challenger_is_rarely_promoted(tmp_path, capsys):
 def test_promoting_the_latest_version_ends_the_experiment(tmp_path):
     models, _ = repository(tmp_path, control=1, challenger=3)
     experiment = decide.load(models, MODEL)
-    outcomes = [logs.Outcome("control", 1, 10 + e, 10) for e in (3, -3) * 300] + \
-               [logs.Outcome("challenger", 3, 10 + e, 10) for e in (1, -1) * 300]
+    outcomes = [decide.Outcome("control", 1, 10 + e, 10) for e in (3, -3) * 300] + \
+               [decide.Outcome("challenger", 3, 10 + e, 10) for e in (1, -1) * 300]
     decision = decide.decide(MODEL, experiment, outcomes, decide.Rules())
     assert decision.action == "promote"
     decide.apply(models, decision, experiment)
@@ -115,8 +118,8 @@ def test_promoting_the_latest_version_ends_the_experiment(tmp_path):
 
 def test_no_verdict_shifts_weight_by_the_step_up_to_the_cap(tmp_path):
     models, _ = repository(tmp_path, weights=(90, 10))
-    outcomes = [logs.Outcome("control", 1, 10 + e, 10) for e in (0, -6.1) * 150] + \
-               [logs.Outcome("challenger", 2, 10 + e, 10) for e in (0, 6.0) * 150]
+    outcomes = [decide.Outcome("control", 1, 10 + e, 10) for e in (0, -6.1) * 150] + \
+               [decide.Outcome("challenger", 2, 10 + e, 10) for e in (0, 6.0) * 150]
     shares = []
     for _ in range(6):
         experiment = decide.load(models, MODEL)
@@ -129,7 +132,7 @@ def test_no_verdict_shifts_weight_by_the_step_up_to_the_cap(tmp_path):
 
 def test_waits_for_enough_outcomes(tmp_path):
     models, _ = repository(tmp_path)
-    outcomes = [logs.Outcome("control", 1, 13, 10)] * 50 + [logs.Outcome("challenger", 2, 10, 10)] * 50
+    outcomes = [decide.Outcome("control", 1, 13, 10)] * 50 + [decide.Outcome("challenger", 2, 10, 10)] * 50
     decision = decide.decide(MODEL, decide.load(models, MODEL), outcomes, decide.Rules())
     assert decision.action == "wait" and "fewer than 200" in decision.reason
 
@@ -149,9 +152,9 @@ def test_refuses_what_it_cannot_decide(tmp_path, capsys):
     models, log = repository(tmp_path)
     (models / MODEL / "experiment.json").write_text(json.dumps({"id": "e", "variants": [
         {"name": "a", "version": 1, "weight": 1}, {"name": "b", "version": 2, "weight": 1}, {"name": "c", "version": 3, "weight": 1}]}))
-    assert main(["decide", MODEL, "--models", str(models), "--log", str(log)]) == 2
+    assert main(["decide", MODEL, "--models", str(models), "--state", str(log.parent)]) == 2
     assert "a control and one challenger, got 3 variants" in capsys.readouterr().err
-    assert main(["decide", "other", "--models", str(models), "--log", str(log)]) == 2
+    assert main(["decide", "other", "--models", str(models), "--state", str(log.parent)]) == 2
     assert "no experiment on other" in capsys.readouterr().err
 
 
@@ -161,18 +164,18 @@ def test_reader_joins_on_request_and_row_across_files(tmp_path):
     root = tmp_path / "inference"
     (root / "replica-1").mkdir(parents=True)
     (root / "actuals").mkdir()
-    records = [{"type": logs.INFERENCE, "requestid": "a", "model": MODEL, "version": 2, "variant": "challenger",
+    records = [{"type": logs.INFERENCE, "time": NOW, "requestid": "a", "model": MODEL, "version": 2, "variant": "challenger",
                 "data": {"outputs": {"predictions": [10.0, 20.0]}}},
-               {"type": logs.INFERENCE, "requestid": "b", "model": MODEL, "version": 1,  # no variant: not an experiment's
+               {"type": logs.INFERENCE, "time": NOW, "requestid": "b", "model": MODEL, "version": 1,  # no variant: not an experiment's
                 "data": {"outputs": {"predictions": [5.0]}}},
-               {"type": "org.skl2go.inference.shadow", "requestid": "a", "model": MODEL, "version": 3, "variant": "shadow",
+               {"type": logs.SHADOW, "time": NOW, "requestid": "a", "model": MODEL, "version": 3, "variant": "shadow",
                 "data": {"outputs": {"predictions": [0.0, 0.0]}}}]
     with gzip.open(root / "replica-1" / "inference-000001.jsonl.gz", "wt") as f:
         f.write("\n".join(json.dumps(r) for r in records) + "\n{cut short")
     (root / "actuals" / "late.jsonl").write_text("\n".join(json.dumps(
         {"type": logs.ACTUAL, "data": {"requestid": r, "row": row, "actual": v}}) for r, row, v in
         [("a", 1, 21.0), ("b", 0, 5.0), ("zzz", 0, 1.0)]) + "\n")
-    assert logs.outcomes(root, MODEL) == [logs.Outcome("challenger", 2, 20.0, 21.0)]
+    assert decide.outcomes(tmp_path, MODEL) == [decide.Outcome("challenger", 2, 20.0, 21.0)]
 
 
 def test_scrape_reads_the_replicas_metrics(tmp_path):
