@@ -142,8 +142,8 @@ func TestOpenInferenceLogReadsTheTokenAndNamesTheDirectory(t *testing.T) {
 		name, token, dir string
 		wantDir, err     string
 	}{
-		{name: "token on one line", token: "s3cret\n", dir: "replica-1", wantDir: "replica-1"},
-		{name: "the host's name", token: "s3cret", dir: "logs/{hostname}", wantDir: "logs/" + host},
+		{name: "token on one line", token: "t0k\n", dir: "replica-1", wantDir: "replica-1"},
+		{name: "the host's name", token: "t0k", dir: "logs/{hostname}", wantDir: "logs/" + host},
 		{name: "empty token file", token: "\n", dir: "r", err: "must hold one token, on one line"},
 		{name: "two tokens", token: "a b\n", dir: "r", err: "must hold one token, on one line"},
 	}
@@ -167,7 +167,7 @@ func TestOpenInferenceLogReadsTheTokenAndNamesTheDirectory(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sink.Close(context.Background())
-			if c.http.ActualsToken != "s3cret" || c.http.InferenceLogRate != 0.5 || c.http.InferenceLog == nil {
+			if c.http.ActualsToken != "t0k" || c.http.InferenceLogRate != 0.5 || c.http.InferenceLog == nil {
 				t.Errorf("http config %+v", c.http)
 			}
 			if sink.Source() != "skl2go/"+filepath.Base(tt.wantDir) {
