@@ -78,7 +78,7 @@ func serve(t testing.TB, config skgrpc.Config) *served {
 	}
 	logger := slog.New(slog.DiscardHandler)
 	rest := skhttp.NewServer(store, skhttp.Config{MaxBodyBytes: 1 << 20, MaxRows: 1000}, logger, s.registry)
-	s.server = skgrpc.NewServer(store, config, logger, rest.InferenceObserver())
+	s.server = skgrpc.NewServer(store, config, logger, rest)
 	s.server.SetReady(true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
