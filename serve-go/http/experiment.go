@@ -55,10 +55,10 @@ func (s *Server) assign(header http.Header, name, requestID string) (int, *skl2g
 }
 
 // AcquireInference implements skl2go.InferenceSteps: it acquires the
-// version the request pinned or is assigned; when an
-// experiment's version has just gone (a reload between the lookups), the
-// latest answers instead, without a variant: an experiment never fails a
-// request the server can answer.
+// version the request pinned or is assigned (for REST and gRPC alike).
+// When an experiment's version has just gone (a reload between the
+// lookups), the latest answers instead, without a variant: an experiment
+// never fails a request the server can answer.
 func (s *Server) AcquireInference(name string, version int, requestID string, header http.Header) (skl2go.Model, func(), *skl2go.Assignment, error) {
 	var a *skl2go.Assignment
 	if version == 0 {
