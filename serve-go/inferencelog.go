@@ -2,8 +2,51 @@ package skl2go
 
 import (
 	"context"
+	"encoding/hex"
+	"math/rand/v2"
 	"time"
 )
+
+// MaxRequestID is the longest request id accepted.
+const MaxRequestID = 128
+
+// ValidRequestID reports whether id is 1 to MaxRequestID printable ASCII
+// characters: safe in a header, a log line and the inference log.
+func ValidRequestID(id string) bool {
+	if len(id) == 0 || len(id) > MaxRequestID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// NewRequestID returns a random id, 32 hex digits, as nginx's $request_id.
+func NewRequestID() string {
+	var b [16]byte
+	for i := 0; i < len(b); i += 8 {
+		v := rand.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// RequestID returns the id a client gave, checked, or a new one when it
+// gave none; where names the field or header it came in, for the error.
+func RequestID(id, where string) (string, error) {
+	if id == "" {
+		return NewRequestID(), nil
+	}
+	if !ValidRequestID(id) {
+		return "", Errorf(EINVALID, "%s must be 1 to %d printable ASCII characters, got %d bytes", where, MaxRequestID, len(id))
+	}
+	return id, nil
+}
 
 // The CloudEvents types of inference log records (docs/inference-log.md).
 const (

@@ -5,8 +5,10 @@
 // It owns the gRPC transport only. The tensor rules (names, datatypes,
 // shapes, element checks, the binary encoding of raw contents) are package
 // oip's, shared with the REST V2 API; the models, their versions, dynamic
-// batching and limits come from the same store; the inference metrics are
-// package http's series, labelled protocol="grpc".
+// batching and limits come from the same store; each inference takes the
+// steps REST's take (skl2go.InferenceSteps, package http's): the
+// experiment's variant, the metrics, labelled protocol="grpc", the
+// inference log and the experiment's mirror.
 package grpc
 
 import (
@@ -50,19 +52,21 @@ type Config struct {
 type Server struct {
 	inferencepb.UnimplementedGRPCInferenceServiceServer
 
-	store    skl2go.ModelStore
-	config   Config
-	logger   *slog.Logger
-	observer skl2go.InferenceObserver
-	health   *health.Server
-	ready    atomic.Bool
-	server   *ggrpc.Server
+	store  skl2go.ModelStore
+	config Config
+	logger *slog.Logger
+	steps  skl2go.InferenceSteps // nil: the store answers, nothing is recorded
+	health *health.Server
+	ready  atomic.Bool
+	server *ggrpc.Server
 }
 
-// NewServer returns a server for store that records inference requests
-// with observer (nil: not recorded). It is not ready until SetReady(true).
-func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, observer skl2go.InferenceObserver) *Server {
-	s := &Server{store: store, config: config, logger: logger, observer: observer, health: health.NewServer()}
+// NewServer returns a server for store whose inference requests take steps
+// (package http's server: experiments, metrics, inference log, mirror; nil:
+// the store's versions answer and nothing is recorded). It is not ready
+// until SetReady(true).
+func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, steps skl2go.InferenceSteps) *Server {
+	s := &Server{store: store, config: config, logger: logger, steps: steps, health: health.NewServer()}
 	opts := []ggrpc.ServerOption{ggrpc.ChainUnaryInterceptor(s.recoverPanic)}
 	if config.MaxMessageBytes > 0 {
 		opts = append(opts, ggrpc.MaxRecvMsgSize(config.MaxMessageBytes))

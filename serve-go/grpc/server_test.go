@@ -47,6 +47,14 @@ type served struct {
 
 func serve(t testing.TB, config skgrpc.Config) *served {
 	t.Helper()
+	return serveWith(t, config, skhttp.Config{}, nil)
+}
+
+// serveWith is serve with the REST server's config (its limits defaulted),
+// whose inference steps the gRPC server takes, over the store wrap makes
+// of the fixture models (nil: the store itself).
+func serveWith(t testing.TB, config skgrpc.Config, restConfig skhttp.Config, wrap func(*repository.Store) skl2go.ModelStore) *served {
+	t.Helper()
 	root := t.TempDir()
 	fixture.CopyVersion(t, models, root, 1)
 	fixture.CopyVersion(t, models, root, 2)
@@ -77,8 +85,14 @@ func serve(t testing.TB, config skgrpc.Config) *served {
 		config.MaxMessageBytes = 1 << 20
 	}
 	logger := slog.New(slog.DiscardHandler)
-	rest := skhttp.NewServer(store, skhttp.Config{MaxBodyBytes: 1 << 20, MaxRows: 1000}, logger, s.registry)
-	s.server = skgrpc.NewServer(store, config, logger, rest.InferenceObserver())
+	restConfig.MaxBodyBytes, restConfig.MaxRows = 1<<20, 1000
+	var served skl2go.ModelStore = store
+	if wrap != nil {
+		served = wrap(store)
+	}
+	rest := skhttp.NewServer(served, restConfig, logger, s.registry)
+	t.Cleanup(func() { rest.Shutdown(context.Background()) })
+	s.server = skgrpc.NewServer(served, config, logger, rest)
 	s.server.SetReady(true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

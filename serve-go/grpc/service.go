@@ -2,8 +2,13 @@ package grpc
 
 import (
 	"context"
+	"net/http"
+	"net/textproto"
 	"strconv"
 	"time"
+
+	ggrpc "google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"skl2go"
 	"skl2go/grpc/inferencepb"
@@ -74,25 +79,51 @@ func (s *Server) ModelMetadata(ctx context.Context, req *inferencepb.ModelMetada
 	return resp, nil
 }
 
+// Answer header metadata of ModelInfer, as REST's answer headers (gRPC
+// metadata keys are lowercase): the request id, the model and version that
+// answered, and the experiment and variant when one was assigned.
+const (
+	mdRequestID  = "x-request-id"
+	mdModel      = "x-skl2go-model"
+	mdVersion    = "x-skl2go-version"
+	mdExperiment = "x-skl2go-experiment"
+	mdVariant    = "x-skl2go-variant"
+)
+
 // ModelInfer runs one inference request: the model_version it names, or
-// the latest. Inputs come as typed contents or as raw_input_contents; the
-// outputs go back the same way.
+// the experiment's variant, or the latest. Inputs come as typed contents or
+// as raw_input_contents; the outputs go back the same way.
 func (s *Server) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
+	start := time.Now()
 	version, err := parseModel(req.GetModelName(), req.GetModelVersion(), "model_name", "model_version")
 	if err != nil {
 		return nil, s.fail("ModelInfer", err)
 	}
-	// The version is held until the answer is made: a newer version may
-	// replace it meanwhile, but it is not closed before release.
-	model, release, err := s.store.Acquire(req.GetModelName(), version)
+	md, _ := metadata.FromIncomingContext(ctx)
+	requestID, err := inferRequestID(req, md)
 	if err != nil {
 		return nil, s.fail("ModelInfer", err)
 	}
+	answer := metadata.Pairs(mdRequestID, requestID)
+	// The version is held until the answer is made: a newer version may
+	// replace it meanwhile, but it is not closed before release.
+	model, release, assignment, err := s.acquire(req.GetModelName(), version, requestID, md)
+	if err != nil {
+		ggrpc.SetHeader(ctx, answer)
+		return nil, s.fail("ModelInfer", err)
+	}
 	defer release()
-	inf := &skl2go.Inference{Meta: model.Metadata(), Protocol: "grpc", Start: time.Now()}
+	inf := &skl2go.Inference{Meta: model.Metadata(), Protocol: "grpc", Start: start, RequestID: requestID, Assignment: assignment}
+	answer.Set(mdModel, inf.Meta.Name)
+	answer.Set(mdVersion, strconv.Itoa(inf.Meta.Version))
+	if assignment != nil {
+		answer.Set(mdExperiment, assignment.Experiment)
+		answer.Set(mdVariant, assignment.Variant)
+	}
+	ggrpc.SetHeader(ctx, answer)
 	resp, err := s.infer(ctx, model, req, inf)
-	if s.observer != nil {
-		s.observer.ObserveInference(inf, time.Now(), err)
+	if s.steps != nil {
+		s.steps.FinishInference(ctx, inf, time.Now(), err)
 	}
 	if err != nil {
 		return nil, s.fail("ModelInfer", err)
@@ -100,22 +131,51 @@ func (s *Server) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequ
 	return resp, nil
 }
 
+// inferRequestID is the request's id: its id field (the protocol's; what
+// tritonclient's request_id sets), else its x-request-id metadata (nginx
+// sets it), checked as REST checks its header, else a new one.
+func inferRequestID(req *inferencepb.ModelInferRequest, md metadata.MD) (string, error) {
+	if id := req.GetId(); id != "" {
+		return skl2go.RequestID(id, "id")
+	}
+	var id string
+	if v := md.Get(mdRequestID); len(v) > 0 {
+		id = v[0]
+	}
+	return skl2go.RequestID(id, "metadata "+mdRequestID)
+}
+
+// acquire acquires the version that answers, through the steps REST takes
+// (an experiment's sticky key read from the metadata as from HTTP headers).
+func (s *Server) acquire(name string, version int, requestID string, md metadata.MD) (skl2go.Model, func(), *skl2go.Assignment, error) {
+	if s.steps == nil {
+		model, release, err := s.store.Acquire(name, version)
+		return model, release, nil, err
+	}
+	header := make(http.Header, len(md))
+	for k, v := range md {
+		header[textproto.CanonicalMIMEHeaderKey(k)] = v
+	}
+	return s.steps.AcquireInference(name, version, requestID, header)
+}
+
 func (s *Server) infer(ctx context.Context, model skl2go.Model, req *inferencepb.ModelInferRequest, inf *skl2go.Inference) (*inferencepb.ModelInferResponse, error) {
-	meta := inf.Meta
-	decoded, err := DecodeRequest(req, meta, s.config.MaxRows)
+	decoded, err := DecodeRequest(req, inf.Meta, s.config.MaxRows)
 	if err != nil {
 		return nil, err
 	}
-	inf.Decoded, inf.Rows = time.Now(), decoded.Batch.Rows
-	outputs, err := model.Predict(ctx, decoded.Batch)
-	inf.Computed = time.Now()
+	outputs, err := inf.Run(ctx, model, decoded.Batch)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, skl2go.Errorf(skl2go.EUNAVAILABLE, "request cancelled")
+		return nil, err
+	}
+	resp := EncodeResponse(req, decoded, inf.Meta, outputs)
+	if a := inf.Assignment; a != nil {
+		if resp.Parameters == nil {
+			resp.Parameters = map[string]*inferencepb.InferParameter{}
 		}
-		return nil, err
+		resp.Parameters["variant"] = &inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: a.Variant}}
 	}
-	return EncodeResponse(req, decoded, meta, outputs), nil
+	return resp, nil
 }
 
 // parseModel checks a request's model name and reads its version: 0 (the

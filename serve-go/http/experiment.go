@@ -40,7 +40,7 @@ const shadowTimeout = 10 * time.Second
 // assign returns the version that answers a request for the model that did
 // not pin one, and the assignment when an experiment chose it (version 0
 // and nil: no experiment, the latest answers).
-func (s *Server) assign(r *http.Request, name, requestID string) (int, *skl2go.Assignment) {
+func (s *Server) assign(header http.Header, name, requestID string) (int, *skl2go.Assignment) {
 	experiments, ok := s.store.(skl2go.ExperimentStore)
 	if !ok {
 		return 0, nil
@@ -49,19 +49,20 @@ func (s *Server) assign(r *http.Request, name, requestID string) (int, *skl2go.A
 	if e == nil {
 		return 0, nil
 	}
-	key := e.AssignmentKey(r.Header, requestID)
+	key := e.AssignmentKey(header, requestID)
 	v := e.Assign(key)
 	return v.Version, &skl2go.Assignment{Experiment: e.ID, Variant: v.Name, Version: v.Version, Key: key, Mirror: e.Mirror}
 }
 
-// acquireAssigned acquires the version the request is assigned; when an
-// experiment's version has just gone (a reload between the lookups), the
-// latest answers instead, without a variant: an experiment never fails a
-// request the server can answer.
-func (s *Server) acquireAssigned(r *http.Request, name string, version int, requestID string) (skl2go.Model, func(), *skl2go.Assignment, error) {
+// AcquireInference implements skl2go.InferenceSteps: it acquires the
+// version the request pinned or is assigned (for REST and gRPC alike).
+// When an experiment's version has just gone (a reload between the
+// lookups), the latest answers instead, without a variant: an experiment
+// never fails a request the server can answer.
+func (s *Server) AcquireInference(name string, version int, requestID string, header http.Header) (skl2go.Model, func(), *skl2go.Assignment, error) {
 	var a *skl2go.Assignment
 	if version == 0 {
-		version, a = s.assign(r, name, requestID)
+		version, a = s.assign(header, name, requestID)
 	}
 	model, release, err := s.store.Acquire(name, version)
 	if err != nil && a != nil {
@@ -74,11 +75,11 @@ func (s *Server) acquireAssigned(r *http.Request, name string, version int, requ
 }
 
 // setAnswerHeaders names the model, version and variant that answer.
-func setAnswerHeaders(w http.ResponseWriter, inf *inference) {
+func setAnswerHeaders(w http.ResponseWriter, inf *skl2go.Inference) {
 	h := w.Header()
-	h.Set(headerModel, inf.meta.Name)
-	h.Set(headerVersion, strconv.Itoa(inf.meta.Version))
-	if a := inf.assignment; a != nil {
+	h.Set(headerModel, inf.Meta.Name)
+	h.Set(headerVersion, strconv.Itoa(inf.Meta.Version))
+	if a := inf.Assignment; a != nil {
 		h.Set(headerExperiment, a.Experiment)
 		h.Set(headerVariant, a.Variant)
 	}
@@ -86,8 +87,8 @@ func setAnswerHeaders(w http.ResponseWriter, inf *inference) {
 
 // appendVariant adds "variant" to a v1 answer (a JSON object) when an
 // experiment assigned one.
-func appendVariant(resp []byte, inf *inference) []byte {
-	a := inf.assignment
+func appendVariant(resp []byte, inf *skl2go.Inference) []byte {
+	a := inf.Assignment
 	if a == nil || len(resp) == 0 || resp[len(resp)-1] != '}' {
 		return resp
 	}
@@ -98,8 +99,8 @@ func appendVariant(resp []byte, inf *inference) []byte {
 }
 
 // setV2Variant puts the variant in a V2 answer's parameters.
-func setV2Variant(req *oip.Request, inf *inference) {
-	if a := inf.assignment; a != nil {
+func setV2Variant(req *oip.Request, inf *skl2go.Inference) {
+	if a := inf.Assignment; a != nil {
 		req.SetParameter("variant", strconv.Quote(a.Variant))
 	}
 }
@@ -149,18 +150,18 @@ func newExperimentMetrics(reg prometheus.Registerer) *experimentMetrics {
 }
 
 // observe records an assigned request: err nil on success.
-func (m *experimentMetrics) observe(inf *inference, end time.Time, err error) {
-	a := inf.assignment
+func (m *experimentMetrics) observe(inf *skl2go.Inference, end time.Time, err error) {
+	a := inf.Assignment
 	if a == nil {
 		return
 	}
 	if err != nil {
-		m.failures.WithLabelValues(inf.meta.Name, a.Experiment, a.Variant, skl2go.ErrorCode(err)).Inc()
+		m.failures.WithLabelValues(inf.Meta.Name, a.Experiment, a.Variant, skl2go.ErrorCode(err)).Inc()
 		return
 	}
-	m.requests.WithLabelValues(inf.meta.Name, a.Experiment, a.Variant).Inc()
-	m.rows.WithLabelValues(inf.meta.Name, a.Experiment, a.Variant).Add(float64(inf.rows))
-	m.duration.WithLabelValues(inf.meta.Name, a.Experiment, a.Variant).Observe(end.Sub(inf.start).Seconds())
+	m.requests.WithLabelValues(inf.Meta.Name, a.Experiment, a.Variant).Inc()
+	m.rows.WithLabelValues(inf.Meta.Name, a.Experiment, a.Variant).Add(float64(inf.Rows))
+	m.duration.WithLabelValues(inf.Meta.Name, a.Experiment, a.Variant).Observe(end.Sub(inf.Start).Seconds())
 }
 
 // shadowJob is one mirror run: the rows answered, and the answer.
@@ -196,18 +197,18 @@ func newShadow(store skl2go.ModelStore, metrics *experimentMetrics, logger *slog
 
 // offer queues a mirror run of an answered request, or drops it if the
 // queue is full; it never waits.
-func (sh *shadow) offer(inf *inference, logged bool) {
-	a := inf.assignment
-	if a == nil || a.Mirror == nil || inf.batch == nil {
+func (sh *shadow) offer(inf *skl2go.Inference, logged bool) {
+	a := inf.Assignment
+	if a == nil || a.Mirror == nil || inf.Batch == nil {
 		return
 	}
 	sh.start.Do(func() { go sh.run() })
-	job := shadowJob{model: inf.meta.Name, mirror: *a.Mirror, meta: inf.meta, batch: inf.batch, answer: inf.outputs,
-		requestID: inf.requestID, logged: logged}
+	job := shadowJob{model: inf.Meta.Name, mirror: *a.Mirror, meta: inf.Meta, batch: inf.Batch, answer: inf.Outputs,
+		requestID: inf.RequestID, logged: logged}
 	select {
 	case sh.jobs <- job:
 	default:
-		sh.metrics.dropped.WithLabelValues(inf.meta.Name).Inc()
+		sh.metrics.dropped.WithLabelValues(inf.Meta.Name).Inc()
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -30,44 +29,12 @@ import (
 // made here; echoed in the answer and written in the inference log.
 const requestIDHeader = "X-Request-Id"
 
-// maxRequestID is the longest request id accepted.
-const maxRequestID = 128
-
-// validRequestID reports whether id is 1 to maxRequestID printable ASCII
-// characters.
-func validRequestID(id string) bool {
-	if len(id) == 0 || len(id) > maxRequestID {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < 0x20 || id[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// newRequestID returns a random id, 32 hex digits, as nginx's $request_id.
-func newRequestID() string {
-	var b [16]byte
-	for i := 0; i < len(b); i += 8 {
-		v := rand.Uint64()
-		for j := range 8 {
-			b[i+j] = byte(v >> (8 * j))
-		}
-	}
-	return hex.EncodeToString(b[:])
-}
-
 // inferenceRequestID returns the request's id, checked, or a new one, and
 // echoes it in the answer's headers.
 func inferenceRequestID(w http.ResponseWriter, r *http.Request) (string, error) {
-	id := r.Header.Get(requestIDHeader)
-	if id == "" {
-		id = newRequestID()
-	} else if !validRequestID(id) {
-		return "", skl2go.Errorf(skl2go.EINVALID, "header %s must be 1 to %d printable ASCII characters, got %d bytes",
-			requestIDHeader, maxRequestID, len(id))
+	id, err := skl2go.RequestID(r.Header.Get(requestIDHeader), "header "+requestIDHeader)
+	if err != nil {
+		return "", err
 	}
 	w.Header().Set(requestIDHeader, id)
 	return id, nil
@@ -75,21 +42,20 @@ func inferenceRequestID(w http.ResponseWriter, r *http.Request) (string, error) 
 
 // logInference hands an answered inference to the inference log, sampled
 // at InferenceLogRate, and reports whether it did. The batch and outputs are
-// the request's own (decoded and produced for it alone), so the record
-// refers to them without a copy.
-func (s *Server) logInference(ctx context.Context, inf *inference) bool {
+// the request's own, so the record refers to them without a copy.
+func (s *Server) logInference(ctx context.Context, inf *skl2go.Inference) bool {
 	rate := s.config.InferenceLogRate
-	if s.config.InferenceLog == nil || rate <= 0 || inf.batch == nil || (rate < 1 && rand.Float64() >= rate) {
+	if s.config.InferenceLog == nil || rate <= 0 || inf.Batch == nil || (rate < 1 && rand.Float64() >= rate) {
 		return false
 	}
 	variant := ""
-	if inf.assignment != nil {
-		variant = inf.assignment.Variant
+	if inf.Assignment != nil {
+		variant = inf.Assignment.Variant
 	}
 	s.config.InferenceLog.Log(ctx, &skl2go.InferenceRecord{
-		Type: skl2go.InferenceEventType, Time: inf.start, RequestID: inf.requestID,
-		Model: inf.meta.Name, Version: inf.meta.Version, Variant: variant, Task: inf.meta.Task,
-		Latency: time.Since(inf.start), Inputs: inf.batch.Columns, Outputs: inf.outputs,
+		Type: skl2go.InferenceEventType, Time: inf.Start, RequestID: inf.RequestID,
+		Model: inf.Meta.Name, Version: inf.Meta.Version, Variant: variant, Task: inf.Meta.Task,
+		Latency: time.Since(inf.Start), Inputs: inf.Batch.Columns, Outputs: inf.Outputs,
 	})
 	return true
 }
@@ -219,8 +185,8 @@ func decodeActual(raw json.RawMessage, a *skl2go.Actual, where string) error {
 		if err := json.Unmarshal(v, dst); err != nil {
 			return skl2go.Errorf(skl2go.EINVALID, "%s.%s: must be a string", where, field)
 		}
-		if !validRequestID(*dst) {
-			return skl2go.Errorf(skl2go.EINVALID, "%s.%s: must be 1 to %d printable ASCII characters", where, field, maxRequestID)
+		if !skl2go.ValidRequestID(*dst) {
+			return skl2go.Errorf(skl2go.EINVALID, "%s.%s: must be 1 to %d printable ASCII characters", where, field, skl2go.MaxRequestID)
 		}
 		return nil
 	}

@@ -142,32 +142,21 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// ObserveInference implements skl2go.InferenceObserver, for transports
-// other than HTTP (package grpc): the same series, labelled by protocol.
-func (m *metrics) ObserveInference(inf *skl2go.Inference, end time.Time, err error) {
-	i := &inference{meta: inf.Meta, protocol: inf.Protocol, start: inf.Start, decoded: inf.Decoded, computed: inf.Computed, rows: inf.Rows}
-	if err != nil {
-		m.observeFailure(i, skl2go.ErrorCode(err))
-		return
-	}
-	m.observeSuccess(i, end)
-}
-
 // observeSuccess records a request answered at end.
-func (m *metrics) observeSuccess(inf *inference, end time.Time) {
-	model, version := inf.meta.Name, strconv.Itoa(inf.meta.Version)
-	m.requestSuccess.WithLabelValues(model, version, inf.protocol).Inc()
-	m.inferenceCount.WithLabelValues(model, version, inf.protocol).Add(float64(inf.rows))
-	m.requestDuration.WithLabelValues(model, version, inf.protocol).Observe(end.Sub(inf.start).Seconds())
-	m.inputDuration.WithLabelValues(model, version).Observe(inf.decoded.Sub(inf.start).Seconds())
-	m.inferDuration.WithLabelValues(model, version).Observe(inf.computed.Sub(inf.decoded).Seconds())
-	m.outputDuration.WithLabelValues(model, version).Observe(end.Sub(inf.computed).Seconds())
+func (m *metrics) observeSuccess(inf *skl2go.Inference, end time.Time) {
+	model, version := inf.Meta.Name, strconv.Itoa(inf.Meta.Version)
+	m.requestSuccess.WithLabelValues(model, version, inf.Protocol).Inc()
+	m.inferenceCount.WithLabelValues(model, version, inf.Protocol).Add(float64(inf.Rows))
+	m.requestDuration.WithLabelValues(model, version, inf.Protocol).Observe(end.Sub(inf.Start).Seconds())
+	m.inputDuration.WithLabelValues(model, version).Observe(inf.Decoded.Sub(inf.Start).Seconds())
+	m.inferDuration.WithLabelValues(model, version).Observe(inf.Computed.Sub(inf.Decoded).Seconds())
+	m.outputDuration.WithLabelValues(model, version).Observe(end.Sub(inf.Computed).Seconds())
 }
 
 // observeFailure records a request that failed with the given error code.
-func (m *metrics) observeFailure(inf *inference, reason string) {
-	model, version := inf.meta.Name, strconv.Itoa(inf.meta.Version)
-	m.requestFailure.WithLabelValues(model, version, inf.protocol, reason).Inc()
+func (m *metrics) observeFailure(inf *skl2go.Inference, reason string) {
+	model, version := inf.Meta.Name, strconv.Itoa(inf.Meta.Version)
+	m.requestFailure.WithLabelValues(model, version, inf.Protocol, reason).Inc()
 }
 
 // executionCollector reports how often each served model version ran, read

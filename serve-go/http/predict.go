@@ -15,7 +15,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, name stri
 }
 
 // predict decodes, runs and encodes one v1 predict request.
-func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Model, inf *inference) error {
+func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Model, inf *skl2go.Inference) error {
 	if err := tfserving.CheckContentType(r.Header.Get("Content-Type")); err != nil {
 		return err
 	}
@@ -30,7 +30,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request, model skl2go.Mo
 	if err != nil {
 		return err
 	}
-	outputs, err := inf.run(r.Context(), model, req.Batch)
+	outputs, err := inf.Run(r.Context(), model, req.Batch)
 	if err != nil {
 		return err
 	}

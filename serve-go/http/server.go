@@ -137,10 +137,6 @@ func (s *Server) canonicalPaths(next http.Handler) http.Handler {
 // Handler returns the server's routes, for tests and embedding.
 func (s *Server) Handler() http.Handler { return s.server.Handler }
 
-// InferenceObserver records the inference requests of another transport
-// (package grpc) in the server's metrics, labelled by its protocol.
-func (s *Server) InferenceObserver() skl2go.InferenceObserver { return s.metrics }
-
 // Version is the server's version, as the V2 server metadata reports it.
 func (s *Server) Version() string { return s.version }
 

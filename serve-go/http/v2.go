@@ -75,7 +75,7 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request, name stri
 }
 
 // infer decodes, runs and encodes one V2 inference request.
-func (s *Server) infer(w http.ResponseWriter, r *http.Request, model skl2go.Model, inf *inference) error {
+func (s *Server) infer(w http.ResponseWriter, r *http.Request, model skl2go.Model, inf *skl2go.Inference) error {
 	if err := oip.CheckContentType(r.Header.Get("Content-Type")); err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request, model skl2go.Mode
 	if err != nil {
 		return err
 	}
-	outputs, err := inf.run(r.Context(), model, req.Batch)
+	outputs, err := inf.Run(r.Context(), model, req.Batch)
 	if err != nil {
 		return err
 	}

@@ -290,7 +290,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 			return fmt.Errorf("--grpc-addr: %w", err)
 		}
 		grpcServer = skgrpc.NewServer(store, skgrpc.Config{MaxMessageBytes: int(min(c.http.MaxBodyBytes, 1<<31-1)),
-			MaxRows: c.http.MaxRows, Reflection: c.grpcReflection, Version: server.Version()}, logger, server.InferenceObserver())
+			MaxRows: c.http.MaxRows, Reflection: c.grpcReflection, Version: server.Version()}, logger, server)
 	}
 	// From a registry: ready once a version is served (from the cache at
 	// once, else as soon as the registry delivers one), and ready for good:
