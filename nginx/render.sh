@@ -73,7 +73,7 @@ auth_location=""
 if [ -n "${AUTH:-}" ]; then
     auth="            auth_request /_auth;
             auth_request_set \$client_id \$upstream_http_x_client_id;
-            proxy_set_header Authorization \"\";"
+            proxy_set_header Authorization \$skl2go_key_for_replica;"
     auth_location="        location = /_auth {
             internal;
             proxy_pass http://skl2go/auth;

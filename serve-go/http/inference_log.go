@@ -78,14 +78,14 @@ func (s *Server) handleActuals(w http.ResponseWriter, r *http.Request, name stri
 }
 
 func (s *Server) actuals(w http.ResponseWriter, r *http.Request, name string, version int) error {
-	if s.config.ActualsToken == "" || s.config.InferenceLog == nil {
+	if (s.config.ActualsToken == "" && s.config.Keys == nil) || s.config.InferenceLog == nil {
 		return skl2go.Errorf(skl2go.EFORBIDDEN,
-			"this server takes no ground truth: start it with --inference-log and --actuals-token-file")
+			"this server takes no ground truth: start it with --inference-log and --actuals-token-file (or --api-keys)")
 	}
 	if !s.actualsLimiter.allow(time.Now()) {
 		return skl2go.Errorf(eTOOMANY, "too many ground truth requests: at most %g per second; retry shortly", s.actualsLimiter.rate)
 	}
-	if err := s.checkActualsToken(r.Header.Get("Authorization")); err != nil {
+	if err := s.checkActualsCredential(r); err != nil {
 		return err
 	}
 	requestID, err := inferenceRequestID(w, r)
@@ -112,6 +112,18 @@ func (s *Server) actuals(w http.ResponseWriter, r *http.Request, name string, ve
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"accepted": len(actuals)})
 	return nil
+}
+
+// checkActualsCredential checks who may write ground truth: with API keys
+// on, a key whose scope covers the request (write: nginx forwards the key
+// to the replica for this endpoint only), the one decision the edge makes
+// too; else the actuals token.
+func (s *Server) checkActualsCredential(r *http.Request) error {
+	if s.config.Keys == nil {
+		return s.checkActualsToken(r.Header.Get("Authorization"))
+	}
+	_, err := s.config.Keys.Authorize(r.Header.Get("Authorization"), r.Method, r.URL.RequestURI())
+	return err
 }
 
 // checkActualsToken checks "Bearer <token>" against the configured token,

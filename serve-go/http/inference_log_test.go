@@ -438,3 +438,37 @@ func TestInferenceLogThroughTheFileSink(t *testing.T) {
 		}
 	}
 }
+
+// TestActualsWithAPIKeys: with API keys on, the key (forwarded by nginx for
+// this endpoint only) is the credential, judged by the same key file as the
+// edge; the actuals token is not needed.
+func TestActualsWithAPIKeys(t *testing.T) {
+	const path = "/v1/models/trip_duration/actuals"
+	body := []byte(`{"actuals": [{"request_id": "r1", "row": 0, "actual": 12.5}]}`)
+	tests := []struct {
+		name          string
+		authorization string
+		status        int
+	}{
+		{"a key whose scope covers it", "Bearer good", 200},
+		{"an unknown key", "Bearer bad", 401},
+		{"no key", "", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := &memoryLog{}
+			s, _ := serveLogged(t, fixture.Model, skhttp.Config{InferenceLog: log, Keys: keys{}}, nil)
+			headers := map[string]string{}
+			if tt.authorization != "" {
+				headers["Authorization"] = tt.authorization
+			}
+			r := postBytes(t, s, path, body, headers)
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.raw)
+			}
+			if got, want := len(log.records()), map[bool]int{true: 1, false: 0}[tt.status == 200]; got != want {
+				t.Errorf("%d records logged, want %d", got, want)
+			}
+		})
+	}
+}

@@ -30,10 +30,10 @@ def edge(repository, tmp_path_factory):
     state = tmp_path_factory.mktemp("run")
     key_file = state.parent / f"{state.name}-keys"
     clients = {"alice": keys.add(key_file, "alice", "predict"), "reader": keys.add(key_file, "reader", "read"),
-               "sdk": keys.add(key_file, "sdk", "predict,read"),
+               "sdk": keys.add(key_file, "sdk", "predict,read"), "feeder": keys.add(key_file, "feeder", "write"),
                "flood": keys.add(key_file, "flood", "predict"), "gone": keys.add(key_file, "gone", "predict,read")}
     with running(repository.models, state, replicas=REPLICAS, AUTH=str(key_file), TLS="1",
-                 RATE_LIMIT="40r/s", RATE_BURST="40") as topology:
+                 RATE_LIMIT="40r/s", RATE_BURST="40", INFERENCE_LOG="1") as topology:
         port = int(topology.env["PORT"]) + 1
         yield {"topology": topology, "keys": clients, "file": key_file, "https": f"https://127.0.0.1:{port}",
                "cert": str(state / "tls" / "cert.pem"), "body": body(repository)}
@@ -212,6 +212,28 @@ def test_kserve_sdk_over_tls_with_a_key(edge, repository):
         assert agreement.regression(np.array(got).ravel(), sklearn.predict(rows)).within_bound
     with pytest.raises(AssertionError, match="401"):  # the same SDK without the key is refused
         run_sdk(repository, edge["https"], cert=edge["cert"])
+
+
+def test_ground_truth_takes_a_write_key(edge):
+    """With keys on, ground truth needs a key with the write scope (checked
+    at nginx and, for this endpoint, again by the replica); no actuals token."""
+    answer = call(edge, "POST", PREDICT, edge["keys"]["alice"], edge["body"])
+    assert answer.status_code == 200
+    request_id = answer.headers["X-Request-ID"]
+    truth = json.dumps({"actuals": [{"request_id": request_id, "row": 0, "actual": 12.5}]}).encode()
+    path = f"/v1/models/{MODEL}/actuals"
+    refused(call(edge, "POST", path, None, truth), 401)
+    refused(call(edge, "POST", path, edge["keys"]["alice"], truth), 403)  # predict only
+    r = call(edge, "POST", path, edge["keys"]["feeder"], truth)
+    assert r.status_code == 200 and r.json() == {"accepted": 1}, r.text
+    logged = []
+    deadline = time.monotonic() + 15
+    while not logged and time.monotonic() < deadline:
+        time.sleep(0.5)
+        logged = [line for f in (edge["topology"].state / "inference").rglob("*.jsonl") for line in f.read_text().splitlines()
+                  if '"org.skl2go.actual"' in line and request_id in line]
+    assert logged, "the ground truth never reached the inference log"
+    assert all(key not in line for key in edge["keys"].values() for line in logged)
 
 
 def test_up_twice_changes_nothing(edge):
