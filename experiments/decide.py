@@ -236,28 +236,33 @@ def decide(model: str, experiment: dict, outcomes: list[Outcome], rules: Rules,
     return decision
 
 
-def _write(path: Path, doc: dict) -> None:
+def write(models: str | Path, name: str, doc: dict | None) -> None:
+    """Start, change (doc) or end (None) model `name`'s experiment: the one
+    writer of models/<name>/experiment.json, atomic, as the replicas read it."""
+    path = Path(models) / name / EXPERIMENT_FILE
+    if doc is None:
+        path.unlink(missing_ok=True)
+        return
     tmp = path.with_name("." + path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)  # the server never reads half a file
+    os.replace(tmp, path)  # a replica never reads half a file
 
 
 def apply(models: str | Path, decision: Decision, experiment: dict) -> None:
     """Carry a decision out on models/<name>/experiment.json (and the registry)."""
-    path = Path(models) / decision.model / EXPERIMENT_FILE
     if decision.action == "shift":
         doc = dict(experiment)
         doc["variants"] = [dict(v, weight=decision.weights.get(v["name"], v.get("weight", 0))) for v in experiment["variants"]]
-        _write(path, doc)
+        write(models, decision.model, doc)
     elif decision.action in ("promote", "rollback"):
         winner = decision.challenger if decision.action == "promote" else decision.control
         latest = max(repository.versions(Path(models) / decision.model), default=0)
         if winner["version"] == latest:
-            path.unlink(missing_ok=True)  # the latest answers without an experiment
+            write(models, decision.model, None)  # the latest answers without an experiment
         else:
             doc = {k: v for k, v in experiment.items() if k != "mirror"}
             doc["variants"] = [{"name": winner["name"], "version": winner["version"], "weight": 100}]
-            _write(path, doc)
+            write(models, decision.model, doc)
         if decision.action == "promote" and os.environ.get("MLFLOW_TRACKING_URI"):
             decision.figures["registry"] = _move_alias(decision.model, winner["version"])
     else:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import http.client
 import json
-import os
 import shutil
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments import decide
 from topology import start, wait_until
 
 MODEL = "trip_duration"
@@ -51,13 +51,7 @@ def stack(models, tmp_path_factory):
 
 
 def write_experiment(models: Path, doc: dict | None) -> None:
-    path = models / MODEL / "experiment.json"
-    if doc is None:
-        path.unlink(missing_ok=True)
-        return
-    tmp = path.with_name(".experiment.json.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
+    decide.write(models, MODEL, doc)
 
 
 def split(experiment_id: str, weights: tuple[int, int], **extra) -> dict:

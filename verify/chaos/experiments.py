@@ -7,11 +7,11 @@ after publish_good_version.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections import Counter
 from pathlib import Path
 
+from experiments import decide
 from topology import Topology, request
 from train import repository
 
@@ -22,13 +22,7 @@ BURST = 8, 40  # threads, requests each, of len(ROWS) rows: more than one mirror
 
 
 def write(models: Path, doc: dict | None) -> None:
-    path = models / MODEL / "experiment.json"
-    if doc is None:
-        path.unlink(missing_ok=True)
-        return
-    tmp = path.with_name(".experiment.json.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)  # a replica never reads half a file
+    decide.write(models, MODEL, doc)
 
 
 def two_versions(ctx: dict) -> tuple[int, int]:
