@@ -105,15 +105,17 @@ def register(mlflow_registry, repository, tmp_path_factory):
     exports it as `name` with MLFLOW_TRACKING_URI set, as `make train export`
     does: a new registered version of `name`, the champion alias moved to
     it if promote. Returns the registry's version number. Each test module
-    registers names of its own (the registry lives for the session)."""
+    registers names of its own, their runs in an experiment of their own
+    (the registry lives for the session; test_registry counts the runs of
+    the default experiment)."""
     url, _ = mlflow_registry
     root = tmp_path_factory.mktemp("registered")
 
     def register(name: str, family: str, promote: bool) -> int:
         import mlflow
 
-        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PROMOTE")}
-        os.environ.update(MLFLOW_TRACKING_URI=url, PROMOTE="1" if promote else "")
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PROMOTE", "MLFLOW_EXPERIMENT_NAME")}
+        os.environ.update(MLFLOW_TRACKING_URI=url, PROMOTE="1" if promote else "", MLFLOW_EXPERIMENT_NAME=f"skl2go-{name}")
         try:
             fit.fit([str(repository.trips)], family, name, root / family)
             export.export(name, root / family, root / "models")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from topology import free_ports, make, request, running, wait_until
+from topology import make, request, running, wait_until
 from verify.chaos.run import SHORT, Load
 from topology import mlflow as mlflow_server
 from train import export, fit, tracking
