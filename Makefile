@@ -24,6 +24,7 @@
 #   make prometheus / monitor-serve   Prometheus on :$(PROMETHEUS_PORT) scraping the replicas and the monitor's gauges
 #   make postgres / postgres-down   a private PostgreSQL on 127.0.0.1:$(POSTGRES_PORT) for the monitor
 #   make up AUTH=keys.txt [TLS=1]   API keys (python -m topology keys add keys.txt ID SCOPES), HTTPS (docs/security.md)
+#   make up INFERENCE_LOG=0.1 [ACTUALS_TOKEN=token.txt]   inference log in $(STATE)/inference, ground truth (docs/inference-log.md)
 
 PYTHON   ?= python3
 VENV     := .venv

@@ -17,7 +17,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 BASELINE = "sklearn_gunicorn"
-TARGETS = ["sklearn_gunicorn", "fastapi_ort", "fastapi_ort_nginx", "go_direct", "go_nginx", "nginx_static", "nginx_go_healthz"]
+TARGETS = ["sklearn_gunicorn", "fastapi_ort", "fastapi_ort_nginx", "go_direct", "go_nginx", "go_nginx_log100",
+           "nginx_static", "nginx_go_healthz"]
 LOADGENS = ["locust", "wrk"]
 
 
@@ -181,6 +182,24 @@ def markdown(bench: dict) -> str:
                 + " | ".join(times(ratio(r["rps"], base["rps"])) for r in row[1:]) + " | "
                 + " | ".join(num(r["p99_ms"], 2) for r in row) + " | "
                 + " | ".join(num(r["cpu_ms_per_request"], 3) for r in row) + " |")
+
+    logged = [r for r in results if r["target"] == "go_nginx_log100"]
+    if logged:
+        counts = bench.get("inference_log") or {}
+        lines += ["", "## The inference log at 100% vs off, through nginx", "",
+                  f"go_nginx_log100: the stack of go_nginx with every inference written (make up INFERENCE_LOG=1); "
+                  f"{num(counts.get('written'))} records written, {num(counts.get('dropped'))} dropped "
+                  "(a full queue drops, never waits).", "",
+                  "| rows | loadgen | req/s off | req/s 100% | 100% vs off | p99 ms off | p99 ms 100% "
+                  "| CPU ms/req off | CPU ms/req 100% |",
+                  "|--:|---|--:|--:|--:|--:|--:|--:|--:|"]
+        for r in logged:
+            off = find(results, "go_nginx", r["rows_per_request"], r["loadgen"])
+            if off is None:
+                continue
+            lines.append(f"| {r['rows_per_request']:,} | {r['loadgen']} | {num(off['rps'])} | {num(r['rps'])} "
+                         f"| {times(ratio(r['rps'], off['rps']))} | {num(off['p99_ms'], 2)} | {num(r['p99_ms'], 2)} "
+                         f"| {num(off['cpu_ms_per_request'], 3)} | {num(r['cpu_ms_per_request'], 3)} |")
 
     if bench.get("in_process"):
         lines += ["", "## sklearn's own predict, in process (one thread, no HTTP)", "",

@@ -19,6 +19,10 @@ Settings (environment variables, as `make up` passes them):
   CLIENT_TIMEOUT   nginx client header/body/send timeout (default 10s)
   FAIL_TIMEOUT     seconds nginx rests a replica after 3 failed attempts (default 5)
   AUTH             API key file (python -m topology keys): keys required on the API (off by default)
+  INFERENCE_LOG    share of inferences each replica writes to its inference log, 0 to 1, in
+                   $STATE/inference/replica-N (docs/inference-log.md; off by default)
+  ACTUALS_TOKEN    file holding the bearer token of POST /v1/models/{name}/actuals (ground
+                   truth, written to the inference log; off by default)
   TLS              1: HTTPS on TLS_PORT with a self-signed certificate made in $STATE/tls;
                    or set TLS_CERT and TLS_KEY to a real one's files (off by default)
   TLS_PORT         HTTPS port (default PORT + 1); plain HTTP then only redirects and answers health checks
@@ -83,6 +87,15 @@ class Settings:
             auth = str(key_file)
             # The replicas check the keys (GET /auth, nginx's auth_request).
             replica_env["SKL2GO_API_KEYS"] = auth
+        if env.get("INFERENCE_LOG"):
+            # Each replica then writes to its own $STATE/inference/replica-N (stack.spawn).
+            replica_env["SKL2GO_INFERENCE_LOG_RATE"] = _rate("INFERENCE_LOG", env["INFERENCE_LOG"])
+        if env.get("ACTUALS_TOKEN"):
+            token_file = Path(env["ACTUALS_TOKEN"]).resolve()
+            if not token_file.is_file():
+                raise SettingsError(f"ACTUALS_TOKEN must be a file holding the actuals bearer token, "
+                                    f"got {env['ACTUALS_TOKEN']!r}: no such file")
+            replica_env["SKL2GO_ACTUALS_TOKEN_FILE"] = str(token_file)
         port = _port("PORT", env.get("PORT", "8080"))
         tls_cert, tls_key = env.get("TLS_CERT", ""), env.get("TLS_KEY", "")
         if bool(tls_cert) != bool(tls_key):
@@ -143,6 +156,16 @@ def _positive(name: str, value: str) -> int:
     if not re.fullmatch(r"[1-9][0-9]*", value or ""):
         raise SettingsError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _rate(name: str, value: str) -> str:
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate <= 1:
+        raise SettingsError(f"{name} must be a sampling rate from 0 to 1 (1: every inference), got {value!r}")
+    return value
 
 
 def _port(name: str, value: str) -> int:

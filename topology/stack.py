@@ -106,6 +106,11 @@ def log_file(state: Path, slot: int) -> Path:
     return state / "logs" / f"replica-{slot}.log"
 
 
+def inference_log_dir(state: Path, slot: int) -> Path:
+    """Where replica `slot` writes its inference log (INFERENCE_LOG, ACTUALS_TOKEN)."""
+    return state / "inference" / f"replica-{slot}"
+
+
 # --- one replica --------------------------------------------------------------
 
 def spawn(s: Settings, r: Replica, incoming: bool = False) -> int:
@@ -119,8 +124,11 @@ def spawn(s: Settings, r: Replica, incoming: bool = False) -> int:
         cache = s.state / "registry" / f"replica-{r.slot}"
         cache.mkdir(parents=True, exist_ok=True)
         models = str(cache)
-    pid = processes.spawn([r.spec["server"], "--models", models, "--addr", r.addr],
-                          log_file(s.state, r.slot), env)
+    args = [r.spec["server"], "--models", models, "--addr", r.addr]
+    if {"SKL2GO_INFERENCE_LOG_RATE", "SKL2GO_ACTUALS_TOKEN_FILE"} & r.spec["env"].keys():
+        # One inference log directory per replica slot, kept across restarts.
+        args += ["--inference-log", str(inference_log_dir(s.state, r.slot))]
+    pid = processes.spawn(args, log_file(s.state, r.slot), env)
     pidfile(s.state, r.slot, incoming).write_text(f"{pid}\n")
     return pid
 

@@ -39,6 +39,7 @@ func TestDocsListEveryMetric(t *testing.T) {
 	newMetrics(rec, noModels{}, skl2go.NewLimiter(1, 1, time.Second))
 	NewBatchMetrics(rec)
 	NewRegistryMetrics(rec)
+	rec.MustRegister(newInferenceLogCollector(nil))
 	descRE := regexp.MustCompile(`^Desc\{fqName: ("(?:[^"\\]|\\.)*"), help: ("(?:[^"\\]|\\.)*"), .*variableLabels: \{([^}]*)\}\}$`)
 	var rows []string
 	for _, d := range rec.descs {

@@ -20,6 +20,7 @@ var codes = map[string]int{
 	skl2go.EUNAUTHORIZED: http.StatusUnauthorized,
 	skl2go.EFORBIDDEN:    http.StatusForbidden,
 	eMETHOD:              http.StatusMethodNotAllowed,
+	eTOOMANY:             http.StatusTooManyRequests,
 }
 
 // eMETHOD is an HTTP-only code: the path exists, the method does not.
@@ -41,7 +42,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, map[string]string{"error": skl2go.ErrorMessage(err)})

@@ -17,6 +17,11 @@ type inference struct {
 	decoded  time.Time // the body was decoded into a batch
 	computed time.Time // the model returned (zero if it never ran)
 	rows     int
+
+	// For the inference log (inference_log.go).
+	requestID string
+	batch     *skl2go.Batch
+	outputs   []skl2go.Output
 }
 
 // serveInference finds the model, lets serve decode, run and encode the
@@ -33,19 +38,24 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, name str
 	}
 	defer release()
 	inf := &inference{meta: model.Metadata(), protocol: protocol, start: time.Now()}
-	if err := serve(w, r, model, inf); err != nil {
+	if inf.requestID, err = inferenceRequestID(w, r); err == nil {
+		err = serve(w, r, model, inf)
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		s.metrics.observeFailure(inf, skl2go.ErrorCode(err))
 		return
 	}
 	s.metrics.observeSuccess(inf, time.Now())
+	s.logInference(r.Context(), inf)
 }
 
 // run predicts a decoded batch with the model, timing it.
 func (inf *inference) run(ctx context.Context, model skl2go.Model, batch *skl2go.Batch) ([]skl2go.Output, error) {
 	inf.decoded = time.Now()
-	inf.rows = batch.Rows
+	inf.rows, inf.batch = batch.Rows, batch
 	outputs, err := model.Predict(ctx, batch)
+	inf.outputs = outputs
 	inf.computed = time.Now()
 	if err != nil && ctx.Err() != nil {
 		return nil, skl2go.Errorf(skl2go.EUNAVAILABLE, "request cancelled")

@@ -51,6 +51,8 @@ func (s *Server) endpoints() []endpoint {
 			modelHandler: s.handleMetadata},
 		{Method: post, Path: v1Model + ":predict", Name: "predict", Doc: "v1 (TF Serving) predict: rows `{\"instances\": [...]}` answered `{\"predictions\": [...]}`, or columns `{\"inputs\": {...}}` answered `{\"outputs\": ...}`",
 			modelHandler: s.handlePredict},
+		{Method: post, Path: v1Model + "/actuals", Name: "actuals", Doc: "ground truth for earlier predictions, `{\"actuals\": [{\"request_id\" or \"key\", \"row\", \"actual\"}]}` answered `{\"accepted\": n}`, written to the inference log; bearer token of `--actuals-token-file` (401; 403 when none is configured), rate-limited (429)",
+			modelHandler: s.handleActuals},
 		{Method: get, Path: "/v2", Name: "v2_server_metadata", Doc: "server metadata: name, version, extensions",
 			handler: s.handleV2ServerMetadata},
 		{Method: get, Path: "/v2/{$}", Name: "v2_server_metadata", Doc: "server metadata: name, version, extensions",

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"path"
@@ -47,6 +48,15 @@ type Config struct {
 	// Keys, if set, is the API key file nginx's auth_request asks GET /auth
 	// about (nil: keys off, /auth answers 404).
 	Keys Authorizer
+
+	// InferenceLog, if set, records InferenceLogRate (0 to 1) of the
+	// inferences answered, and the ground truth POSTed to /actuals with
+	// ActualsToken as bearer token ("": the endpoint answers 403), at most
+	// ActualsRate requests per second (default 10, bursts of twice that).
+	InferenceLog     skl2go.InferenceLogger
+	InferenceLogRate float64
+	ActualsToken     string
+	ActualsRate      float64
 }
 
 // Authorizer decides whether an API key covers a request (apikey.File).
@@ -75,6 +85,7 @@ type Server struct {
 	server         *http.Server
 	version        string    // reported by the V2 server metadata
 	bodies         sync.Pool // *bytes.Buffer for request bodies, reused across requests
+	actualsLimiter *tokenBucket
 }
 
 // NewServer returns a server for store, registering its metrics in reg.
@@ -83,6 +94,13 @@ func NewServer(store skl2go.ModelStore, config Config, logger *slog.Logger, reg 
 	s := &Server{store: store, config: config, logger: logger, version: buildVersion(),
 		metrics: newMetrics(reg, store, config.Limiter), metricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})}
 	s.bodies.New = func() any { return new(bytes.Buffer) }
+	if config.ActualsRate <= 0 {
+		config.ActualsRate = 10
+	}
+	s.actualsLimiter = newTokenBucket(config.ActualsRate, int(math.Ceil(2*config.ActualsRate)))
+	if counts, ok := config.InferenceLog.(inferenceLogCounts); ok {
+		reg.MustRegister(newInferenceLogCollector(counts))
+	}
 	s.server = &http.Server{
 		Handler:           s.canonicalPaths(s.routes()),
 		ReadHeaderTimeout: orDefault(config.ReadHeaderTimeout, 5*time.Second),

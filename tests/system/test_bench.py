@@ -15,8 +15,8 @@ from topology import ROOT
 
 RESULT_KEYS = {"target", "rows_per_request", "loadgen", "rps", "rows_per_s", "p50_ms", "p95_ms", "p99_ms",
                "failures", "cpu_ms_per_request"}
-TARGETS = {"sklearn_gunicorn", "fastapi_ort", "fastapi_ort_nginx", "go_direct", "go_nginx", "nginx_static",
-           "nginx_go_healthz"}
+TARGETS = {"sklearn_gunicorn", "fastapi_ort", "fastapi_ort_nginx", "go_direct", "go_nginx", "go_nginx_log100",
+           "nginx_static", "nginx_go_healthz"}
 
 
 def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, tmp_path):

@@ -133,8 +133,13 @@ def test_nginx_gives_each_request_an_id_that_the_client_and_its_log_see(topology
                                   headers={"Content-Type": "application/json", "X-Request-ID": "client-chosen"})
     with urllib.request.urlopen(sent, timeout=30) as resp:
         assert resp.status == 200
+        assert resp.headers.get_all("X-Request-ID") == ["client-chosen"]  # the client's, passed through, once
+    sent = urllib.request.Request(f"{topology.url}/v1/models/trip_duration:predict", data=body, method="POST",
+                                  headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(sent, timeout=30) as resp:
+        assert resp.status == 200
         request_id = resp.headers["X-Request-ID"]
-    assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # nginx's own, not the client's
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # none sent: nginx's own
     log = topology.state / "logs" / "nginx-access.log"  # buffered by nginx, flushed within a second
     line = wait_until("nginx to log the request", lambda: next(
         (line for line in log.read_text().splitlines() if f"request_id={request_id}" in line), None), timeout=10)

@@ -33,6 +33,11 @@ def test_services_trainer_replicas_and_nginx(compose):
     assert server["deploy"]["replicas"] == "${REPLICAS:-2}"
     assert "ports" not in server, "replicas must not be published on the host: nginx is the only way in"
     assert server["read_only"] is True
+    # the inference log as make up INFERENCE_LOG= ACTUALS_TOKEN=: a directory per replica in a volume
+    assert "inference:/inference" in server["volumes"] and "inference" in compose["volumes"]
+    assert server["environment"]["SKL2GO_INFERENCE_LOG"] == "/inference/{hostname}"
+    assert server["environment"]["SKL2GO_INFERENCE_LOG_RATE"] == "${INFERENCE_LOG:-0}"
+    assert server["environment"]["SKL2GO_ACTUALS_TOKEN_FILE"] == "${ACTUALS_TOKEN:+/run/secrets/actuals_token}"
     assert "models:/models" in services["trainer"]["volumes"]
     nginx = services["nginx"]
     assert "./nginx:/etc/skl2go:ro" in nginx["volumes"]

@@ -94,3 +94,15 @@ def test_report_writes_tables_with_ratios_and_a_chart(tmp_path):
     assert "| 40.0× | 1/30 |" in md  # req/s and CPU against the baseline of the same loadgen and size
     assert "| go_nginx | 1 | wrk | 16,000 | 8,000 | 0.50× |" in md  # batching on (the default), then off
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_sets_the_inference_log_at_100_percent_beside_off(tmp_path):
+    bench_json = fake_bench(go_rps=16_000, go_p99=20, go_cpu=0.2, go_rows_1000=250_000, healthz_rps=18_000)
+    bench_json["results"].append(fake_result("go_nginx_log100", 1, "wrk", 12_000, 25, 0.3))
+    bench_json["inference_log"] = {"written": 180_000, "dropped": 0}
+    report.write(bench_json, tmp_path)
+    md = (tmp_path / "bench.md").read_text()
+    assert "## The inference log at 100% vs off, through nginx" in md
+    assert "180,000 records written, 0 dropped" in md
+    assert "| 1 | wrk | 16,000 | 12,000 | 0.75× | 20.00 | 25.00 | 0.200 | 0.300 |" in md
+    assert "| go_nginx_log100 | wrk | 12,000 |" in md  # and in the table of its request size

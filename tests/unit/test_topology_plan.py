@@ -37,6 +37,9 @@ def test_defaults_and_each_replicas_share_of_the_cores(tmp_path):
     ({"RATE_BURST": "x"}, "RATE_BURST must be a number"),
     ({"CLIENT_TIMEOUT": "10 s"}, "CLIENT_TIMEOUT must look like 10s"),
     ({"FAIL_TIMEOUT": "-1"}, "FAIL_TIMEOUT must be a positive integer"),
+    ({"INFERENCE_LOG": "1.5"}, "INFERENCE_LOG must be a sampling rate from 0 to 1"),
+    ({"INFERENCE_LOG": "all"}, "INFERENCE_LOG must be a sampling rate from 0 to 1"),
+    ({"ACTUALS_TOKEN": "/nonexistent/token"}, "ACTUALS_TOKEN must be a file"),
 ])
 def test_bad_settings_are_refused_naming_the_variable(tmp_path, env, message):
     with pytest.raises(SettingsError, match=message):
@@ -60,6 +63,18 @@ def test_other_flags_replace_every_replica(tmp_path):
     s = settings(tmp_path)
     p = plan(settings(tmp_path, SKL2GO_LOG_LEVEL="warn"), recorded(s, 2), alive={1, 2})
     assert p.replace == [(1, recorded(s, 2)[0]), (2, recorded(s, 2)[1])] and not p.keep
+
+
+def test_the_inference_log_is_a_replica_setting_and_changing_it_rolls(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    s = settings(tmp_path, INFERENCE_LOG="0.5", ACTUALS_TOKEN=str(token))
+    assert s.replica_env == {"GOMAXPROCS": "1", "SKL2GO_INFERENCE_LOG_RATE": "0.5",
+                             "SKL2GO_ACTUALS_TOKEN_FILE": str(token.resolve())}
+    assert stack.inference_log_dir(s.state, 2) == s.state / "inference" / "replica-2"
+    p = plan(settings(tmp_path, INFERENCE_LOG="1", ACTUALS_TOKEN=str(token)), recorded(s, 2), alive={1, 2})
+    assert [slot for slot, _ in p.replace] == [1, 2]
+    assert not plan(settings(tmp_path, INFERENCE_LOG="0.5", ACTUALS_TOKEN=str(token)), recorded(s, 2), alive={1, 2}).changes
 
 
 def test_another_model_repository_replaces_every_replica(tmp_path):

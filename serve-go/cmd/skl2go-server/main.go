@@ -23,6 +23,7 @@ import (
 	"skl2go/apikey"
 	"skl2go/batching"
 	skhttp "skl2go/http"
+	"skl2go/inferencelog"
 	"skl2go/internal/cli"
 	"skl2go/mlflow"
 	"skl2go/onnx"
@@ -59,6 +60,9 @@ type config struct {
 	registryModels   []string      // registered models served; empty: every one
 	registryAlias    string        // the alias followed
 	registryPoll     time.Duration // between polls of the registry
+	inferenceLog     inferencelog.Options
+	inferenceLogRate float64
+	actualsTokenFile string
 }
 
 // parseFlags reads flags, each defaulting to its SKL2GO_* environment variable.
@@ -105,6 +109,15 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 	registryModels := fs.String("registry-models", env("REGISTRY_MODELS", ""), "registered models served, comma-separated (default: every one) (env SKL2GO_REGISTRY_MODELS)")
 	fs.StringVar(&c.registryAlias, "registry-alias", env("REGISTRY_ALIAS", "champion"), "the registry alias whose version is served (env SKL2GO_REGISTRY_ALIAS)")
 	registryPoll := fs.String("registry-poll", env("REGISTRY_POLL", "5s"), "how often to ask the registry where the alias points (env SKL2GO_REGISTRY_POLL)")
+	fs.StringVar(&c.inferenceLog.Dir, "inference-log", env("INFERENCE_LOG", ""),
+		"inference log `dir`: this replica's own, it writes inference-<UTC time>.jsonl files there; the records' source is skl2go/<the dir's name>; {hostname} in it is the host's name (a container's, for replicas sharing a volume) (default: none, log off) (env SKL2GO_INFERENCE_LOG)")
+	logRate := fs.String("inference-log-rate", env("INFERENCE_LOG_RATE", "0"), "share of inferences written to the inference log, 0 to 1 (env SKL2GO_INFERENCE_LOG_RATE)")
+	logMaxBytes := fs.String("inference-log-max-bytes", env("INFERENCE_LOG_MAX_BYTES", strconv.Itoa(64<<20)), "inference log: a new file before one grows past this size (env SKL2GO_INFERENCE_LOG_MAX_BYTES)")
+	logMaxAge := fs.String("inference-log-max-age", env("INFERENCE_LOG_MAX_AGE", "1h"), "inference log: a new file once the current one is this old (env SKL2GO_INFERENCE_LOG_MAX_AGE)")
+	logMaxFiles := fs.String("inference-log-max-files", env("INFERENCE_LOG_MAX_FILES", "24"), "inference log: files kept, the oldest deleted beyond (env SKL2GO_INFERENCE_LOG_MAX_FILES)")
+	logQueue := fs.String("inference-log-queue", env("INFERENCE_LOG_QUEUE", "4096"), "inference log: records waiting for the writer; beyond, records are dropped and counted, requests never wait (env SKL2GO_INFERENCE_LOG_QUEUE)")
+	fs.StringVar(&c.actualsTokenFile, "actuals-token-file", env("ACTUALS_TOKEN_FILE", ""),
+		"`file` holding the bearer token POST /v1/models/{name}/actuals requires; needs --inference-log (default: none, ground truth refused) (env SKL2GO_ACTUALS_TOKEN_FILE)")
 	fs.BoolVar(&c.check, "check", false, "load and check every model version that would be served, then exit (0 if all load)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env SKL2GO_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or text (env SKL2GO_LOG_FORMAT)")
@@ -127,6 +140,21 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 		c.shutdownTimeout = duration("shutdown-timeout", *shutdown, 0)
 		c.pollInterval = duration("poll-interval", *poll, 0)
 		c.registryPoll = duration("registry-poll", *registryPoll, 100*time.Millisecond)
+		c.inferenceLog.MaxBytes = number("inference-log-max-bytes", *logMaxBytes, 4096)
+		c.inferenceLog.MaxAge = duration("inference-log-max-age", *logMaxAge, time.Second)
+		c.inferenceLog.MaxFiles = int(number("inference-log-max-files", *logMaxFiles, 1))
+		c.inferenceLog.Queue = int(number("inference-log-queue", *logQueue, 1))
+		rate, err := strconv.ParseFloat(*logRate, 64)
+		if err != nil || !(rate >= 0 && rate <= 1) {
+			checks.Add(fmt.Errorf("--inference-log-rate must be a number from 0 to 1 (the share of inferences logged), got %q", *logRate))
+		}
+		c.inferenceLogRate = rate
+		if c.inferenceLog.Dir == "" && rate > 0 {
+			checks.Add(errors.New("--inference-log-rate needs --inference-log DIR, the directory to write to"))
+		}
+		if c.inferenceLog.Dir == "" && c.actualsTokenFile != "" {
+			checks.Add(errors.New("--actuals-token-file needs --inference-log DIR: ground truth is written there"))
+		}
 		c.registryModels = nil
 		for _, name := range strings.Split(*registryModels, ",") {
 			if name = strings.TrimSpace(name); name == "" {
@@ -142,7 +170,6 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 		if c.registry != "" && c.check {
 			checks.Add(errors.New("--check reads a model repository; with --registry the versions come from the registry"))
 		}
-		var err error
 		if c.allowNonLoopback, err = strconv.ParseBool(*allow); err != nil {
 			checks.Add(fmt.Errorf("--allow-non-loopback must be true or false, got %q", *allow))
 		}
@@ -273,6 +300,10 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		}
 		c.http.Keys = keys
 	}
+	sink, err := openInferenceLog(&c, logger)
+	if err != nil {
+		return err
+	}
 	server := skhttp.NewServer(store, c.http, logger, registry)
 	watch := func(ctx context.Context) { store.Watch(ctx, c.pollInterval, reload) }
 	if client != nil {
@@ -311,6 +342,14 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	}
 	stopWatching()
 	<-watching
+	if sink != nil {
+		// In-flight requests are answered: what they logged is queued.
+		drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if closeErr := sink.Close(drainCtx); closeErr != nil {
+			logger.Error("inference log", "err", closeErr)
+		}
+		cancel()
+	}
 	if err != nil {
 		// Requests may still hold models: exit without closing them.
 		return err
@@ -319,4 +358,40 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	runtime.Close()
 	logger.Info("stopped")
 	return nil
+}
+
+// openInferenceLog opens the inference log sink of --inference-log (nil
+// when off) and reads the actuals token, setting both in c.http.
+func openInferenceLog(c *config, logger *slog.Logger) (*inferencelog.Sink, error) {
+	if c.inferenceLog.Dir == "" {
+		return nil, nil
+	}
+	if c.actualsTokenFile != "" {
+		data, err := os.ReadFile(c.actualsTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--actuals-token-file: %w", err)
+		}
+		token := strings.TrimSpace(string(data))
+		if token == "" || strings.ContainsAny(token, " \t\r\n") {
+			return nil, fmt.Errorf("--actuals-token-file %s must hold one token, on one line", c.actualsTokenFile)
+		}
+		c.http.ActualsToken = token
+	}
+	if strings.Contains(c.inferenceLog.Dir, "{hostname}") {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--inference-log %s: %w", c.inferenceLog.Dir, err)
+		}
+		c.inferenceLog.Dir = strings.ReplaceAll(c.inferenceLog.Dir, "{hostname}", host)
+	}
+	c.inferenceLog.Logger = logger
+	sink, err := inferencelog.Open(c.inferenceLog)
+	if err != nil {
+		return nil, err
+	}
+	c.http.InferenceLog, c.http.InferenceLogRate = sink, c.inferenceLogRate
+	logger.Info("inference log", "dir", c.inferenceLog.Dir, "rate", c.inferenceLogRate, "source", sink.Source(),
+		"max_bytes", c.inferenceLog.MaxBytes, "max_age", c.inferenceLog.MaxAge.String(), "max_files", c.inferenceLog.MaxFiles,
+		"queue", c.inferenceLog.Queue, "actuals", c.http.ActualsToken != "")
+	return sink, nil
 }

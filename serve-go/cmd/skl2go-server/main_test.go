@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	goruntime "runtime"
 	"strings"
@@ -8,6 +12,7 @@ import (
 	"time"
 
 	skhttp "skl2go/http"
+	"skl2go/inferencelog"
 )
 
 // defaults is the configuration with no flag and no environment, edited.
@@ -18,7 +23,8 @@ func defaults(edit func(*config)) config {
 		maxInflight: goruntime.GOMAXPROCS(0), maxQueue: 4096, queueTimeout: time.Second,
 		shutdownTimeout: 20 * time.Second, pollInterval: 5 * time.Second, versionsKept: 1,
 		batchMaxRows: defaultBatchMaxRows, batchDelay: defaultBatchDelay, logLevel: "info", logFormat: "json",
-		registryAlias: "champion", registryPoll: 5 * time.Second}
+		registryAlias: "champion", registryPoll: 5 * time.Second,
+		inferenceLog: inferencelog.Options{MaxBytes: 64 << 20, MaxAge: time.Hour, MaxFiles: 24, Queue: 4096}}
 	edit(&c)
 	return c
 }
@@ -76,6 +82,21 @@ func TestParseFlags(t *testing.T) {
 		{name: "bad registry settings", args: []string{"--registry-models", "ok,../x", "--registry-alias", "", "--registry-poll", "1ms"},
 			err: `--registry-poll must be a duration of at least 100ms such as 20s, got "1ms"` + "\n" +
 				`--registry-models: "../x" is not a valid model name` + "\n" + "--registry-alias must not be empty"},
+		{name: "inference log", args: []string{"--inference-log", "/log/replica-1", "--inference-log-rate", "0.25",
+			"--inference-log-max-bytes", "1048576", "--inference-log-max-age", "10m", "--inference-log-max-files", "3"},
+			env: map[string]string{"SKL2GO_INFERENCE_LOG_QUEUE": "100", "SKL2GO_ACTUALS_TOKEN_FILE": "/secrets/actuals"},
+			want: defaults(func(c *config) {
+				c.inferenceLog = inferencelog.Options{Dir: "/log/replica-1", MaxBytes: 1 << 20, MaxAge: 10 * time.Minute, MaxFiles: 3, Queue: 100}
+				c.inferenceLogRate, c.actualsTokenFile = 0.25, "/secrets/actuals"
+			})},
+		{name: "inference log rate out of range", args: []string{"--inference-log", "d", "--inference-log-rate", "1.5"},
+			err: `--inference-log-rate must be a number from 0 to 1 (the share of inferences logged), got "1.5"`},
+		{name: "inference log rate not a number", args: []string{"--inference-log", "d", "--inference-log-rate", "half"},
+			err: `--inference-log-rate must be a number from 0 to 1 (the share of inferences logged), got "half"`},
+		{name: "inference log without a dir", args: []string{"--inference-log-rate", "1", "--actuals-token-file", "t"},
+			err: "--inference-log-rate needs --inference-log DIR, the directory to write to\n--actuals-token-file needs --inference-log DIR"},
+		{name: "inference log bounds", args: []string{"--inference-log-max-files", "0", "--inference-log-queue", "0"},
+			err: `--inference-log-max-files must be an integer of at least 1, got "0"` + "\n" + `--inference-log-queue must be an integer of at least 1, got "0"`},
 		{name: "check reads a repository", args: []string{"--registry", "http://127.0.0.1:5000", "--check"},
 			err: "with --registry the versions come from the registry"},
 	}
@@ -104,5 +125,49 @@ func TestNewLoggerRefusesUnknownSettings(t *testing.T) {
 	}
 	if _, err := newLogger(config{logLevel: "info", logFormat: "xml"}); err == nil || !strings.Contains(err.Error(), "json or text") {
 		t.Errorf("log format xml: err = %v", err)
+	}
+}
+
+func TestOpenInferenceLogReadsTheTokenAndNamesTheDirectory(t *testing.T) {
+	host, _ := os.Hostname()
+	tests := []struct {
+		name, token, dir string
+		wantDir, err     string
+	}{
+		{name: "token on one line", token: "s3cret\n", dir: "replica-1", wantDir: "replica-1"},
+		{name: "the host's name", token: "s3cret", dir: "logs/{hostname}", wantDir: "logs/" + host},
+		{name: "empty token file", token: "\n", dir: "r", err: "must hold one token, on one line"},
+		{name: "two tokens", token: "a b\n", dir: "r", err: "must hold one token, on one line"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			tokenFile := filepath.Join(root, "token")
+			os.WriteFile(tokenFile, []byte(tt.token), 0o600)
+			c := defaults(func(c *config) {
+				c.inferenceLog.Dir, c.actualsTokenFile, c.inferenceLogRate = filepath.Join(root, tt.dir), tokenFile, 0.5
+			})
+			sink, err := openInferenceLog(&c, slog.New(slog.DiscardHandler))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) ||
+					(strings.TrimSpace(tt.token) != "" && strings.Contains(err.Error(), strings.TrimSpace(tt.token))) {
+					t.Fatalf("err = %v, want %q without the token", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sink.Close(context.Background())
+			if c.http.ActualsToken != "s3cret" || c.http.InferenceLogRate != 0.5 || c.http.InferenceLog == nil {
+				t.Errorf("http config %+v", c.http)
+			}
+			if sink.Source() != "skl2go/"+filepath.Base(tt.wantDir) {
+				t.Errorf("source %q, want skl2go/%s", sink.Source(), filepath.Base(tt.wantDir))
+			}
+			if _, err := os.Stat(filepath.Join(root, tt.wantDir)); err != nil {
+				t.Errorf("directory not made: %v", err)
+			}
+		})
 	}
 }
