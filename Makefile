@@ -22,7 +22,7 @@
 #   make kafka / kafka-down    a single-node Kafka (KRaft) on $(KAFKA)
 #   make stream [NAME=trip_duration] [IN=rides] [OUT=predictions]   the Go stream consumer (make down stops it)
 #   make bench-stream   Go vs Python stream consumer, events/s and end-to-end latency
-#   make monitor [NAME=…] [SINCE=24h]   drift and quality of the inference log (reports/monitor/, MONITOR_DB)
+#   make monitor [NAME=…] [SINCE=7d]   drift and quality of the inference log (reports/monitor/, MONITOR_DB)
 #   make prometheus / monitor-serve   Prometheus on :$(PROMETHEUS_PORT) scraping the replicas and the monitor's gauges
 #   make postgres / postgres-down   a private PostgreSQL on 127.0.0.1:$(POSTGRES_PORT) for the monitor
 #   make up AUTH=keys.txt [TLS=1]   API keys (python -m topology keys add keys.txt ID SCOPES), HTTPS (docs/security.md)
@@ -145,7 +145,7 @@ experiment-decide: $(VENV)/.installed
 # go to the local cluster `make postgres` runs when it runs, else only to
 # reports/monitor/.
 MONITOR_VENV := .venv-monitor
-SINCE    ?= 24h
+SINCE    ?= 7d
 POSTGRES_PORT ?= 5432
 MONITOR_DB ?= $(shell $(PYTHON) -m topology.postgres status --port $(POSTGRES_PORT) >/dev/null 2>&1 && $(PYTHON) -m topology.postgres url --port $(POSTGRES_PORT))
 export POSTGRES_PORT

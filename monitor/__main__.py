@@ -1,6 +1,6 @@
-"""Command line: python -m monitor report [--name N] [--since 24h] ...
+"""Command line: python -m monitor report [--name N] [--since 7d] ...
 
-    python -m monitor report --state run --models models [--name trip_duration] [--since 24h] [--db URL]
+    python -m monitor report --state run --models models [--name trip_duration] [--since 7d] [--db URL]
     python -m monitor serve --db URL [--port 9190]     Prometheus gauges from the database
     python -m monitor loop --name trip_duration [--every 3600]   retrain on drift (monitor/loop.py)
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the topology's state directory; the log is under <state>/inference")
     p.add_argument("--models", type=Path, default=Path(os.environ.get("MODELS", "models")))
     p.add_argument("--name", default=None, help="one model (default: every model in the log)")
-    p.add_argument("--since", default="24h", help="window start: a duration back from now (30m, 24h, 7d) or a time")
+    p.add_argument("--since", default="7d", help="window start: a duration back from now (30m, 24h, 7d) or a time")
     p.add_argument("--end", default=None, help="window end, a time (default: now); a window is stored once per end")
     p.add_argument("--out", type=Path, default=Path("reports/monitor"))
     p.add_argument("--min-rows", type=int, default=None, help="fewest rows a version needs to be reported")
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: <state>/incoming)")
     p.add_argument("--challengers", type=Path, default=None, help="the challengers' repository (default: "
                    "<state>/challengers; no replica reads it)")
-    p.add_argument("--since", default="1h", help="each cycle's window")
+    p.add_argument("--since", default="7d", help="each cycle's window (a week: the clock inputs drift in shorter ones)")
     p.add_argument("--min-rows", type=int, default=100)
     p.add_argument("--every", type=float, default=3600, help="seconds between cycles")
     p.add_argument("--cycles", type=int, default=0, help="stop after this many cycles (default: run on)")

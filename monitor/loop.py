@@ -51,7 +51,7 @@ class StepFailed(RuntimeError):
 
 class Loop:
     def __init__(self, name: str, state: Path, models: Path, incoming: Path, challengers: Path | None = None,
-                 since: str = "24h", min_rows: int = 100):
+                 since: str = "7d", min_rows: int = 100):
         self.name, self.state, self.models, self.incoming = name, Path(state), Path(models), Path(incoming)
         self.dir = self.state / "monitor-loop"
         self.challengers = Path(challengers) if challengers else self.state / "challengers"

@@ -110,12 +110,19 @@ def drift(reference: pd.DataFrame, current: pd.DataFrame, meta: dict):
         for c in numerical + [predicted]:
             frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
         frames.append(frame)
-    definition = DataDefinition(numerical_columns=numerical + [predicted], categorical_columns=categorical)
+    # A column with no value in the window cannot be compared (Evidently
+    # refuses it): it counts as drifted, the score at its maximum.
+    empty = [c for c in columns if frames[1][c].isna().all()]
+    scores = {c: {"drift_score": 1.0, "drifted": True, "method": "no value in the window", "threshold": 0.0}
+              for c in empty}
+    numerical, categorical = [c for c in numerical if c not in empty], [c for c in categorical if c not in empty]
+    columns = [c for c in columns if c not in empty]
+    definition = DataDefinition(numerical_columns=[c for c in numerical + [predicted] if c not in empty],
+                                categorical_columns=categorical)
     thresholds = {c: category_threshold(frames[0][c], frames[1][c]) for c in categorical}
     snapshot = Report([DataDriftPreset(columns=columns, per_column_threshold=thresholds)]).run(
         current_data=Dataset.from_pandas(frames[1], data_definition=definition),
         reference_data=Dataset.from_pandas(frames[0], data_definition=definition))
-    scores = {}
     for metric in snapshot.dict()["metrics"]:
         config = metric.get("config", {})
         if not config.get("type", "").endswith(":ValueDrift"):

@@ -190,3 +190,25 @@ def test_dashboard_monitor_panels_answer_from_real_prometheus_and_database(repos
                             text=True, check=True)
     for (title, _), n in zip(sql, json.loads(counts.stdout)):
         assert n > 0, f"{title}: no rows"
+
+
+def test_an_input_with_no_value_in_the_window_counts_as_drifted(repository):
+    script = """
+import json, sys
+import pandas as pd
+from monitor import report
+version = sys.argv[1]
+meta = json.load(open(version + "/model.json"))
+reference = pd.read_parquet(version + "/reference.parquet")
+current = reference.sample(500, random_state=0).assign(trip_distance=None)
+_, scores = report.drift(reference, current, meta)
+print(json.dumps({"scores": scores, "quality": report.data_quality(current, reference, meta)}))
+"""
+    done = subprocess.run([str(MONITOR_PY), "-c", script, str(repository.models / "trip_duration" / "1")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["scores"]["trip_distance"] == {"drift_score": 1.0, "drifted": True, "method": "no value in the window",
+                                              "threshold": 0.0}
+    assert out["quality"]["trip_distance"]["missing_rate"] == 1.0
+    assert not out["scores"]["prediction"]["drifted"] and not out["scores"]["PULocationID"]["drifted"]

@@ -62,6 +62,11 @@ def test_course_model_serves_one_input_per_key_and_unseen_zones_as_zeros(files, 
     # pipeline.joblib takes a DataFrame of requests, like every published version
     published = joblib.load(version / "pipeline.joblib")
     np.testing.assert_allclose(published.predict(pd.DataFrame(records)), want, rtol=1e-12)
+    # The sample with the graph's answers is the version's reference data for the monitor.
+    reference = pd.read_parquet(version / "reference.parquet")
+    assert list(reference.columns) == ["PU_DO", "trip_distance", "prediction"] and len(reference) == 300
+    np.testing.assert_allclose(reference["prediction"], published.predict(reference[["PU_DO", "trip_distance"]]),
+                               rtol=1e-6)
 
 
 def test_imputed_columns_are_nullable_and_no_other(files, tmp_path):

@@ -10,7 +10,8 @@
    edge rows derived from them (each number at the ends of its range, unseen
    strings, missing values where the pipeline imputes);
 3. publish the next version atomically, as `train export` does: model.onnx,
-   model.json (inputs from the sample, ranges, examples) and pipeline.joblib.
+   model.json (inputs from the sample, ranges, examples), pipeline.joblib and
+   reference.parquet (the sample with its predictions: the monitor's reference).
 Nothing is written unless every row is within the bounds of agreement.py.
 """
 
@@ -32,8 +33,8 @@ from sklearn.pipeline import Pipeline
 from .. import export
 from ..data import CLASSIFICATION
 from .. import repository
-from ..fit import TRAINING_FILE, VALIDATION_FILE, log
-from ..repository import MODEL_FILE, PIPELINE_FILE
+from ..fit import TRAINING_FILE, VALIDATION_FILE, log, reference_positions
+from ..repository import MODEL_FILE, PIPELINE_FILE, REFERENCE_FILE
 from . import convert, load
 from .load import ImportRefused
 
@@ -107,7 +108,10 @@ def import_pipeline(pipeline_path: Path, sample_path: Path, name: str, models_di
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / PIPELINE_FILE
         joblib.dump(predictor, saved)
-        path = repository.publish(Path(models_dir) / name, {MODEL_FILE: onnx_bytes, PIPELINE_FILE: saved}, metadata)
+        # The sample stands in for training rows: the monitor's reference data.
+        reference = export.reference_frame(onnx_bytes, X.iloc[reference_positions(len(X))], task)
+        path = repository.publish(Path(models_dir) / name, {MODEL_FILE: onnx_bytes, PIPELINE_FILE: saved,
+                                                            REFERENCE_FILE: export.parquet_bytes(reference)}, metadata)
     if build_dir is not None:
         keep_sample(Path(build_dir) / name, X, training)
     log("import", f"published {path} in {time.perf_counter() - started:.1f}s")
