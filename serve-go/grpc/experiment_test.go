@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,38 +22,6 @@ import (
 	"skl2go/repository"
 )
 
-// experimentStore is the fixture's store running one experiment.
-type experimentStore struct {
-	*repository.Store
-	e *skl2go.Experiment
-}
-
-func (s experimentStore) Experiment(model string) *skl2go.Experiment {
-	if model == s.e.Model {
-		return s.e
-	}
-	return nil
-}
-
-// memoryLog is an inference log that keeps what it is given.
-type memoryLog struct {
-	mu   sync.Mutex
-	recs []*skl2go.InferenceRecord
-}
-
-func (l *memoryLog) Log(_ context.Context, rec *skl2go.InferenceRecord) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.recs = append(l.recs, rec)
-	return true
-}
-
-func (l *memoryLog) records() []*skl2go.InferenceRecord {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]*skl2go.InferenceRecord(nil), l.recs...)
-}
-
 // serveExperiment serves the fixture models over gRPC with the experiment
 // doc running on the regressor, logging every answer into log (nil: off).
 func serveExperiment(t *testing.T, doc string, log skl2go.InferenceLogger) (*served, *skl2go.Experiment) {
@@ -67,7 +34,7 @@ func serveExperiment(t *testing.T, doc string, log skl2go.InferenceLogger) (*ser
 	if log != nil {
 		config.InferenceLog, config.InferenceLogRate = log, 1
 	}
-	s := serveWith(t, skgrpc.Config{}, config, func(store *repository.Store) skl2go.ModelStore { return experimentStore{store, e} })
+	s := serveWith(t, skgrpc.Config{}, config, func(store *repository.Store) skl2go.ModelStore { return fixture.ExperimentStore{Store: store, E: e} })
 	return s, e
 }
 
@@ -188,7 +155,7 @@ func TestModelInferRequestID(t *testing.T) {
 // and is logged as a shadow record, and the variant's metrics count it.
 func TestModelInferInferenceLog(t *testing.T) {
 	doc := `{"id":"logged","variants":[{"name":"control","version":1,"weight":1}],"mirror":{"name":"shadow","version":2}}`
-	log := &memoryLog{}
+	log := &fixture.MemoryLog{}
 	s, _ := serveExperiment(t, doc, log)
 	meta := s.meta[fixture.Model]
 	cols, _ := examples(meta)
@@ -198,16 +165,16 @@ func TestModelInferInferenceLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(log.records()) < 2 && time.Now().Before(deadline) {
+	for len(log.Records()) < 2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	byType := map[string]*skl2go.InferenceRecord{}
-	for _, rec := range log.records() {
+	for _, rec := range log.Records() {
 		byType[rec.Type] = rec
 	}
 	answer, mirror := byType[skl2go.InferenceEventType], byType[skl2go.ShadowEventType]
 	if answer == nil || mirror == nil {
-		t.Fatalf("records %+v, want an answer and a shadow run", log.records())
+		t.Fatalf("records %+v, want an answer and a shadow run", log.Records())
 	}
 	rows := len(meta.Examples)
 	for _, tt := range []struct {

@@ -22,20 +22,6 @@ import (
 	"skl2go/repository"
 )
 
-// experimentStore is the fixture's store (versions 1 and 2) running a
-// given experiment.
-type experimentStore struct {
-	*repository.Store
-	e *skl2go.Experiment
-}
-
-func (s experimentStore) Experiment(model string) *skl2go.Experiment {
-	if model == s.e.Model {
-		return s.e
-	}
-	return nil
-}
-
 func parseExperiment(t testing.TB, doc string) *skl2go.Experiment {
 	t.Helper()
 	return parseExperimentOn(t, fixture.Model, doc)
@@ -81,7 +67,7 @@ func experimentServerOn(t testing.TB, name, doc string, config skhttp.Config, wr
 	if config.MaxBodyBytes == 0 {
 		config.MaxBodyBytes, config.MaxRows = 1<<20, 1000
 	}
-	s := skhttp.NewServer(experimentStore{store, parseExperimentOn(t, name, doc)}, config, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	s := skhttp.NewServer(fixture.ExperimentStore{Store: store, E: parseExperimentOn(t, name, doc)}, config, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	t.Cleanup(func() { s.Shutdown(context.Background()); store.Close() })
 	s.SetReady(true)
 	return s, loaded[0].Metadata()
@@ -329,7 +315,7 @@ func TestExperimentVersionGoneFallsBackToLatest(t *testing.T) {
 // of the same rows is logged as a shadow record with the mirror's variant.
 func TestExperimentInInferenceLog(t *testing.T) {
 	doc := `{"id":"logged","variants":[{"name":"control","version":1,"weight":1}],"mirror":{"name":"shadow","version":2}}`
-	log := &memoryLog{}
+	log := &fixture.MemoryLog{}
 	s, meta := experimentServer(t, doc, skhttp.Config{InferenceLog: log, InferenceLogRate: 1}, nil)
 	instances, _ := fixture.Examples(meta)
 	body := string(mustJSON(map[string]any{"instances": instances}))
@@ -338,16 +324,16 @@ func TestExperimentInInferenceLog(t *testing.T) {
 		t.Fatalf("%d %v %s", r.status, r.header, r.raw)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(log.records()) < 2 && time.Now().Before(deadline) {
+	for len(log.Records()) < 2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	byType := map[string]*skl2go.InferenceRecord{}
-	for _, rec := range log.records() {
+	for _, rec := range log.Records() {
 		byType[rec.Type] = rec
 	}
 	answer, mirror := byType[skl2go.InferenceEventType], byType[skl2go.ShadowEventType]
 	if answer == nil || mirror == nil {
-		t.Fatalf("records %+v, want an answer and a shadow run", log.records())
+		t.Fatalf("records %+v, want an answer and a shadow run", log.Records())
 	}
 	for _, tt := range []struct {
 		rec              *skl2go.InferenceRecord

@@ -10,7 +10,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,29 +20,6 @@ import (
 	"skl2go/internal/fixture"
 	"skl2go/repository"
 )
-
-// memoryLog is an inference log that keeps what it is given; full refuses.
-type memoryLog struct {
-	mu   sync.Mutex
-	recs []*skl2go.InferenceRecord
-	full bool
-}
-
-func (l *memoryLog) Log(_ context.Context, rec *skl2go.InferenceRecord) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.full {
-		return false
-	}
-	l.recs = append(l.recs, rec)
-	return true
-}
-
-func (l *memoryLog) records() []*skl2go.InferenceRecord {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]*skl2go.InferenceRecord(nil), l.recs...)
-}
 
 // serveLogged serves version 1 of a fixture model with config (its limits
 // defaulted), logging into config.InferenceLog.
@@ -119,7 +95,7 @@ func TestInferenceLogSamplesAnsweredInferences(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			log := &memoryLog{}
+			log := &fixture.MemoryLog{}
 			s, meta := serveLogged(t, tt.model, skhttp.Config{InferenceLog: log, InferenceLogRate: tt.rate}, nil)
 			instances, _ := fixture.Examples(meta)
 			cols := instanceColumns(meta, instances)
@@ -143,7 +119,7 @@ func TestInferenceLogSamplesAnsweredInferences(t *testing.T) {
 			if r := postBytes(t, s, path, []byte(`{"instances": [{}]}`), nil); r.status != 400 {
 				t.Fatalf("bad request: status %d", r.status)
 			}
-			recs := log.records()
+			recs := log.Records()
 			if len(recs) != tt.want {
 				t.Fatalf("%d records, want %d", len(recs), tt.want)
 			}
@@ -220,7 +196,7 @@ func checkLoggedOutputs(t *testing.T, protocol string, meta *skl2go.Metadata, re
 }
 
 func TestRequestIDIsCheckedEchoedOrMade(t *testing.T) {
-	log := &memoryLog{}
+	log := &fixture.MemoryLog{}
 	s, meta := serveLogged(t, fixture.Model, skhttp.Config{InferenceLog: log, InferenceLogRate: 1}, nil)
 	instances, _ := fixture.Examples(meta)
 	v1 := mustJSON(map[string]any{"instances": instances[:1]})
@@ -247,7 +223,7 @@ func TestRequestIDIsCheckedEchoedOrMade(t *testing.T) {
 				if tt.id != "" {
 					headers["X-Request-Id"] = tt.id
 				}
-				before := len(log.records())
+				before := len(log.Records())
 				r := postBytes(t, s, call.path, []byte(call.body), headers)
 				if r.status != tt.status {
 					t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.raw)
@@ -265,7 +241,7 @@ func TestRequestIDIsCheckedEchoedOrMade(t *testing.T) {
 				if tt.echo == "" && !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(got) {
 					t.Errorf("made X-Request-Id %q, want 32 hex digits", got)
 				}
-				recs := log.records()
+				recs := log.Records()
 				if len(recs) != before+1 || recs[len(recs)-1].RequestID != got {
 					t.Errorf("record's request id is not the answer's %q", got)
 				}
@@ -315,7 +291,7 @@ func TestActualsEndpoint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			log := &memoryLog{}
+			log := &fixture.MemoryLog{}
 			var logs bytes.Buffer
 			s, _ := serveLogged(t, fixture.Model, skhttp.Config{InferenceLog: log, ActualsToken: tt.token}, &logs)
 			r := postBytes(t, s, tt.path, []byte(tt.body), tt.headers)
@@ -332,14 +308,14 @@ func TestActualsEndpoint(t *testing.T) {
 				if msg, _ := r.body["error"].(string); !strings.Contains(msg, tt.message) {
 					t.Errorf("error %q, want it to contain %q", msg, tt.message)
 				}
-				if len(log.records()) != 0 {
+				if len(log.Records()) != 0 {
 					t.Error("a refused request was logged")
 				}
 				return
 			}
 			var body struct{ Accepted int }
 			json.Unmarshal([]byte(r.raw), &body)
-			recs := log.records()
+			recs := log.Records()
 			if len(recs) != 1 || body.Accepted != len(recs[0].Actuals) || recs[0].Type != skl2go.ActualEventType || recs[0].Model != "trip_duration" {
 				t.Fatalf("answer %s, records %+v", r.raw, recs)
 			}
@@ -357,7 +333,7 @@ func TestActualsEndpoint(t *testing.T) {
 }
 
 func TestActualsAreRateLimitedAndNeverLost(t *testing.T) {
-	log := &memoryLog{}
+	log := &fixture.MemoryLog{}
 	s, _ := serveLogged(t, fixture.Model, skhttp.Config{InferenceLog: log, ActualsToken: token, ActualsRate: 1}, nil)
 	body := []byte(`{"actuals": [{"key": "k", "actual": 1}]}`)
 	auth := map[string]string{"Authorization": "Bearer " + token}
@@ -368,7 +344,7 @@ func TestActualsAreRateLimitedAndNeverLost(t *testing.T) {
 	if fmt.Sprint(statuses) != "[200 200 429]" {
 		t.Errorf("statuses %v, want [200 200 429]", statuses)
 	}
-	log.full = true
+	log.SetFull(true)
 	s, _ = serveLogged(t, fixture.Model, skhttp.Config{InferenceLog: log, ActualsToken: token}, nil)
 	r := postBytes(t, s, "/v1/models/trip_duration/actuals", body, auth)
 	if r.status != 503 || r.header.Get("Retry-After") == "" {
@@ -456,7 +432,7 @@ func TestActualsWithAPIKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			log := &memoryLog{}
+			log := &fixture.MemoryLog{}
 			s, _ := serveLogged(t, fixture.Model, skhttp.Config{InferenceLog: log, Keys: keys{}}, nil)
 			headers := map[string]string{}
 			if tt.authorization != "" {
@@ -466,7 +442,7 @@ func TestActualsWithAPIKeys(t *testing.T) {
 			if r.status != tt.status {
 				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.raw)
 			}
-			if got, want := len(log.records()), map[bool]int{true: 1, false: 0}[tt.status == 200]; got != want {
+			if got, want := len(log.Records()), map[bool]int{true: 1, false: 0}[tt.status == 200]; got != want {
 				t.Errorf("%d records logged, want %d", got, want)
 			}
 		})
