@@ -71,7 +71,8 @@ def test_runs_have_params_metrics_and_both_flavors(registry):
     for run in runs:
         assert run.data.params["data.fingerprint"].startswith("sha256:")
         assert {"validation_rmse", "validation_r2", "parity_max_rel_error"} <= set(run.data.metrics)
-        assert [a.path for a in client.list_artifacts(run.info.run_id, tracking.METADATA_DIR)] == ["skl2go/model.json"]
+        assert [a.path for a in client.list_artifacts(run.info.run_id, tracking.METADATA_DIR)] == [
+            "skl2go/model.json", "skl2go/reference.parquet"]  # the version's metadata and its reference data
         flavors = {}
         for logged in mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'",
                                                   output_format="list"):
