@@ -25,8 +25,7 @@ def test_short_chaos_run_loses_no_request_in_any_scenario(repository, tmp_path, 
     assert list(report) == ["scenarios"]
     assert [s["scenario"] for s in report["scenarios"]] == [name for name, _ in SCENARIOS] == [
         "kill_replica", "sigterm_replica", "grpc_kill_replica", "rollout", "publish_good_version",
-        "publish_corrupt_version",
-        "fuzzed_bodies", "slow_client"]
+        "publish_corrupt_version", "experiment_changed", "shadow_overloaded", "fuzzed_bodies", "slow_client"]
     for s in report["scenarios"]:
         assert list(s) == ["scenario", "requests", "failures", "status_5xx", "versions_served", "passed"]
         assert s["requests"] > 0 and s["failures"] == 0 and s["status_5xx"] == 0 and s["passed"] is True, s

@@ -119,18 +119,22 @@ def test_replicas_follow_the_alias_under_load_and_ride_out_the_registry_down(reg
         load = Load(topo.url, registry.build, work, SHORT)
         time.sleep(1)
         mlflow_server.stop(registry.state)
-        wait_until("a failed poll on each replica", lambda: all(
-            topo.metric(r, "skl2go_registry_poll_errors_total") > 0 for r in (1, 2)), timeout=30)
-        assert [topo.metric(r, "skl2go_registry_up") for r in (1, 2)] == [0, 0]
-        pid = topo.pids()[0]
-        os.kill(pid, signal.SIGTERM)
-        wait_until("replica 1 to exit", lambda: not Path(f"/proc/{pid}").exists(), timeout=40)
-        topo.start_replica(1)
-        time.sleep(2)
-        summary, statuses = load.stop()
-        assert summary["requests"] > 0 and summary["failures"] == 0, summary
-        assert set(summary["versions"]) == {"2"}, summary["versions"]
-        assert served(topo) == [[2], [2]]
-        assert all(request("GET", r + "/readyz")[0] == 200 for r in topo.replicas)
-        log = (topo.state / "logs" / "replica-1.log").read_text()
-        assert "serving the cached registry version" in log and "model registry unreachable" in log
+        try:
+            wait_until("a failed poll on each replica", lambda: all(
+                topo.metric(r, "skl2go_registry_poll_errors_total") > 0 for r in (1, 2)), timeout=30)
+            assert [topo.metric(r, "skl2go_registry_up") for r in (1, 2)] == [0, 0]
+            pid = topo.pids()[0]
+            os.kill(pid, signal.SIGTERM)
+            wait_until("replica 1 to exit", lambda: not Path(f"/proc/{pid}").exists(), timeout=40)
+            topo.start_replica(1)
+            time.sleep(2)
+            summary, statuses = load.stop()
+            assert summary["requests"] > 0 and summary["failures"] == 0, summary
+            assert set(summary["versions"]) == {"2"}, summary["versions"]
+            assert served(topo) == [[2], [2]]
+            assert all(request("GET", r + "/readyz")[0] == 200 for r in topo.replicas)
+            log = (topo.state / "logs" / "replica-1.log").read_text()
+            assert "serving the cached registry version" in log and "model registry unreachable" in log
+        finally:
+            # The registry is the session's: the next modules need it back.
+            mlflow_server.start(int(registry.url.rsplit(":", 1)[1]), registry.state)

@@ -72,7 +72,9 @@ def test_rendered_config_with_keys_and_tls_is_accepted_and_stable(tmp_path):
     assert "listen 127.0.0.1:8191 ssl http2;" in first and "ssl_protocols TLSv1.2 TLSv1.3;" in first
     assert "return 308 https://$host:8191$request_uri;" in first
     assert "auth_request /_auth;" in first and "limit_req_zone $http_authorization" in first
-    assert 'proxy_set_header Authorization "";' in first
+    # The key stops at nginx, except on the ground truth endpoint, whose replica checks it again.
+    assert "proxy_set_header Authorization $skl2go_key_for_replica;" in first
+    assert "~^/v1/models/[^/]+(/versions/[0-9]+)?/actuals$ $http_authorization;" in first
     assert nginx.render(s, ["127.0.0.1:9190"]) == first  # the certificate is made once: `up` twice converges
     nginx.write(s, first)  # nginx -t accepts it
     plain = nginx.render(settings(tmp_path), ["127.0.0.1:9190"])
