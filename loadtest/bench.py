@@ -6,8 +6,9 @@ one run on one machine.
 Targets: sklearn_gunicorn (loadtest/baseline.py), fastapi_ort and
 fastapi_ort_nginx (loadtest/fastapi_ort.py, direct and behind the stack's
 nginx configuration), go_direct (one replica),
-go_nginx (nginx + 2 replicas), go_nginx_log100 (the same with every
-inference written to the inference log, beside go_nginx's 0%), and two ceilings: nginx_static (nginx's own
+go_nginx (nginx + 2 replicas), go_nginx_log100 and go_nginx_log0 (the same
+with every inference written to the inference log, and with the log off,
+measured in turn), and two ceilings: nginx_static (nginx's own
 `return 200`) and nginx_go_healthz (nginx proxying to the replicas' /healthz).
 For each target and request size (1, 100, 1,000 rows) it runs:
 
@@ -78,8 +79,10 @@ BATCHING = {
 DEFAULT_BATCHING = "on"
 
 # go_nginx_log100: the stack of go_nginx with the inference log at 100%
-# (make up INFERENCE_LOG=1), its files bounded (4 of 64 MiB per replica).
-INFERENCE_LOG_TARGET = "go_nginx_log100"
+# (make up INFERENCE_LOG=1), its files bounded (4 of 64 MiB per replica),
+# measured in turn with go_nginx_log0, the same stack with the log off,
+# started beside it: the two figures come from adjacent runs.
+INFERENCE_LOG_TARGET, INFERENCE_LOG_OFF_TARGET = "go_nginx_log100", "go_nginx_log0"
 INFERENCE_LOG = {"INFERENCE_LOG": "1", "SKL2GO_INFERENCE_LOG_MAX_FILES": "4"}
 
 
@@ -481,22 +484,28 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
                         bench["batching"] += [{**r, "batching": variant} for r in results]
                         bench["runs"] += [{**r, "batching": variant} for r in runs]
             stack.down()
-        port = free_ports(1)
-        base = free_ports(4, avoid=[port])
-        logged = topology.start(models, work / "topology-inference-log", replicas=2, PORT=str(port), BASE_PORT=str(base),
-                                SKL2GO_LOG_LEVEL="warn", **BATCHING[DEFAULT_BATCHING], **INFERENCE_LOG)
-        cleanup.callback(logged.down)
-        log(f"[bench] {INFERENCE_LOG_TARGET}: the inference log at 100%")
-        target = Target(INFERENCE_LOG_TARGET, logged.url, None, logged.server_pids)
+        stacks = {}
+        for name, extra in ((INFERENCE_LOG_OFF_TARGET, {}), (INFERENCE_LOG_TARGET, INFERENCE_LOG)):
+            port = free_ports(1)
+            base = free_ports(4, avoid=[port])
+            stacks[name] = topology.start(models, work / f"topology-{name}", replicas=2, PORT=str(port),
+                                          BASE_PORT=str(base), SKL2GO_LOG_LEVEL="warn", **BATCHING[DEFAULT_BATCHING],
+                                          **extra)
+            cleanup.callback(stacks[name].down)
+        logged = stacks[INFERENCE_LOG_TARGET]
+        log(f"[bench] the inference log at 0% and 100%, in turn: {INFERENCE_LOG_OFF_TARGET}, {INFERENCE_LOG_TARGET}")
         for rows in settings.rows:
-            results, runs = measure(target, rows, settings, out, bodies[rows], args.name, held_out_dir, log)
-            bench["results"] += results
-            bench["runs"] += runs
+            for name, stack in stacks.items():
+                target = Target(name, stack.url, None, stack.server_pids)
+                results, runs = measure(target, rows, settings, out, bodies[rows], args.name, held_out_dir, log)
+                bench["results"] += results
+                bench["runs"] += runs
         bench["inference_log"] = {what: sum(logged.metric(n, f"skl2go_inference_log_{what}_total") for n in (1, 2))
                                   for what in ("written", "dropped")}
         log(f"[bench] inference log: {bench['inference_log']['written']:,.0f} records written, "
             f"{bench['inference_log']['dropped']:,.0f} dropped")
-        logged.down()
+        for stack in stacks.values():
+            stack.down()
     bench["machine"]["load_average_at_end"] = os.getloadavg()[0]
     bench["elapsed_s"] = round(time.monotonic() - started, 1)
     return bench

@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 BASELINE = "sklearn_gunicorn"
-TARGETS = ["sklearn_gunicorn", "fastapi_ort", "fastapi_ort_nginx", "go_direct", "go_nginx", "go_nginx_log100",
+TARGETS = ["sklearn_gunicorn", "fastapi_ort", "fastapi_ort_nginx", "go_direct", "go_nginx", "go_nginx_log0", "go_nginx_log100",
            "nginx_static", "nginx_go_healthz"]
 LOADGENS = ["locust", "wrk"]
 
@@ -202,14 +202,15 @@ def markdown(bench: dict) -> str:
     if logged:
         counts = bench.get("inference_log") or {}
         lines += ["", "## The inference log at 100% vs off, through nginx", "",
-                  f"go_nginx_log100: the stack of go_nginx with every inference written (make up INFERENCE_LOG=1); "
+                  f"go_nginx_log100: the stack of go_nginx with every inference written (make up INFERENCE_LOG=1), "
+                  f"measured in turn with go_nginx_log0, the same stack with the log off; "
                   f"{num(counts.get('written'))} records written, {num(counts.get('dropped'))} dropped "
                   "(a full queue drops, never waits).", "",
                   "| rows | loadgen | req/s off | req/s 100% | 100% vs off | p99 ms off | p99 ms 100% "
                   "| CPU ms/req off | CPU ms/req 100% |",
                   "|--:|---|--:|--:|--:|--:|--:|--:|--:|"]
         for r in logged:
-            off = find(results, "go_nginx", r["rows_per_request"], r["loadgen"])
+            off = find(results, "go_nginx_log0", r["rows_per_request"], r["loadgen"])
             if off is None:
                 continue
             lines.append(f"| {r['rows_per_request']:,} | {r['loadgen']} | {num(off['rps'])} | {num(r['rps'])} "

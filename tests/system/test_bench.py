@@ -15,7 +15,7 @@ from topology import ROOT
 
 RESULT_KEYS = {"target", "rows_per_request", "loadgen", "rps", "rows_per_s", "p50_ms", "p95_ms", "p99_ms",
                "failures", "cpu_ms_per_request"}
-TARGETS = {"sklearn_gunicorn", "fastapi_ort", "fastapi_ort_nginx", "go_direct", "go_nginx", "go_nginx_log100",
+TARGETS = {"sklearn_gunicorn", "fastapi_ort", "fastapi_ort_nginx", "go_direct", "go_nginx", "go_nginx_log0", "go_nginx_log100",
            "nginx_static", "nginx_go_healthz"}
 
 

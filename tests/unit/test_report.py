@@ -98,6 +98,7 @@ def test_report_writes_tables_with_ratios_and_a_chart(tmp_path):
 
 def test_report_sets_the_inference_log_at_100_percent_beside_off(tmp_path):
     bench_json = fake_bench(go_rps=16_000, go_p99=20, go_cpu=0.2, go_rows_1000=250_000, healthz_rps=18_000)
+    bench_json["results"].append(fake_result("go_nginx_log0", 1, "wrk", 16_000, 20, 0.2))
     bench_json["results"].append(fake_result("go_nginx_log100", 1, "wrk", 12_000, 25, 0.3))
     bench_json["inference_log"] = {"written": 180_000, "dropped": 0}
     report.write(bench_json, tmp_path)
