@@ -227,7 +227,9 @@ def start(broker: Broker) -> None:
     classpath = f"{libs}/*"
     began = time.monotonic()
     if not (broker.dir / "data" / "meta.properties").is_file():
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster = "-"
+        while cluster.startswith("-"):  # as Kafka's own random-uuid: an id "-…" would read as an option
+            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         subprocess.run([java_bin, "-Xmx256m", "-cp", classpath, f"-Dlog4j2.configurationFile={broker.dir / 'log4j2.properties'}",
                         "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster, "-c", str(config)],
                        check=True, stdout=subprocess.DEVNULL)
