@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
-	"net/http"
 )
 
 // ExperimentFile is the name of a model's experiment in the model
@@ -309,9 +308,9 @@ func (e *Experiment) Assign(key string) Variant {
 // experiment's sticky header when the request has one (bounded to 128
 // bytes), else the request's id, so that the inference log's record of the
 // request names the key that chose its variant.
-func (e *Experiment) AssignmentKey(header http.Header, requestID string) string {
+func (e *Experiment) AssignmentKey(header func(name string) string, requestID string) string {
 	if e.Sticky != "" {
-		if v := header.Get(e.Sticky); v != "" {
+		if v := header(e.Sticky); v != "" {
 			return bounded(v)
 		}
 	}

@@ -130,11 +130,11 @@ func TestAssignmentKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := http.Header{}
-	if got := e.AssignmentKey(h, "r1"); got != "r1" {
+	if got := e.AssignmentKey(h.Get, "r1"); got != "r1" {
 		t.Errorf("no sticky header: key %q, want the request id", got)
 	}
 	h.Set("X-User", "u7")
-	if got := e.AssignmentKey(h, "r1"); got != "u7" {
+	if got := e.AssignmentKey(h.Get, "r1"); got != "u7" {
 		t.Errorf("sticky header: key %q, want u7", got)
 	}
 }

@@ -2,7 +2,6 @@ package skl2go
 
 import (
 	"context"
-	"net/http"
 	"time"
 )
 
@@ -50,10 +49,10 @@ func (inf *Inference) Run(ctx context.Context, model Model, batch *Batch) ([]Out
 type InferenceSteps interface {
 	// AcquireInference acquires the version that answers a request for the
 	// model: version when pinned (not 0), else the variant an experiment
-	// assigns by the request's key (its sticky header in header, else
+	// assigns by the request's key (its sticky header, looked up by header, else
 	// requestID), else the latest. release frees the version once the
 	// answer is made.
-	AcquireInference(name string, version int, requestID string, header http.Header) (model Model, release func(), a *Assignment, err error)
+	AcquireInference(name string, version int, requestID string, header func(name string) string) (model Model, release func(), a *Assignment, err error)
 	// FinishInference records a request answered at end, or failed with
 	// err: the metrics, the experiment's, and for an answer the inference
 	// log (sampled) and the experiment's mirror run.

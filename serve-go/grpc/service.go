@@ -2,8 +2,6 @@ package grpc
 
 import (
 	"context"
-	"net/http"
-	"net/textproto"
 	"strconv"
 	"time"
 
@@ -152,9 +150,13 @@ func (s *Server) acquire(name string, version int, requestID string, md metadata
 		model, release, err := s.store.Acquire(name, version)
 		return model, release, nil, err
 	}
-	header := make(http.Header, len(md))
-	for k, v := range md {
-		header[textproto.CanonicalMIMEHeaderKey(k)] = v
+	// Only a running experiment's sticky key is read: no copy of the
+	// metadata per call (MD.Get lowercases the name, as gRPC keys are).
+	header := func(name string) string {
+		if v := md.Get(name); len(v) > 0 {
+			return v[0]
+		}
+		return ""
 	}
 	return s.steps.AcquireInference(name, version, requestID, header)
 }

@@ -40,7 +40,7 @@ const shadowTimeout = 10 * time.Second
 // assign returns the version that answers a request for the model that did
 // not pin one, and the assignment when an experiment chose it (version 0
 // and nil: no experiment, the latest answers).
-func (s *Server) assign(header http.Header, name, requestID string) (int, *skl2go.Assignment) {
+func (s *Server) assign(header func(string) string, name, requestID string) (int, *skl2go.Assignment) {
 	experiments, ok := s.store.(skl2go.ExperimentStore)
 	if !ok {
 		return 0, nil
@@ -59,7 +59,7 @@ func (s *Server) assign(header http.Header, name, requestID string) (int, *skl2g
 // When an experiment's version has just gone (a reload between the
 // lookups), the latest answers instead, without a variant: an experiment
 // never fails a request the server can answer.
-func (s *Server) AcquireInference(name string, version int, requestID string, header http.Header) (skl2go.Model, func(), *skl2go.Assignment, error) {
+func (s *Server) AcquireInference(name string, version int, requestID string, header func(string) string) (skl2go.Model, func(), *skl2go.Assignment, error) {
 	var a *skl2go.Assignment
 	if version == 0 {
 		version, a = s.assign(header, name, requestID)

@@ -22,7 +22,7 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, name str
 	}
 	// The version is held until the answer is written: a newer version may
 	// replace it meanwhile, but it is not closed before release.
-	model, release, assignment, err := s.AcquireInference(name, version, requestID, r.Header)
+	model, release, assignment, err := s.AcquireInference(name, version, requestID, r.Header.Get)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
