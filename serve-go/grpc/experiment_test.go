@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	ggrpc "google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -164,18 +163,8 @@ func TestModelInferInferenceLog(t *testing.T) {
 	if _, _, err := infer(s, req); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(log.Records()) < 2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	byType := map[string]*skl2go.InferenceRecord{}
-	for _, rec := range log.Records() {
-		byType[rec.Type] = rec
-	}
+	byType := log.ByType(t, skl2go.InferenceEventType, skl2go.ShadowEventType)
 	answer, mirror := byType[skl2go.InferenceEventType], byType[skl2go.ShadowEventType]
-	if answer == nil || mirror == nil {
-		t.Fatalf("records %+v, want an answer and a shadow run", log.Records())
-	}
 	rows := len(meta.Examples)
 	for _, tt := range []struct {
 		rec     *skl2go.InferenceRecord
@@ -190,22 +179,9 @@ func TestModelInferInferenceLog(t *testing.T) {
 			t.Errorf("%s: %d predictions of %d inputs, want %d of %d", tt.rec.Type, got, len(tt.rec.Inputs), rows, len(meta.Inputs))
 		}
 	}
-	families, err := s.registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := map[string]float64{}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["model"] == fixture.Model {
-				found[f.GetName()+"/"+labels["variant"]+labels["outcome"]] += m.GetCounter().GetValue()
-			}
-		}
-	}
+	found := counters(t, s, func(labels map[string]string) (string, bool) {
+		return labels["variant"] + labels["outcome"], labels["model"] == fixture.Model
+	})
 	for series, want := range map[string]float64{
 		"skl2go_experiment_requests_total/control": 1,
 		"skl2go_experiment_rows_total/control":     float64(rows),

@@ -424,22 +424,9 @@ func TestMetricsLabelledGRPC(t *testing.T) {
 	bad := request(meta, cols, false)
 	bad.Inputs[2].Datatype = "FP64"
 	s.client.ModelInfer(context.Background(), bad)
-	families, err := s.registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := map[string]float64{}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["protocol"] == "grpc" && labels["model"] == fixture.Model {
-				found[f.GetName()+"/"+labels["reason"]] += m.GetCounter().GetValue()
-			}
-		}
-	}
+	found := counters(t, s, func(labels map[string]string) (string, bool) {
+		return labels["reason"], labels["protocol"] == "grpc" && labels["model"] == fixture.Model
+	})
 	for series, want := range map[string]float64{
 		"skl2go_inference_request_success_total/":        1,
 		"skl2go_inference_count_total/":                  float64(len(meta.Examples)),
@@ -518,4 +505,27 @@ func TestShutdownDrains(t *testing.T) {
 	if answered < 20 {
 		t.Errorf("%d calls answered, want at least the 20 before shutdown", answered)
 	}
+}
+
+// counters sums the counters of s's metrics whose labels keep accepts, by
+// "<metric name>/<the key keep makes of their labels>".
+func counters(t *testing.T, s *served, keep func(labels map[string]string) (string, bool)) map[string]float64 {
+	t.Helper()
+	families, err := s.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if key, ok := keep(labels); ok {
+				found[f.GetName()+"/"+key] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return found
 }

@@ -323,18 +323,8 @@ func TestExperimentInInferenceLog(t *testing.T) {
 	if r.status != 200 || r.header.Get("X-Request-Id") != "trip-42" {
 		t.Fatalf("%d %v %s", r.status, r.header, r.raw)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(log.Records()) < 2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	byType := map[string]*skl2go.InferenceRecord{}
-	for _, rec := range log.Records() {
-		byType[rec.Type] = rec
-	}
+	byType := log.ByType(t, skl2go.InferenceEventType, skl2go.ShadowEventType)
 	answer, mirror := byType[skl2go.InferenceEventType], byType[skl2go.ShadowEventType]
-	if answer == nil || mirror == nil {
-		t.Fatalf("records %+v, want an answer and a shadow run", log.Records())
-	}
 	for _, tt := range []struct {
 		rec              *skl2go.InferenceRecord
 		variant          string
