@@ -101,8 +101,10 @@ class Topology:
 def start(models: Path, state: Path, replicas: int = 2, **settings: str) -> Topology:
     """`make up` on free loopback ports; settings are extra environment
     variables (SKL2GO_* server flags, RATE_LIMIT, CLIENT_TIMEOUT, BENCH_LISTEN, …)."""
-    port = free_ports(1)
-    base = free_ports(2 * replicas, avoid=[port])  # room for the new replicas of a rolling change
+    # PORT and BASE_PORT may be given; the ports chosen here avoid them.
+    port = int(settings["PORT"]) if "PORT" in settings else free_ports(1)
+    base = int(settings["BASE_PORT"]) if "BASE_PORT" in settings else \
+        free_ports(2 * replicas, avoid=[port])  # room for the new replicas of a rolling change
     # gRPC: nginx's port, and the replicas' (their ports + GRPC_OFFSET) in a free block of their own.
     grpc_port = free_ports(1, avoid=[port, *range(base, base + 2 * replicas)])
     grpc_base = free_ports(2 * replicas, avoid=[port, grpc_port, *range(base, base + 2 * replicas)])
