@@ -187,6 +187,46 @@ func (c *Client) Alias(ctx context.Context, name, alias string) (ModelVersion, e
 	return out.ModelVersion.parse()
 }
 
+// RegisteredModel is what the registry holds about a registered model
+// beside its versions: its tags and where each of its aliases points.
+type RegisteredModel struct {
+	Name    string
+	Tags    map[string]string
+	Aliases map[string]int
+}
+
+// RegisteredModel returns the tags and aliases of the registered model name
+// (ErrNotFound if there is none).
+func (c *Client) RegisteredModel(ctx context.Context, name string) (RegisteredModel, error) {
+	var out struct {
+		Model struct {
+			Tags []struct {
+				Key   string `json:"key"`
+				Value string `json:"value"`
+			} `json:"tags"`
+			Aliases []struct {
+				Alias   string `json:"alias"`
+				Version string `json:"version"`
+			} `json:"aliases"`
+		} `json:"registered_model"`
+	}
+	if err := c.get(ctx, "/api/2.0/mlflow/registered-models/get", url.Values{"name": {name}}, &out); err != nil {
+		return RegisteredModel{}, err
+	}
+	rm := RegisteredModel{Name: name, Tags: map[string]string{}, Aliases: map[string]int{}}
+	for _, t := range out.Model.Tags {
+		rm.Tags[t.Key] = t.Value
+	}
+	for _, a := range out.Model.Aliases {
+		v, err := strconv.Atoi(a.Version)
+		if err != nil || v < 1 {
+			return RegisteredModel{}, fmt.Errorf("the registry answered version %q for %s@%s, not a positive integer", a.Version, name, a.Alias)
+		}
+		rm.Aliases[a.Alias] = v
+	}
+	return rm, nil
+}
+
 // RegisteredModels lists the names of every registered model.
 func (c *Client) RegisteredModels(ctx context.Context) ([]string, error) {
 	var names []string

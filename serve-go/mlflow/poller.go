@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"skl2go"
@@ -34,8 +35,14 @@ type Store interface {
 	// Serve loads and checks cache/name/version and serves it in place of
 	// the model's current version, or refuses it with an error.
 	Serve(name string, version int) error
-	// Acquire returns the version served (version 0: the latest).
+	// Acquire returns the version served (version 0: the one Serve chose).
 	Acquire(name string, version int) (skl2go.Model, func(), error)
+	// SyncExperiment reads cache/name/experiment.json again and runs it
+	// beside the version served, or ends it, or refuses it (logged) and
+	// keeps the experiment running.
+	SyncExperiment(name string)
+	// Models lists the versions served of each model.
+	Models() []skl2go.ModelSummary
 }
 
 // Observer is told what the poller does; the HTTP package's metrics
@@ -70,6 +77,10 @@ type Poller struct {
 
 	refused map[string]int  // model -> the version refused, not tried again
 	absent  map[string]bool // models without the alias, already logged
+
+	mu           sync.Mutex                // guards aliases: the store resolves through Resolve
+	aliases      map[string]map[string]int // model -> alias -> version, as the registry said last
+	extraRefused map[string]map[int]bool   // model -> versions its experiment needs that were refused
 }
 
 // NewPoller returns a poller of client's registry that caches versions
@@ -94,7 +105,8 @@ func NewPoller(client *Client, store Store, cache string, opts Options) *Poller 
 		opts.OnServe = func() {}
 	}
 	return &Poller{client: client, store: store, cache: cache, opts: opts,
-		refused: make(map[string]int), absent: make(map[string]bool)}
+		refused: make(map[string]int), absent: make(map[string]bool),
+		aliases: make(map[string]map[string]int), extraRefused: make(map[string]map[int]bool)}
 }
 
 // ServeCached serves, for each model in the cache, the version it served
@@ -120,6 +132,7 @@ func (p *Poller) ServeCached() int {
 		if err != nil {
 			continue
 		}
+		p.readAliases(name) // before Serve, which starts the cached experiment
 		if err := p.store.Serve(name, version); err != nil {
 			continue // the store logged and counted it
 		}
@@ -210,6 +223,9 @@ func (p *Poller) poll(ctx context.Context) error {
 		}
 		delete(p.absent, name)
 		if err := p.follow(ctx, mv); err != nil {
+			return err
+		}
+		if err := p.experiment(ctx, name); err != nil {
 			return err
 		}
 	}
@@ -388,17 +404,13 @@ func (p *Poller) refuse(mv ModelVersion, serving *skl2go.Metadata, err error) {
 }
 
 // served records mv as the version to serve after a restart and removes
-// the other cached versions of the model.
+// the other cached versions of the model, but those the store serves.
 func (p *Poller) served(mv ModelVersion) {
 	modelDir := filepath.Join(p.cache, mv.Name)
 	if err := writeFileAtomic(filepath.Join(modelDir, servingFile), []byte(strconv.Itoa(mv.Version)+"\n")); err != nil {
 		p.opts.Logger.Warn("could not record the version served in the cache", "path", modelDir, "err", err.Error())
-	} else if entries, err := os.ReadDir(modelDir); err == nil {
-		for _, e := range entries {
-			if v, err := strconv.Atoi(e.Name()); err == nil && v != mv.Version {
-				os.RemoveAll(filepath.Join(modelDir, e.Name()))
-			}
-		}
+	} else {
+		p.prune(mv.Name, map[int]bool{mv.Version: true})
 	}
 	p.opts.Logger.Info("serving the registry version", "model", mv.Name, "version", mv.Version, "alias", p.opts.Alias,
 		"run_id", mv.RunID)

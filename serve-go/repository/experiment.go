@@ -31,7 +31,7 @@ func (s *Store) Experiment(model string) *skl2go.Experiment {
 // experimentState is what the store last accepted or refused for a model's
 // experiment.json, so that each change is logged once.
 type experimentState struct {
-	accepted []byte // the file running
+	accepted string // the file running, and the versions it resolved to
 	refused  string // the last refusal logged
 }
 
@@ -50,10 +50,9 @@ func (s *Store) readExperiment(m ModelDir) (*skl2go.Experiment, []byte, error) {
 	if err != nil {
 		return nil, data, err
 	}
-	if aliases := e.Aliases(); len(aliases) > 0 {
+	if len(e.Aliases()) > 0 {
 		if s.resolveAlias == nil {
-			return nil, data, fmt.Errorf("%s: alias %q: aliases resolve through the MLflow registry (--registry), which this server does not follow; name a version instead",
-				skl2go.ExperimentFile, aliases[0])
+			return nil, data, aliasNeedsRegistry(e)
 		}
 		if e, err = e.Resolve(func(alias string) (int, error) { return s.resolveAlias(m.Name, alias) }); err != nil {
 			return nil, data, err
@@ -63,6 +62,19 @@ func (s *Store) readExperiment(m ModelDir) (*skl2go.Experiment, []byte, error) {
 		return nil, data, err
 	}
 	return e, data, nil
+}
+
+// aliasNeedsRegistry is the refusal of an experiment naming an alias on a
+// server that follows no registry: it names the first such variant.
+func aliasNeedsRegistry(e *skl2go.Experiment) error {
+	for _, v := range e.Variants {
+		if v.Alias != "" {
+			return fmt.Errorf("%s: variant %s: alias %q needs --registry (aliases resolve through the MLflow registry); name a version instead",
+				skl2go.ExperimentFile, v.Name, v.Alias)
+		}
+	}
+	return fmt.Errorf("%s: mirror %s: alias %q needs --registry (aliases resolve through the MLflow registry); name a version instead",
+		skl2go.ExperimentFile, e.Mirror.Name, e.Mirror.Alias)
 }
 
 // syncExperiment decides the experiment on model m and adds the versions
@@ -98,11 +110,13 @@ func (s *Store) syncExperiment(m ModelDir, serving, kept map[int]*handle) *skl2g
 		delete(s.experimentStates, m.Name)
 		return nil
 	}
-	if !bytes.Equal(state.accepted, data) {
+	// The versions too: the file is the same when only an alias moved.
+	accepted := string(data) + "\x00" + describeVariants(e)
+	if state.accepted != accepted {
 		s.logger.Info("experiment running", "model", m.Name, "experiment", e.ID, "path", path,
 			"variants", describeVariants(e), "sticky", e.Sticky, "mirror", e.Mirror != nil)
 	}
-	s.experimentStates[m.Name] = experimentState{accepted: data}
+	s.experimentStates[m.Name] = experimentState{accepted: accepted}
 	return e
 }
 
@@ -150,6 +164,9 @@ func describeVariants(e *skl2go.Experiment) string {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "%s=v%d:%d", v.Name, v.Version, v.Weight)
+	}
+	if m := e.Mirror; m != nil {
+		fmt.Fprintf(&b, "; mirror %s=v%d", m.Name, m.Version)
 	}
 	return b.String()
 }

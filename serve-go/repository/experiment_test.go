@@ -53,7 +53,7 @@ func TestExperimentHotReload(t *testing.T) {
 		{"bad json", `{"id":`, "e2", "[{trip_duration [1 3] 3}]", "experiment refused; the experiment running keeps running"},
 		{"bad field", `{"id":"e3","variants":[{"name":"a","version":1,"weight":1.5}]}`, "e2", "[{trip_duration [1 3] 3}]", "variants[0].weight must be an integer"},
 		{"no such version", `{"id":"e3","variants":[{"name":"a","version":7,"weight":1}]}`, "e2", "[{trip_duration [1 3] 3}]", "variants[0].version: model trip_duration has no version 7"},
-		{"alias without registry", `{"id":"e3","variants":[{"name":"a","alias":"challenger","weight":1}]}`, "e2", "[{trip_duration [1 3] 3}]", "aliases resolve through the MLflow registry"},
+		{"alias without registry", `{"id":"e3","variants":[{"name":"a","alias":"challenger","weight":1}]}`, "e2", "[{trip_duration [1 3] 3}]", `variant a: alias \"challenger\" needs --registry`},
 		{"ended", "", "", "[{trip_duration [3] 3}]", `"msg":"experiment ended"`},
 	}
 	for _, step := range steps {

@@ -60,6 +60,7 @@ type Store struct {
 
 	mu          sync.RWMutex
 	models      map[string]map[int]*handle
+	base        map[string]int                // the version Serve chose, by model: it answers version 0
 	experiments map[string]*skl2go.Experiment // running, by model
 	failures    map[string]int                // versions refused since start-up, by model name
 	closed      bool
@@ -133,6 +134,7 @@ func newStore(root string, load Loader, opts Options) *Store {
 		refused:          make(map[string]refusal),
 		invalid:          make(map[string]bool),
 		models:           make(map[string]map[int]*handle),
+		base:             make(map[string]int),
 		experiments:      make(map[string]*skl2go.Experiment),
 		failures:         make(map[string]int),
 	}
@@ -183,12 +185,15 @@ func New(root string, load Loader, opts Options) *Store {
 	return newStore(root, load, opts)
 }
 
-// Serve makes root/name/version the only version of the model served: it
+// Serve makes root/name/version the version of the model served (the one
+// a request that pins no version gets, when no experiment assigns one): it
 // is read, loaded and checked exactly as Sync checks a version, then
-// swapped in; the version it replaces is unloaded once its in-flight
+// swapped in, together with the model's experiment read again
+// (SyncExperiment); the version it replaces is unloaded once its in-flight
 // requests are done. A version that fails is refused: logged, counted in
 // LoadFailures and returned as the error, and the version serving keeps
-// serving. Serving the version already served does nothing.
+// serving. Serving the version already served changes nothing but the
+// experiment.
 func (s *Store) Serve(name string, version int) error {
 	if s.load == nil {
 		return fmt.Errorf("model %s: this store serves a fixed set of models", name)
@@ -198,21 +203,66 @@ func (s *Store) Serve(name string, version int) error {
 	if s.isClosed() {
 		return fmt.Errorf("model %s: the store is closed", name)
 	}
+	return s.serveLocked(name, version)
+}
+
+// SyncExperiment reads root/<name>/experiment.json again for a model that
+// Serve serves, as Sync does for a repository's models: the versions it
+// names (aliases resolved by Options.ResolveAlias) are loaded beside the
+// version served, then the experiment applies; one that is refused is
+// logged once and the experiment running keeps running. A model Serve has
+// not served yet is left alone.
+func (s *Store) SyncExperiment(name string) {
+	if s.load == nil {
+		return
+	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.mu.RLock()
+	version, ok := s.base[name]
+	s.mu.RUnlock()
+	if ok && !s.isClosed() {
+		s.serveLocked(name, version) // the base version is served: only the experiment can change
+	}
+}
+
+// serveLocked serves version as the model's base version, beside the
+// versions its experiment needs. It holds syncMu.
+func (s *Store) serveLocked(name string, version int) error {
 	serving := s.snapshot()
-	if _, ok := serving[name][version]; ok && len(serving[name]) == 1 {
-		return nil
+	kept := make(map[int]*handle)
+	if h, ok := serving[name][version]; ok {
+		kept[version] = h
+	} else {
+		h, err := s.loadVersion(name, version)
+		if err != nil {
+			s.countFailure(name)
+			s.logger.Error("model version refused; the versions serving keep serving", "model", name,
+				"version", version, "path", filepath.Join(s.root, name, strconv.Itoa(version)), "err", err.Error(),
+				"serving", versionList(serving[name]))
+			return err
+		}
+		kept[version] = h
 	}
-	h, err := s.loadVersion(name, version)
-	if err != nil {
-		s.countFailure(name)
-		s.logger.Error("model version refused; the versions serving keep serving", "model", name,
-			"version", version, "path", filepath.Join(s.root, name, strconv.Itoa(version)), "err", err.Error(),
-			"serving", versionList(serving[name]))
-		return err
+	versions, _ := Versions(filepath.Join(s.root, name)) // unreadable: the experiment names no version there
+	experiments := s.experimentsCopy()
+	delete(experiments, name)
+	if e := s.syncExperiment(ModelDir{Name: name, Versions: versions}, serving[name], kept); e != nil {
+		experiments[name] = e
 	}
-	serving[name] = map[int]*handle{version: h}
-	s.swap(serving)
+	serving[name] = kept
+	s.swapExperiments(serving, experiments, func() { s.base[name] = version })
 	return nil
+}
+
+func (s *Store) experimentsCopy() map[string]*skl2go.Experiment {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]*skl2go.Experiment, len(s.experiments))
+	for name, e := range s.experiments {
+		out[name] = e
+	}
+	return out
 }
 
 // loadVersion reads, loads and checks one version.
@@ -317,7 +367,7 @@ func (s *Store) Sync() (loaded, refused int) {
 			delete(s.refused, dir)
 		}
 	}
-	s.swapExperiments(next, experiments)
+	s.swapExperiments(next, experiments, nil)
 	return loaded, refused
 }
 
@@ -338,18 +388,22 @@ func (s *Store) snapshot() map[string]map[int]*handle {
 // swap serves next and drops the store's reference to every version it no
 // longer contains. Sync and Close hold syncMu, so the store is open here.
 func (s *Store) swap(next map[string]map[int]*handle) {
-	s.swapExperiments(next, nil)
+	s.swapExperiments(next, nil, nil)
 }
 
 // swapExperiments is swap that also replaces the experiments running
 // (unless experiments is nil), in the same step: a request never sees an
-// experiment whose versions are not served yet.
-func (s *Store) swapExperiments(next map[string]map[int]*handle, experiments map[string]*skl2go.Experiment) {
+// experiment whose versions are not served yet. also, if set, runs in that
+// step too (Serve's change of the base version).
+func (s *Store) swapExperiments(next map[string]map[int]*handle, experiments map[string]*skl2go.Experiment, also func()) {
 	s.mu.Lock()
 	old := s.models
 	s.models = next
 	if experiments != nil {
 		s.experiments = experiments
+	}
+	if also != nil {
+		also()
 	}
 	s.mu.Unlock()
 	for name, versions := range old {
@@ -405,7 +459,7 @@ func (s *Store) Acquire(name string, version int) (skl2go.Model, func(), error) 
 		return nil, nil, skl2go.Errorf(skl2go.ENOTFOUND, "model %q not found (serving: %s)", name, s.namesLocked())
 	}
 	if version == 0 {
-		version = latest(versions)
+		version = s.defaultLocked(name, versions)
 	}
 	h, ok := versions[version]
 	if !ok {
@@ -424,7 +478,7 @@ func (s *Store) Models() []skl2go.ModelSummary {
 	defer s.mu.RUnlock()
 	out := make([]skl2go.ModelSummary, 0, len(s.models))
 	for name, versions := range s.models {
-		out = append(out, skl2go.ModelSummary{Name: name, Versions: versionList(versions), Latest: latest(versions)})
+		out = append(out, skl2go.ModelSummary{Name: name, Versions: versionList(versions), Latest: s.defaultLocked(name, versions)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -475,6 +529,18 @@ func (s *Store) namesLocked() string {
 	}
 	sort.Strings(names)
 	return strings.Join(names, ", ")
+}
+
+// defaultLocked is the version a request that pins none gets: the one
+// Serve chose when it is served (beside it, an experiment's versions may be
+// newer), else the latest. It holds mu.
+func (s *Store) defaultLocked(name string, versions map[int]*handle) int {
+	if v, ok := s.base[name]; ok {
+		if _, served := versions[v]; served {
+			return v
+		}
+	}
+	return latest(versions)
 }
 
 func latest(versions map[int]*handle) int {

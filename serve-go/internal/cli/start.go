@@ -131,7 +131,14 @@ func OpenModels(opts ModelsOptions) (*Models, error) {
 		return nil, fmt.Errorf("registry cache: %w", err)
 	}
 	m.client = client
-	m.Store = repository.New(opts.Dir, opts.Load, repository.Options{Logger: opts.Logger})
+	// Experiment aliases resolve as the poller (made by Follow) last heard from the registry.
+	resolve := func(model, alias string) (int, error) {
+		if m.poller == nil {
+			return 0, fmt.Errorf("alias %q: the registry has not been asked yet", alias)
+		}
+		return m.poller.Resolve(model, alias)
+	}
+	m.Store = repository.New(opts.Dir, opts.Load, repository.Options{Logger: opts.Logger, ResolveAlias: resolve})
 	return m, nil
 }
 
