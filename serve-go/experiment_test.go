@@ -15,6 +15,10 @@ func TestParseExperiment(t *testing.T) {
 	}{
 		{"ok", `{"id":"e1","variants":[{"name":"a","version":1,"weight":90},{"name":"b","version":2,"weight":10}],"sticky":"X-User","mirror":{"name":"shadow","version":3}}`, ""},
 		{"alias", `{"id":"e1","variants":[{"name":"a","alias":"champion","weight":1}]}`, ""},
+		{"mirror alias", `{"id":"e1","variants":[{"name":"a","version":1,"weight":1}],"mirror":{"name":"m","alias":"challenger"}}`, ""},
+		{"bad alias", `{"id":"e1","variants":[{"name":"a","alias":"cham pion","weight":1}]}`, `variants[0].alias: "cham pion" is not a valid alias name`},
+		{"empty alias", `{"id":"e1","variants":[{"name":"a","alias":"","weight":1}]}`, "variants[0]: missing version (a number) or alias"},
+		{"alias not a string", `{"id":"e1","variants":[{"name":"a","alias":3,"weight":1}]}`, "experiment.json"},
 		{"not json", `{`, "experiment.json"},
 		{"unknown field", `{"id":"e1","variants":[],"split":1}`, `unknown field "split"`},
 		{"bad id", `{"id":"","variants":[{"name":"a","version":1,"weight":1}]}`, "id must be"},
@@ -43,6 +47,76 @@ func TestParseExperiment(t *testing.T) {
 				t.Fatalf("no error, want %q", tt.wantErr)
 			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
 				t.Fatalf("error %q does not contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestExperimentResolve: alias variants and mirror get the versions the
+// resolver gives, versions named by number stay, and an alias that does
+// not resolve is an error naming the field and the alias.
+func TestExperimentResolve(t *testing.T) {
+	registry := map[string]int{"champion": 3, "challenger": 5}
+	resolve := func(alias string) (int, error) {
+		if v, ok := registry[alias]; ok {
+			return v, nil
+		}
+		return 0, fmt.Errorf("no alias %q", alias)
+	}
+	tests := []struct {
+		name, doc    string
+		want         string // the variants and mirror resolved, name=version
+		wantVersions []int
+		wantErr      string
+	}{
+		{"aliases", `{"id":"e","variants":[{"name":"control","alias":"champion","weight":9},{"name":"challenger","alias":"challenger","weight":1}]}`,
+			"control=3 challenger=5", []int{3, 5}, ""},
+		{"alias and version", `{"id":"e","variants":[{"name":"a","version":2,"weight":1},{"name":"b","alias":"challenger","weight":1}]}`,
+			"a=2 b=5", []int{2, 5}, ""},
+		{"mirror alias", `{"id":"e","variants":[{"name":"a","alias":"champion","weight":1}],"mirror":{"name":"m","alias":"challenger"}}`,
+			"a=3 mirror m=5", []int{3, 5}, ""},
+		{"versions only", `{"id":"e","variants":[{"name":"a","version":1,"weight":1}]}`, "a=1", []int{1}, ""},
+		{"unknown alias", `{"id":"e","variants":[{"name":"a","alias":"champion","weight":1},{"name":"b","alias":"staging","weight":1}]}`,
+			"", nil, `experiment.json: variants[1].alias "staging": no alias "staging"`},
+		{"unknown mirror alias", `{"id":"e","variants":[{"name":"a","version":1,"weight":1}],"mirror":{"name":"m","alias":"gone"}}`,
+			"", nil, `mirror.alias "gone"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := skl2go.ParseExperiment([]byte(tt.doc), "m")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := e.Resolve(resolve)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, v := range r.Variants {
+				got = append(got, fmt.Sprintf("%s=%d", v.Name, v.Version))
+			}
+			if r.Mirror != nil {
+				got = append(got, fmt.Sprintf("mirror %s=%d", r.Mirror.Name, r.Mirror.Version))
+			}
+			if s := strings.Join(got, " "); s != tt.want {
+				t.Errorf("resolved %q, want %q", s, tt.want)
+			}
+			if fmt.Sprint(r.Versions()) != fmt.Sprint(tt.wantVersions) {
+				t.Errorf("Versions() = %v, want %v", r.Versions(), tt.wantVersions)
+			}
+			for i, v := range e.Variants { // the parsed experiment is left as written
+				if v.Alias != "" && v.Version != 0 {
+					t.Errorf("variants[%d] of the original was resolved in place", i)
+				}
+			}
+			if r.Assign("k").Version == 0 {
+				t.Error("a resolved experiment assigned version 0")
 			}
 		})
 	}

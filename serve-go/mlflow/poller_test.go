@@ -40,6 +40,8 @@ type registry struct {
 	server   *httptest.Server
 	mu       sync.Mutex
 	aliases  map[string]int            // model -> version of @champion
+	named    map[string]map[string]int // model -> other aliases -> version
+	tags     map[string]map[string]string
 	versions map[string]map[int]string // model -> version -> directory of its files
 	scheme   string                    // of the download URI, mlflow-artifacts by default
 	down     bool
@@ -50,7 +52,8 @@ type registry struct {
 }
 
 func newRegistry(t *testing.T) *registry {
-	r := &registry{t: t, aliases: map[string]int{}, versions: map[string]map[int]string{}, scheme: "mlflow-artifacts"}
+	r := &registry{t: t, aliases: map[string]int{}, versions: map[string]map[int]string{}, scheme: "mlflow-artifacts",
+		named: map[string]map[string]int{}, tags: map[string]map[string]string{}}
 	r.server = httptest.NewServer(http.HandlerFunc(r.handle))
 	t.Cleanup(r.server.Close)
 	return r
@@ -127,6 +130,22 @@ func (r *registry) handle(w http.ResponseWriter, req *http.Request) {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"model_version": map[string]any{
 			"name": name, "version": strconv.Itoa(v), "run_id": "run" + strconv.Itoa(v), "status": "READY"}})
+	case p == "/api/2.0/mlflow/registered-models/get":
+		if _, exists := r.versions[name]; !exists {
+			r.fail(w, http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST", "Registered Model with name="+name+" not found")
+			return
+		}
+		var tags, aliases []map[string]string
+		for k, v := range r.tags[name] {
+			tags = append(tags, map[string]string{"key": k, "value": v})
+		}
+		if v, ok := r.aliases[name]; ok {
+			aliases = append(aliases, map[string]string{"alias": "champion", "version": strconv.Itoa(v)})
+		}
+		for a, v := range r.named[name] {
+			aliases = append(aliases, map[string]string{"alias": a, "version": strconv.Itoa(v)})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"registered_model": map[string]any{"name": name, "tags": tags, "aliases": aliases}})
 	case p == "/api/2.0/mlflow/model-versions/get-download-uri":
 		v, _ := strconv.Atoi(q.Get("version"))
 		if _, ok := r.versions[name][v]; !ok {
@@ -203,14 +222,16 @@ func newHarness(t *testing.T, reg *registry, cache string, hc *http.Client, gete
 	logs := &syncWriter{w: &bytes.Buffer{}}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	load := func(e repository.Entry) (skl2go.Model, error) { return runtime.Load(e.Dir, e.Metadata) }
-	store := repository.New(cache, load, repository.Options{Logger: logger})
+	var poller *mlflow.Poller // experiments' aliases resolve through it, as the server wires them
+	resolve := func(model, alias string) (int, error) { return poller.Resolve(model, alias) }
+	store := repository.New(cache, load, repository.Options{Logger: logger, ResolveAlias: resolve})
 	t.Cleanup(func() { store.Close() })
 	client, err := mlflow.NewClient(reg.server.URL, getenv, hc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	obs := &observer{refused: map[string]int{}, served: map[string]int{}}
-	poller := mlflow.NewPoller(client, store, cache, mlflow.Options{Models: names, Interval: 20 * time.Millisecond,
+	poller = mlflow.NewPoller(client, store, cache, mlflow.Options{Models: names, Interval: 20 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond, Logger: logger, Observer: obs})
 	return &harness{store: store, poller: poller, obs: obs, logs: logs, cache: cache}
 }
