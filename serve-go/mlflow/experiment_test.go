@@ -57,7 +57,7 @@ func TestRegistryExperimentFollowsItsAliases(t *testing.T) {
 			"ab control=1 challenger=3", "[{trip_duration [1 3] 1}]", "[.aliases.json .serving 1 3 experiment.json]", `"variants":"control=v1:90, challenger=v3:10"`},
 		{"alias gone", func(r *registry) { delete(r.named[fixture.Model], "challenger") },
 			"ab control=1 challenger=3", "[{trip_duration [1 3] 1}]", "[.aliases.json .serving 1 3 experiment.json]",
-			`experiment refused; the experiment running keeps running`},
+			`registered model trip_duration has no alias \"challenger\"`},
 		{"bad tag", func(r *registry) {
 			r.named[fixture.Model]["challenger"] = 3
 			r.tags[fixture.Model][mlflow.ExperimentTag] = `{"id":"ab","variants":[]}`
