@@ -17,7 +17,7 @@
 #   make bench-batch   batch scoring of 3M yellow trips: local, Spark, sklearn (reports/)
 #   make mlflow    MLflow tracking server + registry on 127.0.0.1:5000 (docs/registry.md)
 #   make promote NAME=trip_duration VERSION=3 [ALIAS=champion]
-#   make experiment-decide NAME=trip_duration [APPLY=1]   shift, promote or roll back models/NAME/experiment.json
+#   make experiment-decide NAME=trip_duration [APPLY=1] [REGISTRY=url]   shift, promote or roll back the experiment
 #   make up REGISTRY=http://127.0.0.1:5000   replicas serve the registry's @champion versions
 #   make kafka / kafka-down    a single-node Kafka (KRaft) on $(KAFKA)
 #   make stream [NAME=trip_duration] [IN=rides] [OUT=predictions]   the Go stream consumer (make down stops it)
@@ -135,7 +135,7 @@ promote: $(VENV)/.installed
 # An experiment's decision from the inference log ($(STATE)/inference) and
 # the replicas' /metrics (guard rails); APPLY=1 carries it out (docs/experiments.md).
 experiment-decide: $(VENV)/.installed
-	$(PY) -m experiments decide $(NAME) --models $(MODELS) --state $(STATE) $(if $(APPLY),--apply) \
+	$(PY) -m experiments decide $(NAME) --models $(MODELS) --state $(STATE) $(if $(APPLY),--apply) $(if $(REGISTRY),--registry $(REGISTRY)) \
 		$(foreach i,$(shell seq 0 $$(($(REPLICAS)-1))),--metrics http://127.0.0.1:$$(($(BASE_PORT)+$(i)))/metrics)
 
 # --- Monitoring: the inference log against each version's reference data --

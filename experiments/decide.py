@@ -21,6 +21,12 @@ Promoting or rolling back ends the experiment with the winner answering:
 experiment.json is removed when the winner is the latest version (which
 answers without an experiment), else rewritten to give it all the weight;
 with MLFLOW_TRACKING_URI set, a promotion also moves the registry alias.
+
+With the registry (registry=True: replicas run with --registry), the
+experiment is the registered model's tag skl2go.experiment, its variants may
+name aliases (resolved through train/tracking.py), and promoting or rolling
+back moves the champion alias to the winner's version (when it is not
+there already) and removes the tag.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from monitor import logs
-from train import repository
+from train import repository, tracking
 
 EXPERIMENT_FILE = "experiment.json"
 DECISIONS_FILE = "decisions.jsonl"
@@ -83,6 +90,7 @@ class Arm:
     name: str
     version: int
     weight: int
+    alias: str | None = None  # the registry alias the variant names, if it names one
     n: int = 0
     mae: float = 0.0
     var: float = 0.0
@@ -109,7 +117,17 @@ class ExperimentError(ValueError):
     """No experiment to decide, or one this rule cannot decide."""
 
 
-def load(models: str | Path, name: str) -> dict:
+def load(models: str | Path, name: str, registry: bool = False) -> dict:
+    """The experiment of model name: models/<name>/experiment.json, or with
+    the registry its registered model's tag."""
+    if registry:
+        try:
+            doc = tracking.experiment(name)
+        except tracking.TrackingError as err:
+            raise ExperimentError(str(err)) from None
+        if doc is None:
+            raise ExperimentError(f"no experiment on {name}: registered model {name} has no tag {tracking.EXPERIMENT_TAG}")
+        return doc
     path = Path(models) / name / EXPERIMENT_FILE
     if not path.is_file():
         raise ExperimentError(f"no experiment on {name}: {path} does not exist")
@@ -119,16 +137,26 @@ def load(models: str | Path, name: str) -> dict:
         raise ExperimentError(f"{path}: not valid JSON: {err}") from None
 
 
-def arms(experiment: dict) -> tuple[Arm, Arm]:
-    """The control (the variant named control, else the first) and the one challenger."""
+def arms(experiment: dict, resolve: Callable[[str], int] | None = None) -> tuple[Arm, Arm]:
+    """The control (the variant named control, else the first) and the one
+    challenger; a variant named by alias gets the version resolve gives."""
     variants = experiment.get("variants") or []
-    if any("version" not in v for v in variants):
-        raise ExperimentError("variants: every variant needs a version to be decided here (aliases: move them in the registry)")
+    for v in variants:
+        if "version" in v:
+            continue
+        if "alias" not in v:
+            raise ExperimentError(f"variant {v.get('name')}: missing version (a number) or alias (a registry alias)")
+        if resolve is None:
+            raise ExperimentError(f"variant {v.get('name')}: alias {v['alias']!r} needs the registry (--registry URL, make … REGISTRY=)")
+        try:
+            v["version"] = resolve(v["alias"])
+        except tracking.TrackingError as err:
+            raise ExperimentError(f"variant {v.get('name')}: {err}") from None
     control = next((v for v in variants if v.get("name") == "control"), variants[0] if variants else None)
     others = [v for v in variants if v is not control]
     if control is None or len(others) != 1:
         raise ExperimentError(f"variants: a decision compares a control and one challenger, got {len(variants)} variants")
-    make = lambda v: Arm(v["name"], int(v["version"]), int(v.get("weight", 0)))  # noqa: E731
+    make = lambda v: Arm(v["name"], int(v["version"]), int(v.get("weight", 0)), alias=v.get("alias"))  # noqa: E731
     return make(control), make(others[0])
 
 
@@ -194,8 +222,9 @@ def guard(control: Arm, challenger: Arm, rules: Rules) -> str | None:
 
 
 def decide(model: str, experiment: dict, outcomes: list[Outcome], rules: Rules,
-           metrics: dict[str, dict[str, float]] | None = None) -> Decision:
-    control, challenger = arms(experiment)
+           metrics: dict[str, dict[str, float]] | None = None,
+           resolve: Callable[[str], int] | None = None) -> Decision:
+    control, challenger = arms(json.loads(json.dumps(experiment)), resolve)
     for arm in (control, challenger):
         summarize(arm, outcomes)
         m = (metrics or {}).get(arm.name, {})
@@ -236,9 +265,16 @@ def decide(model: str, experiment: dict, outcomes: list[Outcome], rules: Rules,
     return decision
 
 
-def write(models: str | Path, name: str, doc: dict | None) -> None:
+def write(models: str | Path, name: str, doc: dict | None, registry: bool = False) -> None:
     """Start, change (doc) or end (None) model `name`'s experiment: the one
-    writer of models/<name>/experiment.json, atomic, as the replicas read it."""
+    writer of models/<name>/experiment.json, atomic, as the replicas read it
+    (with the registry: of the registered model's tag)."""
+    if registry:
+        try:
+            tracking.set_experiment(name, doc)
+        except tracking.TrackingError as err:
+            raise ExperimentError(str(err)) from None
+        return
     path = Path(models) / name / EXPERIMENT_FILE
     if doc is None:
         path.unlink(missing_ok=True)
@@ -248,12 +284,24 @@ def write(models: str | Path, name: str, doc: dict | None) -> None:
     os.replace(tmp, path)  # a replica never reads half a file
 
 
-def apply(models: str | Path, decision: Decision, experiment: dict) -> None:
-    """Carry a decision out on models/<name>/experiment.json (and the registry)."""
+def apply(models: str | Path, decision: Decision, experiment: dict, registry: bool = False) -> None:
+    """Carry a decision out on models/<name>/experiment.json (and the
+    registry), or with registry on the tag and the champion alias."""
     if decision.action == "shift":
         doc = dict(experiment)
         doc["variants"] = [dict(v, weight=decision.weights.get(v["name"], v.get("weight", 0))) for v in experiment["variants"]]
-        write(models, decision.model, doc)
+        write(models, decision.model, doc, registry)
+    elif registry and decision.action in ("promote", "rollback"):
+        winner = decision.challenger if decision.action == "promote" else decision.control
+        try:
+            if tracking.alias_version(decision.model) != winner["version"]:
+                tracking.set_alias(decision.model, winner["version"])
+                decision.figures["registry"] = f"{decision.model}@{tracking.ALIAS} -> {winner['version']}"
+            else:
+                decision.figures["registry"] = f"{decision.model}@{tracking.ALIAS} stays on {winner['version']}"
+        except tracking.TrackingError as err:  # the alias first: a failure leaves the experiment running
+            raise ExperimentError(str(err)) from None
+        write(models, decision.model, None, registry)
     elif decision.action in ("promote", "rollback"):
         winner = decision.challenger if decision.action == "promote" else decision.control
         latest = max(repository.versions(Path(models) / decision.model), default=0)
@@ -290,6 +338,7 @@ def _move_alias(name: str, local_version: int) -> str:
 def record(models: str | Path, decision: Decision) -> str:
     """The decision as one JSON line, appended to models/<name>/decisions.jsonl."""
     line = json.dumps(asdict(decision), default=str)
+    (Path(models) / decision.model).mkdir(parents=True, exist_ok=True)  # with the registry it may not exist
     with open(Path(models) / decision.model / DECISIONS_FILE, "a") as f:
         f.write(line + "\n")
     return line

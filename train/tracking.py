@@ -36,6 +36,9 @@ import pandas as pd
 from .data import CLASSIFICATION
 
 ALIAS = "champion"
+# The registered model tag holding the model's experiment (the text of an
+# experiment.json) that the replicas following the registry run.
+EXPERIMENT_TAG = "skl2go.experiment"
 EXPERIMENT = "skl2go"
 # Where the files are in a run; the Go replicas read the registered version's
 # model.onnx and model.json from the `onnx` flavor's directory.
@@ -164,6 +167,40 @@ def alias_version(name: str, alias: str = ALIAS) -> int:
         return int(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
     except MlflowException as err:
         raise TrackingError(f"MLflow at {mlflow.get_tracking_uri()}: {name}@{alias}: {err.message}") from err
+
+
+def experiment(name: str) -> dict | None:
+    """The experiment in registered model name's tag, or None."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        text = mlflow.MlflowClient().get_registered_model(name).tags.get(EXPERIMENT_TAG)
+    except MlflowException as err:
+        raise TrackingError(f"MLflow at {mlflow.get_tracking_uri()}: {name}: {err.message}") from err
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise TrackingError(f"{name}: tag {EXPERIMENT_TAG} is not valid JSON: {err}") from None
+
+
+def set_experiment(name: str, doc: dict | None) -> None:
+    """Start or change (doc) or end (None) the experiment in registered model
+    name's tag; the replicas following the registry run it from their next poll."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        if doc is None:
+            if EXPERIMENT_TAG in client.get_registered_model(name).tags:
+                client.delete_registered_model_tag(name, EXPERIMENT_TAG)
+        else:
+            client.set_registered_model_tag(name, EXPERIMENT_TAG, json.dumps(doc, indent=2))
+    except MlflowException as err:
+        raise TrackingError(f"MLflow at {mlflow.get_tracking_uri()}: {name}: {err.message}") from err
 
 
 def download_version(name: str, version: int, into: Path) -> Path:

@@ -193,3 +193,15 @@ def test_scrape_reads_the_replicas_metrics(tmp_path):
     models, _ = repository(tmp_path)
     decision = decide.decide(MODEL, decide.load(models, MODEL), [], decide.Rules(), figures)
     assert decision.action == "rollback" and "error rate 0.1000" in decision.reason
+
+
+def test_alias_variants_resolve_through_the_registry_or_are_refused():
+    experiment = {"id": "e1", "variants": [{"name": "control", "alias": "champion", "weight": 90},
+                                           {"name": "challenger", "alias": "challenger", "weight": 10}]}
+    with pytest.raises(decide.ExperimentError, match="variant control: alias 'champion' needs the registry"):
+        decide.decide(MODEL, experiment, [], decide.Rules())
+    aliases = {"champion": 4, "challenger": 7}
+    decision = decide.decide(MODEL, experiment, [], decide.Rules(), resolve=aliases.__getitem__)
+    assert (decision.control["version"], decision.control["alias"]) == (4, "champion")
+    assert (decision.challenger["version"], decision.challenger["alias"]) == (7, "challenger")
+    assert "version" not in experiment["variants"][0]  # the experiment as written keeps its aliases
