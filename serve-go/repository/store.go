@@ -385,16 +385,12 @@ func (s *Store) snapshot() map[string]map[int]*handle {
 	return out
 }
 
-// swap serves next and drops the store's reference to every version it no
-// longer contains. Sync and Close hold syncMu, so the store is open here.
-func (s *Store) swap(next map[string]map[int]*handle) {
-	s.swapExperiments(next, nil, nil)
-}
-
-// swapExperiments is swap that also replaces the experiments running
-// (unless experiments is nil), in the same step: a request never sees an
-// experiment whose versions are not served yet. also, if set, runs in that
-// step too (Serve's change of the base version).
+// swapExperiments serves next and drops the store's reference to every
+// version it no longer contains (Sync and Serve hold syncMu, so the store
+// is open here); in the same step it replaces the experiments running
+// (unless experiments is nil), so that a request never sees an experiment
+// whose versions are not served yet, and runs also, if set (Serve's change
+// of the base version).
 func (s *Store) swapExperiments(next map[string]map[int]*handle, experiments map[string]*skl2go.Experiment, also func()) {
 	s.mu.Lock()
 	old := s.models
