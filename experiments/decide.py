@@ -140,7 +140,7 @@ def load(models: str | Path, name: str, registry: bool = False) -> dict:
 def arms(experiment: dict, resolve: Callable[[str], int] | None = None) -> tuple[Arm, Arm]:
     """The control (the variant named control, else the first) and the one
     challenger; a variant named by alias gets the version resolve gives."""
-    variants = experiment.get("variants") or []
+    variants = [dict(v) for v in experiment.get("variants") or []]  # the experiment as written stays
     for v in variants:
         if "version" in v:
             continue
@@ -224,7 +224,7 @@ def guard(control: Arm, challenger: Arm, rules: Rules) -> str | None:
 def decide(model: str, experiment: dict, outcomes: list[Outcome], rules: Rules,
            metrics: dict[str, dict[str, float]] | None = None,
            resolve: Callable[[str], int] | None = None) -> Decision:
-    control, challenger = arms(json.loads(json.dumps(experiment)), resolve)
+    control, challenger = arms(experiment, resolve)
     for arm in (control, challenger):
         summarize(arm, outcomes)
         m = (metrics or {}).get(arm.name, {})
