@@ -52,7 +52,7 @@ KAFKA    ?= 127.0.0.1:9092
 IN       ?= rides
 OUT      ?= predictions
 STREAM   := serve-go/bin/skl2go-stream
-GRPCLOAD := serve-go/bin/skl2go-grpcload
+LOAD     := serve-go/bin/skl2go-load
 STREAM_METRICS ?= 127.0.0.1:9180
 
 export PORT REPLICAS BASE_PORT MODELS STATE
@@ -196,13 +196,13 @@ postgres-down:
 
 # -buildvcs=auto: GET /v2 reports the git revision built, even where GOFLAGS
 # turns stamping off.
-build: $(SERVER) $(STREAM) $(GRPCLOAD)
+build: $(SERVER) $(STREAM) $(LOAD)
 $(SERVER): $(GO_SOURCES)
 	cd serve-go && go build -buildvcs=auto -trimpath -o bin/skl2go-server ./cmd/skl2go-server
 
-# The bounded gRPC load generator bench and chaos use (no ghz here).
-$(GRPCLOAD): $(GO_SOURCES)
-	cd serve-go && go build -trimpath -o bin/skl2go-grpcload ./cmd/skl2go-grpcload
+# The bounded, checking REST and gRPC load generator bench, chaos and soak use.
+$(LOAD): $(GO_SOURCES)
+	cd serve-go && go build -trimpath -o bin/skl2go-load ./cmd/skl2go-load
 
 build-stream: $(STREAM)
 $(STREAM): $(GO_SOURCES)

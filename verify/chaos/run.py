@@ -5,7 +5,7 @@ load saw. A scenario passes when no request was lost (every answer checked
 and 200), no answer was a 5xx, and its own checks hold.
 
 Scenarios, in order: kill -9 a replica and restart it; SIGTERM a replica and
-restart it; kill -9 a replica under gRPC load as well (skl2go-grpcload through
+restart it; kill -9 a replica under gRPC load as well (skl2go-load -protocol grpc through
 nginx's gRPC port, every failed call counted); `make rollout`; publish a new
 good version; publish a corrupt version; an experiment changed under load;
 its mirror overloaded (experiments.py); malformed bodies (hypothesis); slow
@@ -147,11 +147,11 @@ def sigterm_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
     out.check("replica 2 serves through nginx again", back_in_rotation(topo, 2))
 
 
-GRPCLOAD = ROOT / "serve-go" / "bin" / "skl2go-grpcload"
+LOAD = ROOT / "serve-go" / "bin" / "skl2go-load"
 
 
 def grpc_kill_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
-    """kill -9 replica 1 while skl2go-grpcload also sends single-row
+    """kill -9 replica 1 while skl2go-load also sends single-row
     ModelInfer calls through nginx's gRPC port (retrying UNAVAILABLE, as a
     client's retry policy does); then start it again. No call may fail."""
     s = ctx["settings"]
@@ -159,7 +159,7 @@ def grpc_kill_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
     if not bodies.exists():
         samples.write_bodies(bodies, samples.request_bodies(samples.held_out_features(ctx["held_out"]), 1, 200))
     seconds = s.warmup + s.settle + 4
-    load = subprocess.Popen([str(GRPCLOAD), "-addr", topo.grpc, "-model", MODEL, "-bodies", str(bodies),
+    load = subprocess.Popen([str(LOAD), "-protocol", "grpc", "-addr", topo.grpc, "-model", MODEL, "-bodies", str(bodies),
                              "-duration", f"{seconds:g}s", "-workers", "8", "-conns", "2", "-retries", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -172,16 +172,16 @@ def grpc_kill_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
     finally:
         if load.poll() is None:
             processes.terminate(load)
-    line = next((line for line in stdout.splitlines() if line.startswith('{"grpcload":')), None)
-    result = json.loads(line)["grpcload"] if line else {"requests": 0, "errors": {"no result": 1}, "retries": 0}
+    line = next((line for line in stdout.splitlines() if line.startswith('{"load":')), None)
+    result = json.loads(line)["load"] if line else {"requests": 0, "errors": {"no result": 1}, "retries": 0}
     failed = sum(result["errors"].values())
     out.failures += failed  # Locust's REST requests are the scenario's count; the gRPC calls are in `did`
     out.did = (f"kill -9 replica 1 (pid {pid}) under REST and gRPC load, start it again: "
                f"{result['requests']:,} gRPC calls, {failed} failed, {result['retries']} retried on UNAVAILABLE")
     if failed:
-        out.errors.update({f"gRPC {code}": n for code, n in result["errors"].items()})
-        out.errors.update({f"grpcload: {stderr.strip()[-300:]}": 1} if stderr.strip() else {})
-    out.check("skl2go-grpcload sent calls throughout", result["requests"] > 0)
+        out.errors.update({f"gRPC {kind}: {result.get('first_errors', {}).get(kind, '')}": n for kind, n in result["errors"].items()})
+        out.errors.update({f"skl2go-load: {stderr.strip()[-300:]}": 1} if stderr.strip() else {})
+    out.check("skl2go-load sent calls throughout", result["requests"] > 0)
     out.check("no gRPC call failed", failed == 0)
     out.check("replica 1 serves through nginx again", back_in_rotation(topo, 1))
 
