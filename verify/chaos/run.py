@@ -56,6 +56,7 @@ class Settings:
     client_timeout: int = 3  # nginx's CLIENT_TIMEOUT, seconds
     go_fuzz_time: str = "60s"  # per Go fuzz target; "" skips the Go fuzz run
     registry: int = 1  # 1: also the MLflow registry scenarios (alias_moved, registry_down)
+    only: str = ""  # comma-separated scenario names to run alone (the experiment ones need publish_good_version)
 
 
 SHORT = Settings(load_fraction=0.05, capacity_seconds=2, workers=64, warmup=1.5, settle=1.5, malformed=300, slow_clients=40,
@@ -339,7 +340,8 @@ def run(s: Settings, build: Path, source_models: Path, state: Path, out_dir: Pat
         ctx["settings"] = s
         print(f"[chaos] capacity: {measured['rps']:,.0f} single-record predicts/s through nginx (wrk, "
               f"{s.capacity_seconds} s); load {s.rate:,.0f} requests/s", flush=True)
-        outcomes = [run_scenario(name, action, topo, ctx, s, work) for name, action in SCENARIOS]
+        outcomes = [run_scenario(name, action, topo, ctx, s, work) for name, action in SCENARIOS
+                    if not s.only or name in s.only.split(",")]
     if s.registry:
         from verify.chaos import registry
 

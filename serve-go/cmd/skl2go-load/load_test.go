@@ -157,7 +157,7 @@ func TestTallyCountsErrorsByKindWithTheirFirstMessage(t *testing.T) {
 	r := tl.result("rest", "x", 10, 2*time.Second)
 	want := Result{Requests: 7, OK: 4, Errors: map[string]int64{"status 503": 2, "connection": 1},
 		FirstErrors: map[string]string{"status 503": "first", "connection": "refused"},
-		Versions: map[string]int64{"2": 3, "3": 1}, Resent: 1, Retries: 2, Late: 1, AchievedRPS: 3.5}
+		Versions:    map[string]int64{"2": 3, "3": 1}, Resent: 1, Retries: 2, Late: 1, AchievedRPS: 3.5}
 	got := Result{Requests: r.Requests, OK: r.OK, Errors: r.Errors, FirstErrors: r.FirstErrors, Versions: r.Versions,
 		Resent: r.Resent, Retries: r.Retries, Late: r.Late, AchievedRPS: r.AchievedRPS}
 	if g, w := mustJSON(t, got), mustJSON(t, want); g != w {

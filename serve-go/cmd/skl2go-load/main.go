@@ -56,7 +56,7 @@ type config struct {
 	protocol, addr, model, bodies, versions string
 	raw                                     bool
 	conns, retries                          int
-	timeout                                 time.Duration
+	timeout, idle                           time.Duration
 	pace                                    pace
 }
 
@@ -77,6 +77,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.Int64Var(&c.pace.requests, "requests", 1_000_000_000, "stop after this many requests")
 	fs.IntVar(&c.retries, "retries", 0, "grpc: times a call answered UNAVAILABLE is sent again")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline of one request")
+	fs.DurationVar(&c.idle, "idle-timeout", 20*time.Second, "rest: close a connection idle this long (below the server's keep-alive timeout)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -95,8 +96,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, &flagError{"-workers, -conns, -requests", "must be positive"}
 	case c.retries < 0:
 		return c, &flagError{"-retries", "must not be negative"}
-	case c.timeout <= 0:
-		return c, &flagError{"-timeout", "must be positive"}
+	case c.timeout <= 0 || c.idle <= 0:
+		return c, &flagError{"-timeout, -idle-timeout", "must be positive"}
 	}
 	if _, err := parseVersions(c.versions); err != nil {
 		return c, err
@@ -125,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !strings.HasPrefix(target, "http://") && !strings.HasPrefix(target, "https://") {
 			target = "http://" + target
 		}
-		send = newRESTTarget(target, c.model, bodies, versions, c.pace.workers, c.timeout).send
+		send = newRESTTarget(target, c.model, bodies, versions, c.pace.workers, c.timeout, c.idle).send
 	case "grpc":
 		g, err := newGRPCTarget(c.addr, c.model, bodies, versions, c.conns, c.retries, c.raw, c.timeout)
 		if err != nil {

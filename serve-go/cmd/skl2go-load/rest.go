@@ -46,22 +46,30 @@ func readBodies(data []byte, path string) ([]body, error) {
 // restTarget posts predict bodies to one URL over kept-alive connections.
 type restTarget struct {
 	client   *http.Client
+	fresh    *http.Client // a new connection for each request: for resends
 	url      string
 	model    string
 	versions map[string]bool
 	bodies   []body
 }
 
-func newRESTTarget(base, model string, bodies []body, versions map[string]bool, workers int, timeout time.Duration) *restTarget {
+// newRESTTarget's connections are closed after idle of idle: below the
+// server's keep-alive timeout (nginx's is 30 s), so that the client, not the
+// server, closes an idle connection, and a request never races the
+// server's close of the connection it was sent on.
+func newRESTTarget(base, model string, bodies []body, versions map[string]bool, workers int, timeout, idle time.Duration) *restTarget {
+	dial := (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	transport := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dial,
 		MaxIdleConns:        workers,
 		MaxIdleConnsPerHost: workers,
-		IdleConnTimeout:     90 * time.Second,
+		IdleConnTimeout:     idle,
 		DisableCompression:  true,
 	}
+	fresh := &http.Transport{DialContext: dial, DisableKeepAlives: true, DisableCompression: true}
 	return &restTarget{client: &http.Client{Transport: transport, Timeout: timeout},
-		url: base + "/v1/models/" + model + ":predict", model: model, versions: versions, bodies: bodies}
+		fresh: &http.Client{Transport: fresh, Timeout: timeout},
+		url:   base + "/v1/models/" + model + ":predict", model: model, versions: versions, bodies: bodies}
 }
 
 // send posts body i (round robin) and checks the answer.
@@ -69,22 +77,22 @@ func newRESTTarget(base, model string, bodies []body, versions map[string]bool, 
 // A POST is sent a second time, on a new connection, only when it failed on
 // a kept-alive connection before any byte of an answer came back: the
 // server closed that connection as it went idle (what nginx's reload does
-// to its old workers' idle connections), so the request was never taken
-// up. Go's transport does that by itself only when it wrote nothing; here
+// to its old workers' idle connections; its keep-alive timeout cannot, see
+// newRESTTarget), so the request was never taken up. Go's transport does that by itself only when it wrote nothing; here
 // the case where the write reached a closing socket counts too, and is
 // counted (resent), because a prediction is pure: were it taken up after
 // all, answering it twice changes nothing. A timeout is never resent.
 func (r *restTarget) send(i int64) outcome {
 	b := r.bodies[i%int64(len(r.bodies))]
-	o, reused := r.post(b)
+	o, reused := r.post(r.client, b)
 	if o.kind == "connection" && reused {
-		o, _ = r.post(b)
+		o, _ = r.post(r.fresh, b)
 		o.resent = true
 	}
 	return o
 }
 
-func (r *restTarget) post(b body) (outcome, bool) {
+func (r *restTarget) post(client *http.Client, b body) (outcome, bool) {
 	var reused bool
 	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }})
@@ -93,7 +101,7 @@ func (r *restTarget) post(b body) (outcome, bool) {
 		return outcome{kind: "request", detail: err.Error()}, false
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return outcome{kind: errorKind(err), detail: err.Error()}, reused
 	}
