@@ -123,10 +123,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	target := c.addr
 	switch c.protocol {
 	case "rest":
-		if !strings.HasPrefix(target, "http://") && !strings.HasPrefix(target, "https://") {
+		if !strings.Contains(target, "://") {
 			target = "http://" + target
 		}
-		send = newRESTTarget(target, c.model, bodies, versions, c.pace.workers, c.timeout, c.idle).send
+		r, err := newRESTTarget(target, c.model, bodies, versions, c.pace.workers, c.timeout, c.idle)
+		if err != nil {
+			return err
+		}
+		send = r.send
 	case "grpc":
 		g, err := newGRPCTarget(c.addr, c.model, bodies, versions, c.conns, c.retries, c.raw, c.timeout)
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,7 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptrace"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -43,77 +44,125 @@ func readBodies(data []byte, path string) ([]body, error) {
 	return out, nil
 }
 
-// restTarget posts predict bodies to one URL over kept-alive connections.
+// restTarget posts predict bodies to one address over kept-alive HTTP/1.1
+// connections, one request at a time on each: a request is one write of
+// bytes prepared beforehand and its answer one read, with no goroutines
+// between (net/http's client costs several times the CPU per request, which
+// on a machine shared with the servers it loads is taken from them).
 type restTarget struct {
-	client   *http.Client
-	fresh    *http.Client // a new connection for each request: for resends
-	url      string
+	addr     string // host:port
+	requests [][]byte
+	bodies   []body
 	model    string
 	versions map[string]bool
-	bodies   []body
+	timeout  time.Duration
+	idle     time.Duration
+	conns    chan *restConn // idle connections, taken in turn
 }
 
-// newRESTTarget's connections are closed after idle of idle: below the
-// server's keep-alive timeout (nginx's is 30 s), so that the client, not the
-// server, closes an idle connection, and a request never races the
-// server's close of the connection it was sent on.
-func newRESTTarget(base, model string, bodies []body, versions map[string]bool, workers int, timeout, idle time.Duration) *restTarget {
-	dial := (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	transport := &http.Transport{
-		DialContext:         dial,
-		MaxIdleConns:        workers,
-		MaxIdleConnsPerHost: workers,
-		IdleConnTimeout:     idle,
-		DisableCompression:  true,
+type restConn struct {
+	net.Conn
+	r    *bufio.Reader
+	last time.Time // when its last answer was read
+}
+
+// newRESTTarget posts to base (http://host:port). A connection idle for
+// idle is closed rather than used: below the server's keep-alive timeout
+// (nginx's is 30 s), so that the client, not the server, closes an idle
+// connection, and a request never races the server's close of the one it
+// was sent on.
+func newRESTTarget(base, model string, bodies []body, versions map[string]bool, workers int, timeout, idle time.Duration) (*restTarget, error) {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return nil, &flagError{"-addr", fmt.Sprintf("host:port or http://host:port, got %q", base)}
 	}
-	fresh := &http.Transport{DialContext: dial, DisableKeepAlives: true, DisableCompression: true}
-	return &restTarget{client: &http.Client{Transport: transport, Timeout: timeout},
-		fresh: &http.Client{Transport: fresh, Timeout: timeout},
-		url:   base + "/v1/models/" + model + ":predict", model: model, versions: versions, bodies: bodies}
+	t := &restTarget{addr: u.Host, bodies: bodies, model: model, versions: versions, timeout: timeout, idle: idle,
+		conns: make(chan *restConn, workers)}
+	for _, b := range bodies {
+		head := fmt.Sprintf("POST /v1/models/%s:predict HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
+			"Content-Length: %d\r\n\r\n", url.PathEscape(model), u.Host, len(b.data))
+		t.requests = append(t.requests, append([]byte(head), b.data...))
+	}
+	return t, nil
 }
 
 // send posts body i (round robin) and checks the answer.
 //
 // A POST is sent a second time, on a new connection, only when it failed on
-// a kept-alive connection before any byte of an answer came back: the
+// a kept-alive connection before an answer's status line came back: the
 // server closed that connection as it went idle (what nginx's reload does
 // to its old workers' idle connections; its keep-alive timeout cannot, see
-// newRESTTarget), so the request was never taken up. Go's transport does that by itself only when it wrote nothing; here
-// the case where the write reached a closing socket counts too, and is
-// counted (resent), because a prediction is pure: were it taken up after
-// all, answering it twice changes nothing. A timeout is never resent.
-func (r *restTarget) send(i int64) outcome {
-	b := r.bodies[i%int64(len(r.bodies))]
-	o, reused := r.post(r.client, b)
-	if o.kind == "connection" && reused {
-		o, _ = r.post(r.fresh, b)
+// newRESTTarget), so the request was never taken up. Go's net/http does
+// that by itself only when it wrote nothing; here the case where the write
+// reached a closing socket counts too, and is counted (resent), because a
+// prediction is pure: were it taken up after all, answering it twice
+// changes nothing. A timeout is never resent.
+func (t *restTarget) send(i int64) outcome {
+	n := int(i % int64(len(t.requests)))
+	c, reused := t.take()
+	o, lost := t.post(c, n)
+	if lost && reused {
+		o, _ = t.post(nil, n)
 		o.resent = true
 	}
 	return o
 }
 
-func (r *restTarget) post(client *http.Client, b body) (outcome, bool) {
-	var reused bool
-	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(b.data))
-	if err != nil {
-		return outcome{kind: "request", detail: err.Error()}, false
+// take is an idle connection (reused) or nil, for post to dial.
+func (t *restTarget) take() (*restConn, bool) {
+	for {
+		select {
+		case c := <-t.conns:
+			if time.Since(c.last) < t.idle {
+				return c, true
+			}
+			c.Close()
+		default:
+			return nil, false
+		}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return outcome{kind: errorKind(err), detail: err.Error()}, reused
+}
+
+// post sends request n on c (nil: a new connection) and reads its answer;
+// lost says the connection failed before the answer's status line.
+func (t *restTarget) post(c *restConn, n int) (o outcome, lost bool) {
+	if c == nil {
+		conn, err := net.DialTimeout("tcp", t.addr, min(t.timeout, 5*time.Second))
+		if err != nil {
+			return outcome{kind: errorKind(err), detail: err.Error()}, false
+		}
+		c = &restConn{Conn: conn, r: bufio.NewReaderSize(conn, 16<<10)}
 	}
-	defer resp.Body.Close()
+	keep := false
+	defer func() {
+		if keep {
+			c.last = time.Now()
+			select {
+			case t.conns <- c:
+				return
+			default:
+			}
+		}
+		c.Close()
+	}()
+	c.SetDeadline(time.Now().Add(t.timeout))
+	if _, err := c.Write(t.requests[n]); err != nil {
+		return outcome{kind: errorKind(err), detail: err.Error()}, true
+	}
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return outcome{kind: errorKind(err), detail: "reading the answer: " + err.Error()}, errorKind(err) == "connection"
+	}
 	answer, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
 	if err != nil {
 		return outcome{kind: errorKind(err), detail: "reading the answer: " + err.Error()}, false
 	}
+	keep = !resp.Close
 	if resp.StatusCode != http.StatusOK {
 		return outcome{kind: "status " + strconv.Itoa(resp.StatusCode), detail: string(answer[:min(len(answer), 200)])}, false
 	}
-	return checkAnswer(answer, b.rows, r.model, r.versions), false
+	return checkAnswer(answer, t.bodies[n].rows, t.model, t.versions), false
 }
 
 // errorKind names a transport error: "timeout" or "connection" (refused,
