@@ -11,6 +11,7 @@
 #   make rollout   restart the replicas one at a time, no request lost
 #   make up        converges: on a running stack it changes only what differs
 #   make chaos [QUICK=1]   faults under load through nginx; writes reports/chaos.{md,json}
+#   make soak [MINUTES=30] [RATE=req/s]   half the measured capacity for MINUTES; reports/soak.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
 #   make score DATA=… OUT=… [NAME=…] [VERSION=n|ALIAS=champion] [ENGINE=local|spark]   batch scoring to parquet
 #   make score-new DIR=incoming/ OUT_DIR=scored/   score each month's file not scored yet
@@ -59,7 +60,7 @@ export PORT REPLICAS BASE_PORT MODELS STATE
 
 .PHONY: mlflow mlflow-down mlflow-status promote experiment-decide
 .PHONY: build-stream kafka kafka-down stream bench-stream
-.PHONY: demo test setup venv venv-kserve proto build nginx wrk bench bench-model score score-new java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
+.PHONY: demo test setup venv venv-kserve proto build nginx wrk bench bench-model score score-new java bench-batch data train export up down status rollout chaos soak predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -267,11 +268,18 @@ status:
 rollout: build
 	$(PYTHON) -m topology rollout
 
-# Faults under a steady Locust load through nginx (verify/chaos/run.py), then
-# reports/chaos.md and reports/chaos.json; fails if any request was lost.
+# Faults under a steady, checked load through nginx at 0.4 of the capacity
+# measured at the start (verify/chaos/run.py), then reports/chaos.md and
+# reports/chaos.json; fails if any request was lost.
 # make chaos QUICK=1: the short form make test runs.
-chaos: build nginx testdata $(MLFLOW_VENV)/.installed
+chaos: build nginx wrk testdata $(MLFLOW_VENV)/.installed
 	$(PY) -m verify.chaos $(if $(QUICK),--short) --out reports
+
+# make soak [MINUTES=30] [RATE=req/s]: a stack of its own at half its measured
+# capacity (or RATE) for MINUTES, every answer checked, each replica's and
+# nginx's memory sampled (verify/soak.py); fails on an error or on growth.
+soak: build nginx wrk testdata
+	$(PY) -m verify.soak --minutes $(or $(MINUTES),30) $(if $(RATE),--rate $(RATE)) --out reports
 
 predict:
 	@echo 'POST http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict  (a 2.5-mile trip from zone 74 to 75, Tuesday 08:00)'
