@@ -170,7 +170,8 @@ def rollout(topo: Topology, ctx: dict, out: Outcome) -> None:
 def make_up_again(topo: Topology, ctx: dict, out: Outcome) -> None:
     before, master = topo.pids(), topo.nginx_pid()
     done = topo.up()
-    out.did = f"make up again with the same settings: {done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ''}"
+    said = next((line for line in done.stdout.splitlines() if "nothing changed" in line), done.stdout.strip()[-200:])
+    out.did = f"make up again with the same settings: {said}"
     out.check("make up succeeded", done.returncode == 0)
     out.check('it changed nothing ("nothing changed")', "nothing changed" in done.stdout)
     out.check("no replica restarted, nginx not restarted", topo.pids() == before and topo.nginx_pid() == master)
