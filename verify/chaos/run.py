@@ -6,14 +6,14 @@ saw. A scenario passes when no request was lost (every answer checked and
 200), no answer was a 5xx, and its own checks hold.
 
 Scenarios, in order: kill -9 a replica and restart it; SIGTERM a replica and
-restart it; kill -9 a replica under gRPC load as well (skl2go-load -protocol grpc through
-nginx's gRPC port, every failed call counted); `make rollout`; `make up`
-again with the same settings (nothing restarted); scale 2 -> 3 -> 2 replicas
-with `make up REPLICAS=…`; publish a new good version; publish a corrupt version; an experiment changed under load;
-its mirror overloaded (experiments.py); malformed bodies (hypothesis); slow
-clients (slowloris); then, on
-replicas serving from a real MLflow registry, the alias moved and the
-registry down (registry.py; not in --short).
+restart it; kill -9 a replica under gRPC load as well (skl2go-load -protocol
+grpc through nginx's gRPC port, every failed call counted); `make rollout`;
+`make up` again with the same settings (nothing restarted); scale 2 -> 3 -> 2
+replicas with `make up REPLICAS=…`; publish a new good version; publish a
+corrupt version; an experiment changed under load; its mirror overloaded
+(experiments.py); malformed bodies (hypothesis); slow clients (slowloris);
+then, on replicas serving from a real MLflow registry, the alias moved and
+the registry down (registry.py; not in --short).
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ class Settings:
     only: str = ""  # comma-separated scenario names to run alone (the experiment ones need publish_good_version)
 
 
-SHORT = Settings(load_fraction=0.05, capacity_seconds=2, workers=64, warmup=1.5, settle=1.5, malformed=300, slow_clients=40,
-                 client_timeout=2, go_fuzz_time="", registry=0)
+SHORT = Settings(load_fraction=0.05, capacity_seconds=2, workers=64, warmup=1.5, settle=1.5, malformed=300,
+                 slow_clients=40, client_timeout=2, go_fuzz_time="", registry=0)
 
 
 @dataclass
