@@ -21,7 +21,9 @@ from loadtest import bench, samples
 from topology import ROOT
 
 LOAD = ROOT / "serve-go" / "bin" / "skl2go-load"
-MAX_DURATION = "4h"  # skl2go-load's own bound; stop() ends a run long before
+# How long a Load sends unless told: stop() ends it long before, and a
+# caller that never gets to stop() (a failed test) leaves no process beyond.
+MAX_DURATION = "20m"
 
 
 def bodies(path: Path, held_out: Path, count: int = 500) -> Path:
