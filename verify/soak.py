@@ -106,6 +106,8 @@ def soak(args: argparse.Namespace) -> dict:
             "fraction": rate / measured["rps"] if measured["rps"] else None, "interval_s": args.interval,
             "warmup_s": warmup_s, "bound": {"growth_mib": args.growth_mib, "growth_pct": args.growth_pct},
             "requests": result["requests"], "errors": failed, "restarted": restarted, "passed": passed,
+            # Whether the load held its rate (a machine too busy to send it makes the soak a lighter one).
+            "held_rate": result["achieved_rps"] >= 0.95 * rate,
             "load": result, "processes": figures, "samples": samples}
 
 
@@ -119,7 +121,8 @@ def write_reports(out: Path, report: dict) -> None:
              f"({report['fraction']:.2f} of the {cap['rps']:,.0f} single-record predicts/s measured through nginx "
              f"with wrk at the start), from skl2go-load (paced, every answer checked), through nginx to 2 replicas. "
              f"RSS sampled every {report['interval_s']:g} s; the first {report['warmup_s']:.0f} s are the warm-up.", "",
-             f"- requests: {report['requests']:,} ({load['achieved_rps']:,.0f}/s), errors: {report['errors']} "
+             f"- requests: {report['requests']:,} ({load['achieved_rps']:,.0f}/s: rate "
+             f"{'held' if report['held_rate'] else '**not held**'}), errors: {report['errors']} "
              f"{json.dumps(load['errors']) if load['errors'] else ''}",
              f"- versions answered: {json.dumps(load['versions'])}; resent: {load['resent']}; "
              f"sent late (workers all busy): {load['late']:,}",
