@@ -11,6 +11,7 @@
 #   make rollout   restart the replicas one at a time, no request lost
 #   make up        converges: on a running stack it changes only what differs
 #   make chaos [QUICK=1]   faults under load through nginx; writes reports/chaos.{md,json}
+#   make soak [MINUTES=30] [RATE=req/s]   half the measured capacity for MINUTES; reports/soak.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
 #   make score DATA=… OUT=… [NAME=…] [VERSION=n|ALIAS=champion] [ENGINE=local|spark]   batch scoring to parquet
 #   make score-new DIR=incoming/ OUT_DIR=scored/   score each month's file not scored yet
@@ -52,14 +53,14 @@ KAFKA    ?= 127.0.0.1:9092
 IN       ?= rides
 OUT      ?= predictions
 STREAM   := serve-go/bin/skl2go-stream
-GRPCLOAD := serve-go/bin/skl2go-grpcload
+LOAD     := serve-go/bin/skl2go-load
 STREAM_METRICS ?= 127.0.0.1:9180
 
 export PORT REPLICAS BASE_PORT MODELS STATE
 
 .PHONY: mlflow mlflow-down mlflow-status promote experiment-decide
 .PHONY: build-stream kafka kafka-down stream bench-stream
-.PHONY: demo test setup venv venv-kserve proto build nginx wrk bench bench-model score score-new java bench-batch data train export up down status rollout chaos predict test-go test-python testdata docs compose-cli clean distclean
+.PHONY: demo test setup venv venv-kserve proto build nginx wrk bench bench-model score score-new java bench-batch data train export up down status rollout chaos soak predict test-go test-python testdata docs compose-cli clean distclean
 
 demo: setup train export up predict
 
@@ -196,13 +197,13 @@ postgres-down:
 
 # -buildvcs=auto: GET /v2 reports the git revision built, even where GOFLAGS
 # turns stamping off.
-build: $(SERVER) $(STREAM) $(GRPCLOAD)
+build: $(SERVER) $(STREAM) $(LOAD)
 $(SERVER): $(GO_SOURCES)
 	cd serve-go && go build -buildvcs=auto -trimpath -o bin/skl2go-server ./cmd/skl2go-server
 
-# The bounded gRPC load generator bench and chaos use (no ghz here).
-$(GRPCLOAD): $(GO_SOURCES)
-	cd serve-go && go build -trimpath -o bin/skl2go-grpcload ./cmd/skl2go-grpcload
+# The bounded, checking REST and gRPC load generator bench, chaos and soak use.
+$(LOAD): $(GO_SOURCES)
+	cd serve-go && go build -trimpath -o bin/skl2go-load ./cmd/skl2go-load
 
 build-stream: $(STREAM)
 $(STREAM): $(GO_SOURCES)
@@ -267,11 +268,18 @@ status:
 rollout: build
 	$(PYTHON) -m topology rollout
 
-# Faults under a steady Locust load through nginx (verify/chaos/run.py), then
-# reports/chaos.md and reports/chaos.json; fails if any request was lost.
+# Faults under a steady, checked load through nginx at 0.4 of the capacity
+# measured at the start (verify/chaos/run.py), then reports/chaos.md and
+# reports/chaos.json; fails if any request was lost.
 # make chaos QUICK=1: the short form make test runs.
-chaos: build nginx testdata $(MLFLOW_VENV)/.installed
+chaos: build nginx wrk testdata $(MLFLOW_VENV)/.installed
 	$(PY) -m verify.chaos $(if $(QUICK),--short) --out reports
+
+# make soak [MINUTES=30] [RATE=req/s]: a stack of its own at half its measured
+# capacity (or RATE) for MINUTES, every answer checked, each replica's and
+# nginx's memory sampled (verify/soak.py); fails on an error or on growth.
+soak: build nginx wrk testdata
+	$(PY) -m verify.soak --minutes $(or $(MINUTES),30) $(if $(RATE),--rate $(RATE)) --out reports
 
 predict:
 	@echo 'POST http://127.0.0.1:$(PORT)/v1/models/$(NAME):predict  (a 2.5-mile trip from zone 74 to 75, Tuesday 08:00)'

@@ -26,8 +26,8 @@ target, and on a shared machine one run of each can land in a quiet and a
 busy minute. The median of the rounds' ratios is the figure.
 
 gRPC (the Open Inference Protocol through nginx's gRPC port) is measured at
-1 and 1,000 rows per request with serve-go/cmd/skl2go-grpcload, the bounded
-Go load generator (bench.json's "grpc"), beside go_nginx under wrk.
+1 and 1,000 rows per request with serve-go/cmd/skl2go-load -protocol grpc, the
+bounded Go load generator (bench.json's "grpc"), beside go_nginx under wrk.
 
 Then the dynamic batching comparison (replicas restarted with it on, then off)
 and sklearn's own in-process `predict` on the same rows. It writes
@@ -65,7 +65,7 @@ from topology.settings import Settings as StackSettings
 from train import repository
 
 WRK_SCRIPT = ROOT / "loadtest" / "wrk.lua"
-GRPCLOAD = ROOT / "serve-go" / "bin" / "skl2go-grpcload"
+LOAD = ROOT / "serve-go" / "bin" / "skl2go-load"
 GRPC_ROWS = (1, 1000)  # request sizes measured over gRPC
 
 # Dynamic batching settings of the replicas, by name (server flags as SKL2GO_*
@@ -231,19 +231,19 @@ def run_wrk(target: Target, settings: Settings, bodies: Path | None, duration: i
 
 
 def run_grpc(stack: topology.Topology, rows: int, settings: Settings, bodies: Path, model: str, log) -> dict:
-    """One skl2go-grpcload run through nginx's gRPC port, as long as a wrk
+    """One skl2go-load -protocol grpc run through nginx's gRPC port, as long as a wrk
     run and with as many calls in flight as wrk's connections."""
     target = Target("go_grpc_nginx", stack.grpc, None, stack.server_pids)
     before = processes.cpu_seconds(target.server_pids())
-    done = subprocess.run([str(GRPCLOAD), "-addr", stack.grpc, "-model", model, "-bodies", str(bodies),
+    done = subprocess.run([str(LOAD), "-protocol", "grpc", "-addr", stack.grpc, "-model", model, "-bodies", str(bodies),
                            "-duration", f"{settings.wrk_duration}s", "-workers", str(settings.wrk_connections),
                            "-conns", str(2 * settings.wrk_threads)],
                           cwd=ROOT, capture_output=True, text=True, timeout=settings.wrk_duration + 120)
     cpu = processes.cpu_seconds(target.server_pids()) - before
-    line = next((line for line in done.stdout.splitlines() if line.startswith('{"grpcload":')), None)
+    line = next((line for line in done.stdout.splitlines() if line.startswith('{"load":')), None)
     if done.returncode != 0 or line is None:
-        raise RuntimeError(f"skl2go-grpcload failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    run = {**wrk_run(target, rows, json.loads(line)["grpcload"], cpu), "loadgen": "grpcload"}
+        raise RuntimeError(f"skl2go-load failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    run = {**wrk_run(target, rows, json.loads(line)["load"], cpu), "loadgen": "grpcload"}
     log(f"  {run['target']:<17} rows={rows:<5} grpcload peak        {run['rps']:>9,.0f} req/s  "
         f"p99 {fmt(run['p99_ms'])} ms  failures {run['failures']}  cpu {fmt(run['cpu_ms_per_request'])} ms/req")
     return run
@@ -536,8 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.paired_rounds = args.rounds
     if args.no_batching:
         settings.batching_rows = []
-    if not GRPCLOAD.exists():
-        print(f"bench: {GRPCLOAD} not found: run `make build`", file=sys.stderr)
+    if not LOAD.exists():
+        print(f"bench: {LOAD} not found: run `make build`", file=sys.stderr)
         return 2
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:

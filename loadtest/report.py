@@ -162,7 +162,7 @@ def markdown(bench: dict) -> str:
     if bench.get("grpc"):
         lines += ["", "## gRPC through nginx", "",
                   "The Open Inference Protocol's ModelInfer (raw contents, as tritonclient.grpc sends them) "
-                  "through nginx's gRPC port to the same replicas, from serve-go/cmd/skl2go-grpcload "
+                  "through nginx's gRPC port to the same replicas, from serve-go/cmd/skl2go-load "
                   "(Go, bounded; no ghz here) with as many calls in flight as wrk's connections. "
                   "The REST rows are go_nginx under wrk, same run.", "",
                   "| rows | gRPC req/s | gRPC p99 ms | REST req/s | REST p99 ms | gRPC / REST | failures | server CPU ms/req |",

@@ -60,9 +60,13 @@ class Topology:
         """The replicas' process ids, in slot order."""
         return [int(stack.pidfile(self.state, slot).read_text()) for slot in range(1, len(self.replicas) + 1)]
 
+    def nginx_pid(self) -> int:
+        """nginx's master process id (a reload keeps it; a restart does not)."""
+        return int((self.state / "nginx.pid").read_text())
+
     def server_pids(self) -> list[int]:
         """Replicas, nginx's master and its workers: the processes whose CPU time counts."""
-        master = int((self.state / "nginx.pid").read_text())
+        master = self.nginx_pid()
         return self.pids() + [master] + processes.children(master)
 
     def up(self, **settings: str) -> subprocess.CompletedProcess:

@@ -1,6 +1,6 @@
 """Processes by pid, read from /proc: whether a pid file still names the
 process it was written for, stopping one with a bounded wait, a process's
-children, and the CPU time they used.
+children, the CPU time they used and their resident memory.
 """
 
 from __future__ import annotations
@@ -104,3 +104,14 @@ def cpu_seconds(pids: list[int]) -> float:
             continue  # gone: its time is in its parent's cutime once reaped
         total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return total / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int | None:
+    """The process's resident set size (VmRSS), or None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

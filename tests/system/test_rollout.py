@@ -221,14 +221,10 @@ def test_a_replica_refuses_to_listen_beyond_loopback(repository, addr):
 
 # --- make up converges (issue 19): under load, never a failed request ---------
 
-def nginx_pid(topo) -> int:
-    return int((topo.state / "nginx.pid").read_text())
-
-
 def test_make_up_converges_under_load_without_a_failed_request(models, tmp_path):
     topo = start(models, tmp_path / "run", SKL2GO_POLL_INTERVAL=f"{POLL}s")
     try:
-        master = nginx_pid(topo)
+        master = topo.nginx_pid()
         with Load(topo.url) as load:
             time.sleep(0.5)
             before = topo.pids()
@@ -261,7 +257,7 @@ def test_make_up_converges_under_load_without_a_failed_request(models, tmp_path)
             assert fewer.returncode == 0, fewer.stderr
             assert len(topo.replicas) == 2 and topo.pids() == after
             time.sleep(0.5)
-        assert nginx_pid(topo) == master  # reloaded, never restarted
+        assert topo.nginx_pid() == master  # reloaded, never restarted
         answers = dict(load.counts)
         assert sum(answers.values()) > 100, answers
         assert all(key[0] == 200 for key in answers), answers  # not one error or lost request

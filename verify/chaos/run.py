@@ -1,22 +1,25 @@
-"""The chaos run: with Locust sending a steady load of held-out trips through
-nginx (verify/chaos/locustfile.py: loadtest's PredictUser), inflict one fault per
-scenario on a real topology (2 Go replicas behind nginx) and count what the
-load saw. A scenario passes when no request was lost (every answer checked
-and 200), no answer was a 5xx, and its own checks hold.
+"""The chaos run: with skl2go-load sending held-out trips through nginx at a
+fixed rate, a fraction of the capacity measured at the start of the run
+(wrk, single-record predicts through nginx), inflict one fault per scenario
+on a real topology (2 Go replicas behind nginx) and count what the load
+saw. A scenario passes when no request was lost (every answer checked and
+200), no answer was a 5xx, and its own checks hold.
 
 Scenarios, in order: kill -9 a replica and restart it; SIGTERM a replica and
-restart it; kill -9 a replica under gRPC load as well (skl2go-grpcload through
-nginx's gRPC port, every failed call counted); `make rollout`; publish a new
-good version; publish a corrupt version; an experiment changed under load;
-its mirror overloaded (experiments.py); malformed bodies (hypothesis); slow
-clients (slowloris); then, on
-replicas serving from a real MLflow registry, the alias moved and the
-registry down (registry.py; not in --short).
+restart it; kill -9 a replica under gRPC load as well (skl2go-load -protocol
+grpc through nginx's gRPC port, every failed call counted); `make rollout`;
+`make up` again with the same settings (nothing restarted); scale 2 -> 3 -> 2
+replicas with `make up REPLICAS=…`; publish a new good version; publish a
+corrupt version; an experiment changed under load; its mirror overloaded
+(experiments.py); malformed bodies (hypothesis); slow clients (slowloris);
+then, on replicas serving from a real MLflow registry, the alias moved and
+the registry down (registry.py; not in --short).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import http.client
 import json
 import os
@@ -31,7 +34,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from loadtest import bench, samples
+from loadtest import paced
 import topology
 from topology import ROOT, Topology, processes, request, wait_until
 from train import export, repository
@@ -42,8 +45,10 @@ MODEL = "trip_duration"
 
 @dataclass
 class Settings:
-    users: int = 8  # Locust users
-    user_rate: float = 25.0  # requests per second per user
+    load_fraction: float = 0.4  # of the capacity measured at the start: the load's rate
+    rate: float = 0.0  # requests/s; 0: load_fraction × the capacity measured
+    capacity_seconds: int = 5  # the wrk run that measures the capacity
+    workers: int = 256  # requests in flight at most (skl2go-load -workers)
     warmup: float = 3.0  # seconds of load before each fault
     settle: float = 3.0  # seconds of load after the fault is over
     malformed: int = 2_000  # malformed requests in fuzzed_bodies
@@ -51,10 +56,11 @@ class Settings:
     client_timeout: int = 3  # nginx's CLIENT_TIMEOUT, seconds
     go_fuzz_time: str = "60s"  # per Go fuzz target; "" skips the Go fuzz run
     registry: int = 1  # 1: also the MLflow registry scenarios (alias_moved, registry_down)
+    only: str = ""  # comma-separated scenario names to run alone (the experiment ones need publish_good_version)
 
 
-SHORT = Settings(users=4, user_rate=20.0, warmup=1.5, settle=1.5, malformed=300, slow_clients=40,
-                 client_timeout=2, go_fuzz_time="", registry=0)
+SHORT = Settings(load_fraction=0.05, capacity_seconds=2, workers=64, warmup=1.5, settle=1.5, malformed=300,
+                 slow_clients=40, client_timeout=2, go_fuzz_time="", registry=0)
 
 
 @dataclass
@@ -67,7 +73,8 @@ class Outcome:
     passed: bool = False
     did: str = ""  # what the scenario did, for chaos.md
     checks: list = field(default_factory=list)  # (description, held)
-    errors: dict = field(default_factory=dict)  # Locust's failure messages
+    errors: dict = field(default_factory=dict)  # each kind of failure with its first message: count
+    load: dict = field(default_factory=dict)  # skl2go-load's result line
 
     def check(self, description: str, held: bool) -> bool:
         self.checks.append((description, bool(held)))
@@ -75,32 +82,8 @@ class Outcome:
 
     def as_json(self) -> dict:
         return {"scenario": self.scenario, "requests": self.requests, "failures": self.failures,
-                "status_5xx": self.status_5xx, "versions_served": self.versions_served, "passed": self.passed}
-
-
-class Load:
-    """A headless Locust process sending held-out trips through nginx until
-    stopped; then its summary (requests, failures, versions) and statuses."""
-
-    def __init__(self, url: str, held_out: Path, work: Path, s: Settings):
-        self.summary, self.statuses = work / "locust-summary.json", work / "locust-statuses.json"
-        for path in (self.summary, self.statuses):
-            path.unlink(missing_ok=True)
-        self.log = open(work / "locust.log", "w")
-        self.process = subprocess.Popen(
-            bench.locust_command("verify/chaos/locustfile.py") + [
-                "--headless", "--only-summary", "-u", str(s.users), "-r", str(s.users),
-                "--user-rate", str(s.user_rate), "--host", url, "--model-name", MODEL, "--held-out", str(held_out),
-                "--summary-file", str(self.summary), "--status-file", str(self.statuses), "--loglevel", "WARNING",
-                "PredictUser"],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def stop(self) -> tuple[dict, dict]:
-        processes.terminate(self.process, timeout=60)  # on SIGTERM Locust stops its users and writes its reports
-        self.log.close()
-        if not self.summary.exists():
-            raise RuntimeError(f"Locust wrote no summary; see {self.log.name}")
-        return json.loads(self.summary.read_text()), json.loads(self.statuses.read_text())
+                "status_5xx": self.status_5xx, "versions_served": self.versions_served, "passed": self.passed,
+                "load": {k: self.load.get(k) for k in ("rate", "achieved_rps", "resent", "late", "latency_us")}}
 
 
 def eventually(condition, timeout: float) -> bool:
@@ -147,41 +130,30 @@ def sigterm_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
     out.check("replica 2 serves through nginx again", back_in_rotation(topo, 2))
 
 
-GRPCLOAD = ROOT / "serve-go" / "bin" / "skl2go-grpcload"
-
-
 def grpc_kill_replica(topo: Topology, ctx: dict, out: Outcome) -> None:
-    """kill -9 replica 1 while skl2go-grpcload also sends single-row
-    ModelInfer calls through nginx's gRPC port (retrying UNAVAILABLE, as a
-    client's retry policy does); then start it again. No call may fail."""
+    """kill -9 replica 1 while skl2go-load also sends single-row ModelInfer
+    calls through nginx's gRPC port at a quarter of the REST rate (retrying
+    UNAVAILABLE, as a client's retry policy does); then start it again. No
+    call may fail."""
     s = ctx["settings"]
-    bodies = ctx["work"] / "grpc-bodies.jsonl"
-    if not bodies.exists():
-        samples.write_bodies(bodies, samples.request_bodies(samples.held_out_features(ctx["held_out"]), 1, 200))
-    seconds = s.warmup + s.settle + 4
-    load = subprocess.Popen([str(GRPCLOAD), "-addr", topo.grpc, "-model", MODEL, "-bodies", str(bodies),
-                             "-duration", f"{seconds:g}s", "-workers", "8", "-conns", "2", "-retries", "3"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    load = paced.Load(topo.grpc, ctx["bodies"], s.rate / 4, s.workers, ctx["work"] / "grpc-load.log", MODEL,
+                      protocol="grpc", extra=("-conns", "2", "-retries", "3"))
     try:
         time.sleep(s.warmup)
         pid = topo.pids()[0]
         os.kill(pid, signal.SIGKILL)
         wait_until("the killed replica to be gone", lambda: not processes.running(pid), timeout=10)
         topo.start_replica(1)
-        stdout, stderr = load.communicate(timeout=seconds + 60)
+        time.sleep(s.settle)
     finally:
-        if load.poll() is None:
-            processes.terminate(load)
-    line = next((line for line in stdout.splitlines() if line.startswith('{"grpcload":')), None)
-    result = json.loads(line)["grpcload"] if line else {"requests": 0, "errors": {"no result": 1}, "retries": 0}
-    failed = sum(result["errors"].values())
-    out.failures += failed  # Locust's REST requests are the scenario's count; the gRPC calls are in `did`
+        result = load.stop()
+    failed = paced.failures(result)
+    out.failures += failed  # the REST requests are the scenario's count; the gRPC calls are in `did`
     out.did = (f"kill -9 replica 1 (pid {pid}) under REST and gRPC load, start it again: "
-               f"{result['requests']:,} gRPC calls, {failed} failed, {result['retries']} retried on UNAVAILABLE")
-    if failed:
-        out.errors.update({f"gRPC {code}": n for code, n in result["errors"].items()})
-        out.errors.update({f"grpcload: {stderr.strip()[-300:]}": 1} if stderr.strip() else {})
-    out.check("skl2go-grpcload sent calls throughout", result["requests"] > 0)
+               f"{result['requests']:,} gRPC calls at {result['achieved_rps']:,.0f}/s, {failed} failed, "
+               f"{result['retries']} retried on UNAVAILABLE")
+    out.errors.update({f"gRPC {line}": n for line, n in paced.error_lines(result).items()})
+    out.check("skl2go-load sent gRPC calls throughout", result["requests"] > 0)
     out.check("no gRPC call failed", failed == 0)
     out.check("replica 1 serves through nginx again", back_in_rotation(topo, 1))
 
@@ -193,6 +165,29 @@ def rollout(topo: Topology, ctx: dict, out: Outcome) -> None:
     out.did = f"make rollout: replicas {before} -> {after}"
     out.check("make rollout succeeded", done.returncode == 0)
     out.check("every replica restarted", all(a != b for a, b in zip(before, after)))
+
+
+def make_up_again(topo: Topology, ctx: dict, out: Outcome) -> None:
+    before, master = topo.pids(), topo.nginx_pid()
+    done = topo.up()
+    said = next((line for line in done.stdout.splitlines() if "nothing changed" in line), done.stdout.strip()[-200:])
+    out.did = f"make up again with the same settings: {said}"
+    out.check("make up succeeded", done.returncode == 0)
+    out.check('it changed nothing ("nothing changed")', "nothing changed" in done.stdout)
+    out.check("no replica restarted, nginx not restarted", topo.pids() == before and topo.nginx_pid() == master)
+
+
+def scale_2_3_2(topo: Topology, ctx: dict, out: Outcome) -> None:
+    before, master = topo.pids(), topo.nginx_pid()
+    more = topo.up(REPLICAS="3")
+    out.check("make up REPLICAS=3 succeeded", more.returncode == 0)
+    out.check("3 replicas, the 2 running kept", len(topo.replicas) == 3 and topo.pids()[:2] == before)
+    out.check("replica 3 serves through nginx", back_in_rotation(topo, 3))
+    fewer = topo.up(REPLICAS="2")
+    out.check("make up REPLICAS=2 succeeded", fewer.returncode == 0)
+    out.check("2 replicas, the same 2 as before", topo.pids() == before)
+    out.check("nginx reloaded, never restarted", topo.nginx_pid() == master)
+    out.did = "make up REPLICAS=3, then make up REPLICAS=2: one replica added, then retired; nginx reloaded each time"
 
 
 def publish_good_version(topo: Topology, ctx: dict, out: Outcome) -> None:
@@ -267,6 +262,7 @@ def slow_client(topo: Topology, ctx: dict, out: Outcome) -> None:
 
 SCENARIOS = [("kill_replica", kill_replica), ("sigterm_replica", sigterm_replica),
              ("grpc_kill_replica", grpc_kill_replica), ("rollout", rollout),
+             ("make_up_again", make_up_again), ("scale_2_3_2", scale_2_3_2),
              ("publish_good_version", publish_good_version), ("publish_corrupt_version", publish_corrupt_version),
              ("experiment_changed", lambda t, c, o: experiments.experiment_changed(t, c, o, eventually)),
              ("shadow_overloaded", lambda t, c, o: experiments.shadow_overloaded(t, c, o, eventually)),
@@ -277,11 +273,11 @@ def run_scenario(name, action, topo: Topology, ctx: dict, s: Settings, work: Pat
     out = Outcome(name)
     ctx["expect_versions"] = {str(ctx["version"])}
     answered = sum(successes(topo, r) for r in range(1, len(topo.replicas) + 1))
-    load = Load(topo.url, ctx["held_out"], work, s)
+    ctx["bodies"] = paced.bodies(work / "bodies-1.jsonl", ctx["held_out"])
+    load = paced.Load(topo.url, ctx["bodies"], s.rate, s.workers, work / f"load-{name}.log", MODEL)
     try:
-        # Locust takes a few seconds to start on a busy machine: the warm-up
-        # counts from its first answered request.
-        wait_until("Locust's first requests", lambda: sum(successes(topo, r) for r in range(
+        # The warm-up counts from the load's first answered request.
+        wait_until("the load's first requests", lambda: sum(successes(topo, r) for r in range(
             1, len(topo.replicas) + 1)) > answered, timeout=60, interval=0.2)
         time.sleep(s.warmup)
         action(topo, ctx, out)
@@ -289,18 +285,20 @@ def run_scenario(name, action, topo: Topology, ctx: dict, s: Settings, work: Pat
     except Exception as err:  # the fault went wrong: the scenario fails, the run goes on
         out.check(f"scenario ran: {type(err).__name__}: {err}", False)
     finally:
-        summary, statuses = load.stop()
+        result = load.stop()
         if "cleanup" in ctx:
             ctx.pop("cleanup")()
-    out.requests, out.failures = summary["requests"], summary["failures"]
-    out.status_5xx += sum(n for status, n in statuses.items() if int(status) >= 500)
-    out.versions_served = summary["versions"]
-    out.errors.update(summary["errors"])
-    out.check("Locust sent requests throughout", out.requests > 0)
+    out.load = result
+    out.requests, out.failures = result["requests"], out.failures + paced.failures(result)
+    out.status_5xx += paced.status_5xx(result)
+    out.versions_served = result["versions"]
+    out.errors.update(paced.error_lines(result))
+    out.check("the load sent requests throughout", out.requests > 0)
     out.check(f"answers came from version(s) {', '.join(sorted(ctx['expect_versions']))}",
               set(out.versions_served) == ctx["expect_versions"])
     out.passed = out.failures == 0 and out.status_5xx == 0 and all(held for _, held in out.checks)
-    print(f"[chaos] {name}: {out.requests} requests, {out.failures} failed, {out.status_5xx} 5xx, "
+    print(f"[chaos] {name}: {out.requests} requests ({result['achieved_rps']:,.0f}/s), {out.failures} failed, "
+          f"{out.status_5xx} 5xx, {result['resent']} resent, "
           f"versions {out.versions_served} -> {'passed' if out.passed else 'FAILED'}", flush=True)
     return out
 
@@ -337,27 +335,49 @@ def run(s: Settings, build: Path, source_models: Path, state: Path, out_dir: Pat
            "version": repository.versions(models / MODEL)[-1]}
     with topology.running(models, state / "run", replicas=2, SKL2GO_POLL_INTERVAL="1s",
                           CLIENT_TIMEOUT=f"{s.client_timeout}s", SKL2GO_SHADOW_QUEUE="1") as topo:
-        outcomes = [run_scenario(name, action, topo, ctx, s, work) for name, action in SCENARIOS]
+        measured = paced.capacity(topo.url, paced.bodies(work / "bodies-1.jsonl", ctx["held_out"]),
+                                  s.capacity_seconds, MODEL)
+        s = dataclasses.replace(s, rate=s.rate or round(s.load_fraction * measured["rps"]))
+        ctx["settings"] = s
+        print(f"[chaos] capacity: {measured['rps']:,.0f} single-record predicts/s through nginx (wrk, "
+              f"{s.capacity_seconds} s); load {s.rate:,.0f} requests/s", flush=True)
+        outcomes = [run_scenario(name, action, topo, ctx, s, work) for name, action in SCENARIOS
+                    if not s.only or name in s.only.split(",")]
     if s.registry:
         from verify.chaos import registry
 
         outcomes += registry.run(s, build, state / "registry", work)
-    write_reports(out_dir, outcomes, fuzz, s, time.monotonic() - started)
+    write_reports(out_dir, outcomes, fuzz, s, measured, time.monotonic() - started)
     return all(o.passed for o in outcomes) and all(f["passed"] for f in fuzz)
 
 
-def write_reports(out_dir: Path, outcomes: list[Outcome], fuzz: list[dict], s: Settings, elapsed: float) -> None:
+def write_reports(out_dir: Path, outcomes: list[Outcome], fuzz: list[dict], s: Settings, measured: dict,
+                  elapsed: float) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "chaos.json").write_text(json.dumps({"scenarios": [o.as_json() for o in outcomes]}, indent=2) + "\n")
+    load = {"capacity": measured, "load_fraction": s.rate / measured["rps"] if measured["rps"] else None,
+            "rate": s.rate, "workers": s.workers}
+    (out_dir / "chaos.json").write_text(json.dumps({"load": load, "scenarios": [o.as_json() for o in outcomes]},
+                                                   indent=2) + "\n")
+    fraction = f"{load['load_fraction']:.2f}" if load["load_fraction"] else "?"
     lines = ["# Chaos run", "",
-             f"Steady load: Locust, {s.users} users × {s.user_rate:g} requests/s of one held-out trip each "
-             f"(loadtest's PredictUser, every answer checked), through nginx to 2 replicas "
+             f"Capacity: {measured['rps']:,.0f} single-record predicts/s through nginx to 2 replicas "
+             f"(wrk, {measured['wrk_threads']} threads, {measured['wrk_connections']} connections, "
+             f"{measured['seconds']} s, p99 {measured['p99_ms']:.1f} ms, measured at the start of the run). "
+             f"Steady load: {s.rate:,.0f} requests/s ({fraction} of it) of one held-out trip each from "
+             f"skl2go-load (paced, every answer checked: status, model, one finite prediction, version), "
+             f"at most {s.workers} in flight, through nginx "
              f"(the registry scenarios: 2 replicas serving {MODEL}@champion from a real MLflow server); "
              f"{s.warmup:g} s of load before each fault and {s.settle:g} s after it. Run took {elapsed:.0f} s.", "",
-             "| scenario | requests | failures | 5xx | versions served | passed |", "|---|---|---|---|---|---|"]
+             "A POST is resent by the load generator only when a kept-alive connection nginx closed under it "
+             "lost it before any answer (resent); nginx sends a request that could not reach a replica to the "
+             "next one, as a prediction is pure (docs/operations.md).", "",
+             "| scenario | requests | req/s | p99 ms | failures | 5xx | resent | versions served | passed |",
+             "|---|--:|--:|--:|--:|--:|--:|---|---|"]
     for o in outcomes:
         versions = ", ".join(f"v{v}: {n}" for v, n in o.versions_served.items())
-        lines.append(f"| {o.scenario} | {o.requests} | {o.failures} | {o.status_5xx} | {versions} | "
+        p99 = o.load.get("latency_us", {}).get("p99", 0) / 1000
+        lines.append(f"| {o.scenario} | {o.requests} | {o.load.get('achieved_rps', 0):,.0f} | {p99:.1f} | "
+                     f"{o.failures} | {o.status_5xx} | {o.load.get('resent', 0)} | {versions} | "
                      f"{'yes' if o.passed else '**no**'} |")
     lines.append("")
     for o in outcomes:
