@@ -402,6 +402,9 @@ type ModelSummary struct {
 	Name     string `json:"name"`
 	Versions []int  `json:"versions"`
 	Latest   int    `json:"latest"`
+	// LoadSeconds is how long the latest version took to read, load and
+	// check (0 for models a store did not load itself).
+	LoadSeconds float64 `json:"-"`
 }
 
 // ModelStore finds the models being served. Versions may be swapped while

@@ -114,7 +114,14 @@ func open(t *testing.T, root string, l *loader, keep int, logs *bytes.Buffer) *r
 	return store
 }
 
-func served(store *repository.Store) string { return fmt.Sprint(store.Models()) }
+// served lists the store's models as [{name [versions] latest} …].
+func served(store *repository.Store) string {
+	out := make([]string, 0)
+	for _, m := range store.Models() {
+		out = append(out, fmt.Sprintf("{%s %v %d}", m.Name, m.Versions, m.Latest))
+	}
+	return "[" + strings.Join(out, " ") + "]"
+}
 
 func TestSyncSwapsInANewVersionAndClosesTheOldOnceItsRequestsAreDone(t *testing.T) {
 	root, l := t.TempDir(), newLoader(t)
@@ -132,6 +139,9 @@ func TestSyncSwapsInANewVersionAndClosesTheOldOnceItsRequestsAreDone(t *testing.
 	}
 	if got := served(store); got != "[{trip_duration [2] 2}]" {
 		t.Fatalf("after Sync: %s, want only version 2", got)
+	}
+	if s := store.Models()[0].LoadSeconds; s <= 0 {
+		t.Errorf("LoadSeconds = %v, want the time version 2 took to load", s)
 	}
 	m, release, err := store.Acquire(fixture.Model, 0)
 	if err != nil || m.Metadata().Version != 2 {
