@@ -104,3 +104,11 @@ def cpu_seconds(pids: list[int]) -> float:
             continue  # gone: its time is in its parent's cutime once reaped
         total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return total / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of a process (VmRSS in /proc/<pid>/status), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024  # the kernel reports kB
+    raise ValueError(f"/proc/{pid}/status has no VmRSS (a kernel thread or a zombie)")
