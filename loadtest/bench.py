@@ -409,6 +409,10 @@ def measure_families(source: Path, settings: Settings, work: Path, log) -> dict:
                            SKL2GO_LOG_LEVEL="warn", **BATCHING[DEFAULT_BATCHING])
     try:
         loaded = rss_mb(stack.pids())
+        # every family's load time at start-up, by replica (skl2go_model_load_seconds)
+        out["memory"]["load_seconds_at_start"] = {
+            family: [stack.metric(n, "skl2go_model_load_seconds", f'model="{name}"')
+                     for n in range(1, len(stack.replicas) + 1)] for family, name in sorted(names.items())}
         target = Target("go_nginx", stack.url, None, stack.server_pids)
         for family in settings.families:
             for rows in (r for r in settings.rows if r in FAMILY_ROWS):
