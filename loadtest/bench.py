@@ -30,7 +30,11 @@ gRPC (the Open Inference Protocol through nginx's gRPC port) is measured at
 Go load generator (bench.json's "grpc"), beside go_nginx under wrk.
 
 Then the dynamic batching comparison (replicas restarted with it on, then off)
-and sklearn's own in-process `predict` on the same rows. It writes
+and sklearn's own in-process `predict` on the same rows. With --families
+(build/parity, what `make parity` trains), each model family through nginx
+at 1 and 1,000 rows (bench.json's "families"), the replicas' memory with
+every family loaded ("memory") and a new version of the largest forest
+swapped in under a steady stream of requests ("hot_reload", loadtest/swap.py). It writes
 reports/bench.json, reports/bench.md, reports/bench.png and Locust's HTML and
 CSV reports in reports/locust/. Everything it starts is stopped at the end,
 also on failure or Ctrl-C; every wait is bounded.
