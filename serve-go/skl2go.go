@@ -407,6 +407,12 @@ type ModelSummary struct {
 	LoadSeconds float64 `json:"-"`
 }
 
+// String shows the name, the versions and the latest, as {name [1 2] 2}:
+// what logs and test messages print, the load time left out.
+func (m ModelSummary) String() string {
+	return fmt.Sprintf("{%s %v %d}", m.Name, m.Versions, m.Latest)
+}
+
 // ModelStore finds the models being served. Versions may be swapped while
 // requests run: a request acquires the version it uses and releases it when
 // done, and a version is closed only after its last release.

@@ -63,7 +63,7 @@ func TestOpenServesTheLatestVersions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := served(store); got != want {
+		if got := fmt.Sprint(store.Models()); got != want {
 			t.Errorf("keep %d: Models() = %s, want %s", keep, got, want)
 		}
 		store.Close()
@@ -158,7 +158,7 @@ func TestStore(t *testing.T) {
 		}
 		release()
 	}
-	got := served(store)
+	got := fmt.Sprint(store.Models())
 	if want := "[{a [2 5] 5} {b [1] 1}]"; got != want {
 		t.Errorf("Models() = %s, want %s", got, want)
 	}

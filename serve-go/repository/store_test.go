@@ -114,14 +114,7 @@ func open(t *testing.T, root string, l *loader, keep int, logs *bytes.Buffer) *r
 	return store
 }
 
-// served lists the store's models as [{name [versions] latest} …].
-func served(store *repository.Store) string {
-	out := make([]string, 0)
-	for _, m := range store.Models() {
-		out = append(out, fmt.Sprintf("{%s %v %d}", m.Name, m.Versions, m.Latest))
-	}
-	return "[" + strings.Join(out, " ") + "]"
-}
+func served(store *repository.Store) string { return fmt.Sprint(store.Models()) }
 
 func TestSyncSwapsInANewVersionAndClosesTheOldOnceItsRequestsAreDone(t *testing.T) {
 	root, l := t.TempDir(), newLoader(t)
