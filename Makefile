@@ -336,8 +336,9 @@ wrk:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 
 # make bench [QUICK=1]: reports/bench.{json,md,png} and Locust's reports in reports/locust/.
-bench: setup wrk bench-model
-	$(PY) -m loadtest.bench $(if $(QUICK),--quick) --models $(MODELS) --name $(NAME)
+# The families phase reuses the families `make parity` trains (build/parity, cached by its stamps).
+bench: setup wrk bench-model bench-families
+	$(PY) -m loadtest.bench $(if $(QUICK),--quick) --models $(MODELS) --name $(NAME) --families $(PARITY)
 
 # The benchmark needs a published version and the held-out trips it was trained without.
 bench-model: $(VENV)/.installed
@@ -365,6 +366,10 @@ $(PARITY)/stamps/%: $(PARITY)/data-files $(DATA) $(wildcard train/*.py) requirem
 	$(PY) -m train fit --data $(DATA) --model $* --name $* --build $(PARITY)/build
 	$(PY) -m train export --name $* --build $(PARITY)/build --models $(PARITY)/models
 	@mkdir -p $(@D) && touch $@
+
+# The families the bench measures: parity's, trained only when stale.
+.PHONY: bench-families
+bench-families: $(FAMILIES:%=$(PARITY)/stamps/%)
 
 $(PARITY)/data-files: FORCE
 	@mkdir -p $(@D); echo '$(DATA)' | cmp -s - $@ || echo '$(DATA)' > $@

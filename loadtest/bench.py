@@ -30,7 +30,11 @@ gRPC (the Open Inference Protocol through nginx's gRPC port) is measured at
 bounded Go load generator (bench.json's "grpc"), beside go_nginx under wrk.
 
 Then the dynamic batching comparison (replicas restarted with it on, then off)
-and sklearn's own in-process `predict` on the same rows. It writes
+and sklearn's own in-process `predict` on the same rows. With --families
+(build/parity, what `make parity` trains), each model family through nginx
+at 1 and 1,000 rows (bench.json's "families"), the replicas' memory with
+every family loaded ("memory") and a new version of the largest forest
+swapped in under a steady stream of requests ("hot_reload", loadtest/swap.py). It writes
 reports/bench.json, reports/bench.md, reports/bench.png and Locust's HTML and
 CSV reports in reports/locust/. Everything it starts is stopped at the end,
 also on failure or Ctrl-C; every wait is bounded.
@@ -59,10 +63,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 import topology
-from loadtest import baseline, fastapi_ort, report, samples
+from loadtest import baseline, fastapi_ort, report, samples, swap
 from topology import ROOT, free_ports, nginx, processes
 from topology.settings import Settings as StackSettings
-from train import repository
+from train import repository, tasks
 
 WRK_SCRIPT = ROOT / "loadtest" / "wrk.lua"
 LOAD = ROOT / "serve-go" / "bin" / "skl2go-load"
@@ -85,6 +89,17 @@ DEFAULT_BATCHING = "on"
 INFERENCE_LOG_TARGET, INFERENCE_LOG_OFF_TARGET = "go_nginx_log100", "go_nginx_log0"
 INFERENCE_LOG = {"INFERENCE_LOG": "1", "SKL2GO_INFERENCE_LOG_MAX_FILES": "4"}
 
+# The model families phase (--families DIR: DIR/models/<name> with one model
+# per family and DIR/build/<name> its held-out rows, as `make parity` leaves
+# build/parity): each family through nginx under wrk at FAMILY_ROWS, the
+# replicas' memory with every family loaded, and a new version of the largest
+# forest swapped in under a steady stream of requests (loadtest/swap.py).
+FAMILY_ROWS = (1, 1000)
+LARGEST_FOREST = "random_forest"
+# QUICK's subset: the trees and a classifier, next to linear.
+QUICK_FAMILIES = ["linear", "random_forest", "hist_gradient_boosting", "gradient_boosting",
+                  "random_forest_classifier"]
+
 
 @dataclass
 class Settings:
@@ -104,12 +119,19 @@ class Settings:
     batching_rows: list[int] = field(default_factory=lambda: [1, 100])  # compare batching on/off at these
     paired_rounds: int = 5  # alternating wrk rounds of predict and /healthz through nginx
     paired_duration: int = 8  # seconds per run in those rounds
+    families: list[str] = field(default_factory=lambda: list(tasks.FAMILIES))  # measured one by one
+    family_alone: bool = True  # also each family's replica memory on its own (a replica started per family)
+    family_warmup: int = 3  # seconds of 1,000-row wrk load before a replica's memory counts as warm
+    swap_before: float = 5.0  # seconds of steady requests before a new version is published
+    swap_after: float = 3.0  # and after every replica serves it
+    swap_clients: int = 4  # steady clients, each one request at a time
 
     @classmethod
     def quick(cls) -> Settings:
         """Under 2 minutes: the smallest and largest requests, short runs."""
         return cls(rows=[1, 1000], duration=2, fixed_duration=2, wrk_duration=2, in_process_seconds=1.0,
-                   batching_rows=[1], paired_rounds=1, paired_duration=2)
+                   batching_rows=[1], paired_rounds=1, paired_duration=2, families=list(QUICK_FAMILIES),
+                   family_alone=False, swap_before=2.0, swap_after=1.0)
 
 
 # --- processes ----------------------------------------------------------------
@@ -341,6 +363,120 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+# --- model families -----------------------------------------------------------
+
+def family_names(models: Path) -> dict[str, str]:
+    """family -> model name, from each model's latest model.json."""
+    found = {}
+    for name, version_dir in repository.latest(models).items():
+        family = repository.load_metadata(version_dir).get("family")
+        if family in tasks.TASKS:
+            found.setdefault(family, name)
+    return found
+
+
+def copy_latest(source: Path, names: list[str], dest: Path) -> Path:
+    """A repository of the latest version of each named model (the swap publishes into it, not into source)."""
+    for name in names:
+        version_dir = repository.latest_version(source, name)
+        shutil.copytree(version_dir, dest / name / version_dir.name)
+    return dest
+
+
+def rss_mb(pids: list[int]) -> list[float]:
+    return [round(processes.rss_bytes(pid) / 2**20, 1) for pid in pids]
+
+
+def measure_families(source: Path, settings: Settings, work: Path, log) -> dict:
+    """The families phase (see FAMILY_ROWS): bench.json's families, memory and hot_reload."""
+    names = family_names(source / "models")
+    missing = [f for f in settings.families if f not in names]
+    if missing:
+        raise FileNotFoundError(f"{source}/models has no model of the families {', '.join(missing)}: "
+                                "run `make parity` (or train and export them there)")
+    models = copy_latest(source / "models", list(names.values()), work / "families" / "models")
+    bodies = {}
+    for family in settings.families:
+        held_out = samples.held_out_features(source / "build" / names[family])
+        for rows in (r for r in settings.rows if r in FAMILY_ROWS):
+            bodies[family, rows] = samples.write_bodies(
+                work / "families" / f"bodies-{family}-{rows}.jsonl",
+                samples.request_bodies(held_out, rows, max(20, min(500, 200_000 // rows))))
+    if not any(r in FAMILY_ROWS for r in settings.rows):
+        raise ValueError(f"the families are measured at {FAMILY_ROWS} rows per request: --rows has neither")
+    out = {"families": [], "memory": {}, "hot_reload": None}
+    port = free_ports(1)
+    base = free_ports(4, avoid=[port])
+    log(f"[bench] model families through nginx: {', '.join(settings.families)} "
+        f"({len(names)} families loaded on each replica)")
+    stack = topology.start(models, work / "topology-families", replicas=2, PORT=str(port), BASE_PORT=str(base),
+                           SKL2GO_LOG_LEVEL="warn", **BATCHING[DEFAULT_BATCHING])
+    try:
+        loaded = rss_mb(stack.pids())
+        # every family's load time at start-up, by replica (skl2go_model_load_seconds)
+        out["memory"]["load_seconds_at_start"] = {
+            family: [stack.metric(n, "skl2go_model_load_seconds", f'model="{name}"')
+                     for n in range(1, len(stack.replicas) + 1)] for family, name in sorted(names.items())}
+        target = Target("go_nginx", stack.url, None, stack.server_pids)
+        for family in settings.families:
+            for rows in (r for r in settings.rows if r in FAMILY_ROWS):
+                check_target(target, bodies[family, rows], rows, names[family])
+                before = processes.cpu_seconds(target.server_pids())
+                peak = run_wrk(target, settings, bodies[family, rows], settings.wrk_duration, names[family])
+                cpu = processes.cpu_seconds(target.server_pids()) - before
+                measured = wrk_run(target, rows, peak, cpu)
+                r = {**result(target.name, rows, "wrk", measured, rows, cpu_from=measured),
+                     "family": family, "task": tasks.task_of(family), "model": names[family]}
+                out["families"].append(r)
+                log(f"  {family:<34} rows={rows:<5} wrk {r['rps']:>9,.0f} req/s  p99 {fmt(r['p99_ms'])} ms  "
+                    f"failures {r['failures']}  cpu {fmt(r['cpu_ms_per_request'])} ms/req")
+        warm = rss_mb(stack.pids())
+        out["memory"]["all_families"] = {
+            "families": sorted(names), "replicas": len(loaded),
+            "rss_mb_after_load": loaded, "rss_mb_after_requests": warm}
+        log(f"[bench] replica RSS with {len(names)} families loaded: {loaded} MiB after load, "
+            f"{warm} MiB after the families' runs")
+        if LARGEST_FOREST in names:
+            forest = names[LARGEST_FOREST]
+            one_row = samples.request_bodies(samples.held_out_features(source / "build" / forest), 1, 200)
+            onnx_mb = sum(p.stat().st_size for p in repository.latest_version(models, forest).glob("*.onnx")) / 2**20
+            swapped = swap.swap(stack, models, forest, one_row, before=settings.swap_before,
+                                after=settings.swap_after, clients=settings.swap_clients)
+            swapped.pop("answers")
+            for key in ("published_at", "ready_at"):
+                swapped.pop(key)
+            out["hot_reload"] = {"family": LARGEST_FOREST, "onnx_mb": round(onnx_mb, 1), **swapped}
+            log(f"[bench] {forest} version {swapped['old_version']} -> {swapped['new_version']} ({onnx_mb:.1f} MiB ONNX): "
+                f"publish to every replica serving it {swapped['publish_to_ready_s']:.2f} s, replicas' load "
+                f"{', '.join(f'{s:.2f}' for s in swapped['load_seconds'])} s; p99/max ms before "
+                f"{swapped['before']['p99_ms']:.2f}/{swapped['before']['max_ms']:.2f}, during "
+                f"{swapped['during']['p99_ms']:.2f}/{swapped['during']['max_ms']:.2f} "
+                f"({swapped['during']['requests']} requests answered while it loaded), failures "
+                f"{swapped['before']['failures'] + swapped['during']['failures'] + swapped['after']['failures']}")
+    finally:
+        stack.down()
+    if settings.family_alone:
+        out["memory"]["alone"] = []
+        for family in settings.families:
+            alone = copy_latest(models, [names[family]], work / "families" / f"alone-{family}")
+            port = free_ports(1)
+            base = free_ports(2, avoid=[port])
+            stack = topology.start(alone, work / f"topology-alone-{family}", replicas=1, PORT=str(port),
+                                   BASE_PORT=str(base), SKL2GO_LOG_LEVEL="warn", **BATCHING[DEFAULT_BATCHING])
+            try:
+                loaded = rss_mb(stack.pids())[0]
+                warm_bodies = bodies[family, max(r for r in settings.rows if r in FAMILY_ROWS)]
+                run_wrk(Target("go_nginx", stack.url, None, stack.server_pids), settings, warm_bodies,
+                        settings.family_warmup, names[family])
+                warm = rss_mb(stack.pids())[0]
+            finally:
+                stack.down()
+            out["memory"]["alone"].append({"family": family, "rss_mb_after_load": loaded,
+                                           "rss_mb_after_requests": warm})
+            log(f"  {family:<34} alone: RSS {loaded} MiB after load, {warm} MiB after {settings.family_warmup} s of requests")
+    return out
+
+
 # --- sklearn in process -------------------------------------------------------
 
 def sklearn_in_process(pipeline_file: Path, held_out: pd.DataFrame, rows_list: list[int], seconds: float) -> list[dict]:
@@ -506,6 +642,8 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
             f"{bench['inference_log']['dropped']:,.0f} dropped")
         for stack in stacks.values():
             stack.down()
+    if args.families:
+        bench.update(measure_families(Path(args.families).resolve(), settings, work, log))
     bench["machine"]["load_average_at_end"] = os.getloadavg()[0]
     bench["elapsed_s"] = round(time.monotonic() - started, 1)
     return bench
@@ -523,6 +661,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=-1,
                         help="alternating rounds of predict and /healthz through nginx (default 5; 0: none)")
     parser.add_argument("--no-batching", action="store_true", help="skip the dynamic batching comparison")
+    parser.add_argument("--families", default="",
+                        help="a repository of one model per family (DIR/models, DIR/build), as `make parity` "
+                             "leaves build/parity: measure each family, the replicas' memory and a hot reload")
+    parser.add_argument("--only-families", default="", help="the families to measure, comma-separated")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     settings = Settings.quick() if args.quick else Settings()
@@ -536,6 +678,14 @@ def main(argv: list[str] | None = None) -> int:
         settings.paired_rounds = args.rounds
     if args.no_batching:
         settings.batching_rows = []
+    if args.only_families:
+        settings.families = args.only_families.split(",")
+        unknown = [f for f in settings.families if f not in tasks.TASKS]
+        if unknown:
+            parser.error(f"--only-families: unknown family {unknown[0]!r}; choose among {', '.join(tasks.FAMILIES)}")
+    if args.duration:
+        settings.family_warmup = args.duration
+        settings.swap_before = settings.swap_after = args.duration
     if not LOAD.exists():
         print(f"bench: {LOAD} not found: run `make build`", file=sys.stderr)
         return 2
@@ -551,7 +701,9 @@ def main(argv: list[str] | None = None) -> int:
     report.write(bench, out)
     print(f"[bench] wrote {out}/bench.json, bench.md, bench.png and Locust's reports in {out}/locust "
           f"({bench['elapsed_s']:.0f}s)")
-    failures = sum(r["failures"] for r in bench["results"] + bench["batching"] + bench.get("paired", []))
+    reload = bench.get("hot_reload") or {}
+    failures = sum(r["failures"] for r in bench["results"] + bench["batching"] + bench.get("paired", [])
+                   + bench.get("families", []) + [reload.get(k, {"failures": 0}) for k in ("before", "during", "after")])
     if failures:
         print(f"[bench] {failures} failed requests: see the Locust reports and bench.json's runs", file=sys.stderr)
         return 1

@@ -217,6 +217,8 @@ def markdown(bench: dict) -> str:
                          f"| {times(ratio(r['rps'], off['rps']))} | {num(off['p99_ms'], 2)} | {num(r['p99_ms'], 2)} "
                          f"| {num(off['cpu_ms_per_request'], 3)} | {num(r['cpu_ms_per_request'], 3)} |")
 
+    lines += families_markdown(bench)
+
     if bench.get("in_process"):
         lines += ["", "## sklearn's own predict, in process (one thread, no HTTP)", "",
                   "| rows per call | ms per predict | rows/s |", "|--:|--:|--:|"]
@@ -227,6 +229,59 @@ def markdown(bench: dict) -> str:
               "about ±10 ms per server process, divided by the requests of that run. bench.json's `runs` "
               "has every run (requests, seconds, CPU seconds, offered rate, errors).", ""]
     return "\n".join(lines)
+
+
+def families_markdown(bench: dict) -> list[str]:
+    """The model families phase: each family through nginx under wrk, the
+    replicas' memory, and the largest forest's hot reload."""
+    families = bench.get("families") or []
+    lines = []
+    if families:
+        lines += ["", "## Model families through nginx (wrk)", "",
+                  "Each family's model served by the same 2 replicas behind nginx, every family loaded on each, "
+                  "wrk as above. Ratios are against `linear` at the same request size, in this run.", "",
+                  "| family | task | rows | req/s | rows/s | p50 ms | p99 ms | failures | server CPU ms/req "
+                  "| req/s vs linear |",
+                  "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for r in families:
+            linear = next((x for x in families if x["family"] == "linear"
+                           and x["rows_per_request"] == r["rows_per_request"]), None)
+            lines.append(f"| `{r['family']}` | {r['task']} | {r['rows_per_request']:,} | {num(r['rps'])} "
+                         f"| {num(r['rows_per_s'])} | {num(r['p50_ms'], 2)} | {num(r['p99_ms'], 2)} | {r['failures']} "
+                         f"| {num(r['cpu_ms_per_request'], 3)} | {times(ratio(r['rps'], linear and linear['rps']))} |")
+    memory = bench.get("memory") or {}
+    if memory.get("all_families"):
+        every = memory["all_families"]
+        lines += ["", "## Memory per replica (RSS)", "",
+                  "VmRSS of each replica from /proc/<pid>/status, in MiB: once ready, and after the requests "
+                  "of the table above (or, alone, after a few seconds of 1,000-row requests).", "",
+                  "| models loaded | after load | after requests |", "|---|--:|--:|",
+                  f"| all {len(every['families'])} families | {' / '.join(num(v, 1) for v in every['rss_mb_after_load'])} "
+                  f"| {' / '.join(num(v, 1) for v in every['rss_mb_after_requests'])} |"]
+        for a in memory.get("alone") or []:
+            lines.append(f"| `{a['family']}` alone | {num(a['rss_mb_after_load'], 1)} "
+                         f"| {num(a['rss_mb_after_requests'], 1)} |")
+    if memory.get("load_seconds_at_start"):
+        lines += ["", "Load time at start-up (skl2go_model_load_seconds: read, load, check), seconds per replica: "
+                  + "; ".join(f"`{f}` {' / '.join(f'{v:.2f}' for v in secs)}"
+                              for f, secs in memory["load_seconds_at_start"].items()) + "."]
+    swap = bench.get("hot_reload")
+    if swap:
+        lines += ["", f"## Hot reload of the largest forest (`{swap['model']}`)", "",
+                  f"{swap['clients']} clients send single-row predicts through nginx one after another; version "
+                  f"{swap['old_version']} ({num(swap['onnx_mb'], 1)} MiB of ONNX) is published again as version "
+                  f"{swap['new_version']}, as export publishes, and the replicas get SIGHUP. \"during\" is from "
+                  "the publish until every replica answers with the new version; the load time is the replicas' "
+                  "skl2go_model_load_seconds.", "",
+                  f"Publish to every replica serving it: {swap['publish_to_ready_s']:.2f} s; replicas' load: "
+                  f"{', '.join(f'{v:.2f}' for v in swap['load_seconds'])} s; answers by version: "
+                  f"{', '.join(f'v{k}: {v:,}' for k, v in swap['versions'].items())}.", "",
+                  "| window | requests | failures | p50 ms | p99 ms | max ms |", "|---|--:|--:|--:|--:|--:|"]
+        for window in ("before", "during", "after"):
+            w = swap[window]
+            lines.append(f"| {window} | {w['requests']:,} | {w['failures']} | {num(w['p50_ms'], 2)} "
+                         f"| {num(w['p99_ms'], 2)} | {num(w['max_ms'], 2)} |")
+    return lines
 
 
 def chart(bench: dict, path: Path) -> Path:

@@ -402,6 +402,15 @@ type ModelSummary struct {
 	Name     string `json:"name"`
 	Versions []int  `json:"versions"`
 	Latest   int    `json:"latest"`
+	// LoadSeconds is how long the latest version took to read, load and
+	// check (0 for models a store did not load itself).
+	LoadSeconds float64 `json:"-"`
+}
+
+// String shows the name, the versions and the latest, as {name [1 2] 2}:
+// what logs and test messages print, the load time left out.
+func (m ModelSummary) String() string {
+	return fmt.Sprintf("{%s %v %d}", m.Name, m.Versions, m.Latest)
 }
 
 // ModelStore finds the models being served. Versions may be swapped while

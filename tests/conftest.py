@@ -13,14 +13,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import joblib
+import pandas as pd
 import pytest
 
 from topology import ROOT, Topology, free_ports, kafka, postgres, running  # noqa: F401  (ROOT: the tests import it from here)
 from topology import mlflow as mlflow_server
-from train import export, fit, synth
+from train import export, fit, pipeline, synth
 
 HERE = Path(__file__).resolve().parent
 ROWS = 40_000
@@ -62,6 +64,46 @@ def repository(tmp_path_factory, trips_file) -> Repository:
         fit.fit([str(trips_file)], family, name, repo.build)
         export.export(name, repo.build, repo.models)
     return repo
+
+
+@dataclass
+class EveryFamily:
+    models: Path  # a repository with one model per family
+    names: dict[str, str]  # family -> model name
+    trips: Path
+    build: Path  # build/<name>/ of every model: held-out rows, training.json
+
+    def pipeline(self, family: str):
+        return joblib.load(self.models / self.names[family] / "1" / "pipeline.joblib")
+
+    held_out_by_task: dict[str, pd.DataFrame] = field(default_factory=dict)  # read once per task
+
+    def held_out(self, family: str) -> pd.DataFrame:
+        """The family's held-out rows (shared: the tests take copies, iloc or assign)."""
+        from verify import parity
+
+        task = pipeline.task_of(family)
+        if task not in self.held_out_by_task:
+            self.held_out_by_task[task] = parity.held_out([str(self.trips)], task)[0]
+        return self.held_out_by_task[task]
+
+
+@pytest.fixture(scope="session")
+def every_family(repository, tmp_path_factory) -> EveryFamily:
+    """The shared repository's models (copied, not retrained), plus the other
+    families trained on the same trips, named after their family (parity
+    and the bench's families use it)."""
+    root = tmp_path_factory.mktemp("every_family")
+    names = {family: name for name, family in MODELS.items()}
+    for name in names.values():
+        shutil.copytree(repository.models / name, root / "models" / name)
+        shutil.copytree(repository.build / name, root / "build" / name)
+    for family in pipeline.FAMILIES:
+        if family not in names:
+            fit.fit([str(repository.trips)], family, family, root / "build")
+            export.export(family, root / "build", root / "models")
+            names[family] = family
+    return EveryFamily(root / "models", {f: names[f] for f in pipeline.FAMILIES}, repository.trips, root / "build")
 
 
 @pytest.fixture(scope="session")

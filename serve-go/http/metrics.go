@@ -98,8 +98,8 @@ func newMetrics(reg prometheus.Registerer, store skl2go.ModelStore, limiter *skl
 // storeCollector reports, at each scrape, which versions the store serves
 // and how many versions it refused: the signs of a model roll-out.
 type storeCollector struct {
-	store                    skl2go.ModelStore
-	latest, loaded, refusals *prometheus.Desc
+	store                              skl2go.ModelStore
+	latest, loaded, refusals, loadTime *prometheus.Desc
 }
 
 func newStoreCollector(store skl2go.ModelStore) *storeCollector {
@@ -112,6 +112,9 @@ func newStoreCollector(store skl2go.ModelStore) *storeCollector {
 		refusals: prometheus.NewDesc("skl2go_model_load_failures_total",
 			"Versions that failed to load or to validate and were refused (the versions serving kept serving), by model.",
 			[]string{"model"}, nil),
+		loadTime: prometheus.NewDesc("skl2go_model_load_seconds",
+			"Seconds the latest version took to read, load and check before it was swapped in (requests kept "+
+				"going to the version before it meanwhile), by model.", []string{"model"}, nil),
 	}
 }
 
@@ -120,6 +123,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.latest
 	ch <- c.loaded
 	ch <- c.refusals
+	ch <- c.loadTime
 }
 
 // Collect implements prometheus.Collector.
@@ -132,6 +136,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.store.Models() {
 		ch <- prometheus.MustNewConstMetric(c.latest, prometheus.GaugeValue, float64(m.Latest), m.Name)
 		ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.GaugeValue, float64(len(m.Versions)), m.Name)
+		ch <- prometheus.MustNewConstMetric(c.loadTime, prometheus.GaugeValue, m.LoadSeconds, m.Name)
 		if _, ok := failures[m.Name]; !ok {
 			names = append(names, m.Name)
 		}

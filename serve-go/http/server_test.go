@@ -272,6 +272,7 @@ func TestMetricsCountRequestsRowsAndErrors(t *testing.T) {
 		`skl2go_model_latest_version{model="trip_duration"} 2`,
 		`skl2go_model_versions_loaded{model="trip_duration"} 2`,
 		`skl2go_model_load_failures_total{model="trip_duration"} 0`,
+		`skl2go_model_load_seconds{model="trip_duration"} 0`, // NewStore loads nothing itself
 		`skl2go_http_requests_total{code="200",route="v2_infer"} 1`,
 		`go_goroutines`,
 	} {

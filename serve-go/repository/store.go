@@ -82,6 +82,8 @@ type handle struct {
 	refs   atomic.Int64  // the store's reference (while served) plus one per Acquire
 	done   chan struct{} // closed once the model is closed
 	logger *slog.Logger
+	// loadSeconds is how long loadVersion took: reading, loading, checking.
+	loadSeconds float64
 }
 
 func newHandle(m skl2go.Model, dir string, logger *slog.Logger) *handle {
@@ -276,9 +278,12 @@ func (s *Store) loadVersion(name string, version int) (*handle, error) {
 	if err != nil {
 		return nil, err
 	}
+	took := time.Since(start)
 	s.logger.Info("model version loaded", "model", name, "version", version, "path", entry.Dir,
-		"inputs", len(entry.Metadata.Inputs), "load_ms", time.Since(start).Milliseconds())
-	return newHandle(m, entry.Dir, s.logger), nil
+		"inputs", len(entry.Metadata.Inputs), "load_ms", took.Milliseconds())
+	h := newHandle(m, entry.Dir, s.logger)
+	h.loadSeconds = took.Seconds()
+	return h, nil
 }
 
 // Sync brings the store in line with the repository on disk, for each model:
@@ -474,7 +479,8 @@ func (s *Store) Models() []skl2go.ModelSummary {
 	defer s.mu.RUnlock()
 	out := make([]skl2go.ModelSummary, 0, len(s.models))
 	for name, versions := range s.models {
-		out = append(out, skl2go.ModelSummary{Name: name, Versions: versionList(versions), Latest: s.defaultLocked(name, versions)})
+		out = append(out, skl2go.ModelSummary{Name: name, Versions: versionList(versions), Latest: s.defaultLocked(name, versions),
+			LoadSeconds: versions[latest(versions)].loadSeconds})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -133,6 +133,9 @@ func TestSyncSwapsInANewVersionAndClosesTheOldOnceItsRequestsAreDone(t *testing.
 	if got := served(store); got != "[{trip_duration [2] 2}]" {
 		t.Fatalf("after Sync: %s, want only version 2", got)
 	}
+	if s := store.Models()[0].LoadSeconds; s <= 0 {
+		t.Errorf("LoadSeconds = %v, want the time version 2 took to load", s)
+	}
 	m, release, err := store.Acquire(fixture.Model, 0)
 	if err != nil || m.Metadata().Version != 2 {
 		t.Fatalf("a new request got %v, %v; want version 2", m, err)

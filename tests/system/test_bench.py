@@ -19,14 +19,18 @@ TARGETS = {"sklearn_gunicorn", "fastapi_ort", "fastapi_ort_nginx", "go_direct", 
            "nginx_static", "nginx_go_healthz"}
 
 
-def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, tmp_path):
+FAMILIES = ["linear", "random_forest", "random_forest_classifier"]  # a subset, to stay short
+
+
+def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, every_family, tmp_path):
     models = tmp_path / "models"  # a path of its own, to find the processes started from it
     shutil.copytree(repository.models / "trip_duration", models / "trip_duration")
     out = tmp_path / "reports"
     done = subprocess.run(
         [sys.executable, "-m", "loadtest.bench", "--models", str(models), "--name", "trip_duration",
          "--held-out", str(repository.build / "trip_duration"), "--out", str(out), "--rows", "1", "--duration", "1",
-         "--rounds", "2", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+         "--rounds", "2", "--families", str(every_family.models.parent), "--only-families", ",".join(FAMILIES),
+         "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     result = json.loads((out / "bench.json").read_text())
@@ -59,6 +63,26 @@ def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, tm
     assert (out / "bench.md").read_text().startswith("# skl2go benchmark")
     assert "## Dynamic batching" in (out / "bench.md").read_text()
     assert "## Predict vs /healthz through nginx, alternating rounds" in (out / "bench.md").read_text()
+    # the families phase: each family through nginx, the replicas' memory, the forest's hot reload
+    assert [r["family"] for r in result["families"]] == FAMILIES
+    for r in result["families"]:
+        assert set(r) == RESULT_KEYS | {"family", "task", "model"}
+        assert (r["target"], r["loadgen"], r["rows_per_request"]) == ("go_nginx", "wrk", 1)
+        assert r["model"] == every_family.names[r["family"]] and r["failures"] == 0 and r["rps"] > 0
+    every = result["memory"]["all_families"]
+    assert len(every["families"]) == 8 and every["replicas"] == 2
+    assert all(v > 0 for v in every["rss_mb_after_load"] + every["rss_mb_after_requests"])
+    assert [a["family"] for a in result["memory"]["alone"]] == FAMILIES
+    assert all(a["rss_mb_after_load"] > 0 for a in result["memory"]["alone"])
+    assert all(s > 0 for secs in result["memory"]["load_seconds_at_start"].values() for s in secs)
+    reload = result["hot_reload"]
+    assert (reload["family"], reload["new_version"]) == ("random_forest", reload["old_version"] + 1)
+    assert all(reload[w]["failures"] == 0 for w in ("before", "during", "after"))
+    assert reload["before"]["requests"] > 0 and reload["after"]["requests"] > 0
+    assert set(reload["versions"]) == {str(reload["old_version"]), str(reload["new_version"])}
+    assert len(reload["load_seconds"]) == 2 and all(s > 0 for s in reload["load_seconds"])
+    for section in ("## Model families through nginx", "## Memory per replica", "## Hot reload of the largest forest"):
+        assert section in (out / "bench.md").read_text()
     assert (out / "bench.png").stat().st_size > 10_000
     assert (out / "locust" / "go_nginx-rows1.html").stat().st_size > 0
     assert (out / "locust" / "go_nginx-rows1_stats.csv").read_text().count("predict rows=1") == 1
@@ -66,5 +90,6 @@ def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, tm
     # everything started is stopped: no pid file left, no process serving these models
     states = list((out / "bench-run").glob("topology-*"))
     assert states and all(list(state.glob("*.pid")) == [] for state in states)
-    leftovers = subprocess.run(["pgrep", "-f", str(models)], capture_output=True, text=True).stdout.split()
-    assert leftovers == []
+    for path in (models, out / "bench-run"):
+        leftovers = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True).stdout.split()
+        assert leftovers == []

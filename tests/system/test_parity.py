@@ -8,57 +8,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 
-import conftest
+from conftest import EveryFamily
 from verify import parity
 from topology import listening, request
-from train import agreement, data, export, fit, pipeline, synth
+from train import agreement, data, pipeline, synth
 
 # The report's shape, as the issue gives it (other tools read it).
 FAMILY_KEYS = ["family", "task", "rows", "max_abs_error", "max_rel_error", "label_agreement",
                "max_proba_abs_error", "within_bound", "worst_rows"]
-
-
-@dataclass
-class EveryFamily:
-    models: Path  # a repository with one model per family
-    names: dict[str, str]  # family -> model name
-    trips: Path
-
-    def pipeline(self, family: str):
-        return joblib.load(self.models / self.names[family] / "1" / "pipeline.joblib")
-
-    held_out_by_task: dict[str, pd.DataFrame] = field(default_factory=dict)  # read once per task
-
-    def held_out(self, family: str) -> pd.DataFrame:
-        """The family's held-out rows (shared: the tests take copies, iloc or assign)."""
-        task = pipeline.task_of(family)
-        if task not in self.held_out_by_task:
-            self.held_out_by_task[task] = parity.held_out([str(self.trips)], task)[0]
-        return self.held_out_by_task[task]
-
-
-@pytest.fixture(scope="session")
-def every_family(repository, tmp_path_factory) -> EveryFamily:
-    """The shared repository's models (copied, not retrained), plus the other
-    families trained on the same trips, named after their family."""
-    root = tmp_path_factory.mktemp("every_family")
-    names = {family: name for name, family in conftest.MODELS.items()}
-    for name in names.values():
-        shutil.copytree(repository.models / name, root / "models" / name)
-    for family in pipeline.FAMILIES:
-        if family not in names:
-            fit.fit([str(repository.trips)], family, family, root / "build")
-            export.export(family, root / "build", root / "models")
-            names[family] = family
-    return EveryFamily(root / "models", {f: names[f] for f in pipeline.FAMILIES}, repository.trips)
 
 
 def test_every_family_answers_like_sklearn_through_the_server_and_nginx(every_family, tmp_path, capsys):

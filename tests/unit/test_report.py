@@ -4,6 +4,7 @@ and the report's ratios and verdicts. Speed itself is never asserted here.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -107,3 +108,35 @@ def test_report_sets_the_inference_log_at_100_percent_beside_off(tmp_path):
     assert "180,000 records written, 0 dropped" in md
     assert "| 1 | wrk | 16,000 | 12,000 | 0.75× | 20.00 | 25.00 | 0.200 | 0.300 |" in md
     assert "| go_nginx_log100 | wrk | 12,000 |" in md  # and in the table of its request size
+
+
+def test_rss_bytes_reads_a_live_process_and_none_for_a_gone_one():
+    assert processes.rss_bytes(os.getpid()) > 1 << 20  # this interpreter holds more than 1 MiB
+    assert processes.rss_bytes(2**22 + 12345) is None  # a pid that does not exist has no RSS
+
+
+def test_report_shows_the_families_memory_and_hot_reload(tmp_path):
+    bench_json = fake_bench(go_rps=16_000, go_p99=20, go_cpu=0.2, go_rows_1000=250_000, healthz_rps=18_000)
+    bench_json["families"] = [
+        {**fake_result("go_nginx", 1, "wrk", 16_000, 20, 0.2), "family": "linear", "task": "regression",
+         "model": "linear"},
+        {**fake_result("go_nginx", 1, "wrk", 8_000, 30, 0.4), "family": "random_forest", "task": "regression",
+         "model": "random_forest"}]
+    bench_json["memory"] = {"all_families": {"families": ["linear", "random_forest"], "replicas": 2,
+                                             "rss_mb_after_load": [100.0, 101.0], "rss_mb_after_requests": [150.0, 151.0]},
+                            "alone": [{"family": "linear", "rss_mb_after_load": 40.0, "rss_mb_after_requests": 60.0}],
+                            "load_seconds_at_start": {"random_forest": [2.0, 2.5]}}
+    window = {"requests": 100, "failures": 0, "p50_ms": 1.0, "p99_ms": 5.0, "max_ms": 9.0}
+    bench_json["hot_reload"] = {"family": "random_forest", "model": "random_forest", "onnx_mb": 10.0, "clients": 4,
+                                "old_version": 1, "new_version": 2, "publish_to_ready_s": 3.0,
+                                "publish_to_first_new_answer_s": 2.9, "load_seconds": [2.8, 2.7],
+                                "before": window, "during": {**window, "p99_ms": 20.0}, "after": window,
+                                "versions": {"1": 150, "2": 50}}
+    report.write(bench_json, tmp_path)
+    md = (tmp_path / "bench.md").read_text()
+    assert "| `random_forest` | regression | 1 | 8,000 | 8,000 |" in md and "| 0.50× |" in md  # vs linear
+    assert "| all 2 families | 100.0 / 101.0 | 150.0 / 151.0 |" in md
+    assert "| `linear` alone | 40.0 | 60.0 |" in md
+    assert "`random_forest` 2.00 / 2.50" in md
+    assert "| during | 100 | 0 | 1.00 | 20.00 | 9.00 |" in md
+    assert "answers by version: v1: 150, v2: 50" in md
