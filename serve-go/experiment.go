@@ -110,6 +110,9 @@ func ParseExperiment(data []byte, model string) (*Experiment, error) {
 		if err := dec.Decode(&rv); err != nil {
 			return nil, fmt.Errorf("%s: mirror: %w", ExperimentFile, err)
 		}
+		if rv.Name == "" { // the issue's own shape, {"version": 3}, names no mirror
+			rv.Name = DefaultMirrorName
+		}
 		v, err := rv.check("mirror", false)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ExperimentFile, err)
@@ -121,6 +124,9 @@ func ParseExperiment(data []byte, model string) (*Experiment, error) {
 	}
 	return e, nil
 }
+
+// DefaultMirrorName names a mirror whose definition gives no name.
+const DefaultMirrorName = "mirror"
 
 // rawVariant is a variant as written, its numbers still unchecked.
 type rawVariant struct {

@@ -15,6 +15,7 @@ func TestParseExperiment(t *testing.T) {
 	}{
 		{"ok", `{"id":"e1","variants":[{"name":"a","version":1,"weight":90},{"name":"b","version":2,"weight":10}],"sticky":"X-User","mirror":{"name":"shadow","version":3}}`, ""},
 		{"alias", `{"id":"e1","variants":[{"name":"a","alias":"champion","weight":1}]}`, ""},
+		{"mirror without a name", `{"id":"e1","variants":[{"name":"a","version":1,"weight":1}],"mirror":{"version":2}}`, ""},
 		{"mirror alias", `{"id":"e1","variants":[{"name":"a","version":1,"weight":1}],"mirror":{"name":"m","alias":"challenger"}}`, ""},
 		{"bad alias", `{"id":"e1","variants":[{"name":"a","alias":"cham pion","weight":1}]}`, `variants[0].alias: "cham pion" is not a valid alias name`},
 		{"empty alias", `{"id":"e1","variants":[{"name":"a","alias":"","weight":1}]}`, "variants[0]: missing version (a number) or alias"},
@@ -49,6 +50,17 @@ func TestParseExperiment(t *testing.T) {
 				t.Fatalf("error %q does not contain %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestMirrorNameDefault: the mirror may be given as {"version": 3} alone.
+func TestMirrorNameDefault(t *testing.T) {
+	e, err := skl2go.ParseExperiment([]byte(`{"id":"e1","variants":[{"name":"a","version":1,"weight":1}],"mirror":{"version":2}}`), "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Mirror == nil || e.Mirror.Name != skl2go.DefaultMirrorName || e.Mirror.Version != 2 {
+		t.Fatalf("mirror %+v, want %s version 2", e.Mirror, skl2go.DefaultMirrorName)
 	}
 }
 
