@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from train import features
 from train.data import CLOCKS, EXTRA_COLUMNS, TRIP_COLUMNS, NotTripData, tlc_kind
 
 from . import output
@@ -104,7 +105,8 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
         if not output.single_file(out):
             tmp.mkdir()
             tmp = tmp / output.PART
-        with pq.ParquetWriter(tmp, scorer.schema, compression="zstd") as writer, \
+        with pq.ParquetWriter(tmp, scorer.schema, compression="zstd",
+                              use_dictionary=dictionary_columns(scorer.schema)) as writer, \
                 ThreadPoolExecutor(1, thread_name_prefix="write") as writing:
             written: Future | None = None
             for n, source in enumerate(files, 1):
@@ -129,6 +131,16 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
     log(f"[done] {done:,} trips scored into {out} in {seconds:.1f}s ({done / max(seconds, 1e-9):,.0f} trips/s); "
         f"{unscored:,} could not be scored (see the reason column)")
     return {"rows": done, "unscored": unscored, "seconds": seconds}
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The output columns worth dictionary-encoding: the model's inputs and
+    the integer and string columns have few distinct values. The ride id is
+    unique and computed floats (predictions, durations) nearly so: the
+    writer would build a dictionary for each page and then drop it, a
+    large part of the writing time (and the file is smaller without)."""
+    return [f.name for f in schema
+            if f.name in features.FEATURES or (f.name != "ride_id" and not pa.types.is_floating(f.type))]
 
 
 def read_ahead(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
