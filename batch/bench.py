@@ -4,7 +4,9 @@
 
 1. the local engine (python -m batch score),
 2. the Spark engine, local[*],
-3. sklearn: the file read with pandas, the same features, pipeline.predict.
+3. sklearn: the file read with pandas, the same features, pipeline.predict
+   (on all rows at once, or --sklearn-chunk rows at a time: a tree family's
+   dense one-hot matrix of millions of rows does not fit in memory).
 
 Each runs in a child process of its own; peak memory is the largest sum of
 the resident sets of its process tree (Spark: the JVM and its Python
@@ -18,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,7 +43,8 @@ pick = CLOCKS[kind][0]
 trips = pd.read_parquet(path, columns=[pick, "PULocationID", "DOLocationID", "trip_distance"])
 X = pd.DataFrame(features.inputs(trips[pick].to_numpy(), trips["PULocationID"].to_numpy(),
                                  trips["DOLocationID"].to_numpy(), trips["trip_distance"].to_numpy()))
-predictions = joblib.load(pipeline_file).predict(X)
+pipeline, chunk = joblib.load(pipeline_file), int(sys.argv[3]) or len(X)
+predictions = np.concatenate([pipeline.predict(X.iloc[i:i + chunk]) for i in range(0, len(X), chunk)])
 print(len(predictions), time.perf_counter() - started)
 """
 
@@ -48,8 +52,11 @@ print(len(predictions), time.perf_counter() - started)
 def measure(command: list[str], interval: float = 0.1) -> dict:
     """Run command: its wall time, and the peak memory of its process tree
     (the sum of the resident sets of the command and every process it
-    started, the Spark JVM and its Python workers included), sampled."""
-    started = time.perf_counter()
+    started, the Spark JVM and its Python workers included), sampled, and
+    the CPU time of the processes that ended and were waited for: on a
+    shared machine the wall time moves with the load, the CPU time much
+    less."""
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryFile("w+") as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         root, peak = psutil.Process(child.pid), 0
@@ -63,7 +70,9 @@ def measure(command: list[str], interval: float = 0.1) -> dict:
         text = log.read()
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{text[-4000:]}")
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak / 2**20, 1)}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "peak_rss_mb": round(peak / 2**20, 1)}
 
 
 def _rss(process: psutil.Process) -> int:
@@ -81,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--engines", nargs="+", default=["local", "spark", "sklearn"],
                         choices=["local", "spark", "sklearn"], help="what to measure, in this order")
+    parser.add_argument("--sklearn-chunk", type=int, default=0,
+                        help="rows per sklearn predict call (0: all rows in one call)")
     args = parser.parse_args(argv)
     import pyarrow.parquet as pq
 
@@ -91,30 +102,37 @@ def main(argv: list[str] | None = None) -> int:
         for engine in args.engines:
             print(f"[bench] {engine} on {rows:,} trips …", flush=True)
             if engine == "sklearn":
-                command = [sys.executable, "-c", SKLEARN, str(args.data), str(published.path / "pipeline.joblib")]
+                command = [sys.executable, "-c", SKLEARN, str(args.data), str(published.path / "pipeline.joblib"),
+                           str(args.sklearn_chunk)]
             else:
                 command = [sys.executable, "-m", "batch", "score", "--data", str(args.data), "--out",
                            str(Path(tmp) / f"{engine}.parquet"), "--models", str(args.models), "--name", args.name,
                            "--engine", engine]
             result = measure(command)
             result["rows_per_second"] = round(rows / result["seconds"])
+            result["load_average"] = [round(x, 2) for x in os.getloadavg()]  # 1, 5, 15 min, at its end
             results[engine] = result
-            print(f"[bench] {engine}: {result['seconds']:.1f}s, {result['rows_per_second']:,} rows/s, "
+            print(f"[bench] {engine}: {result['seconds']:.1f}s ({result['cpu_seconds']:.1f} CPU s), "
+                  f"{result['rows_per_second']:,} rows/s, "
                   f"peak {result['peak_rss_mb']:,.0f} MB", flush=True)
     report = {"rows": rows, "file": str(args.data), "file_mb": round(args.data.stat().st_size / 1e6, 1),
               "model": {"name": published.name, "version": published.version,
                         "family": published.metadata["family"]},
-              "cores": os.cpu_count(), "load_average_at_end": os.getloadavg(), "results": results}
+              "cores": os.cpu_count(), "load_average_at_end": os.getloadavg(), "sklearn_chunk": args.sklearn_chunk,
+              "results": results}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"bench-batch-{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Batch scoring, {rows:,} trips ({published.name} v{published.version}, "
              f"{published.metadata['family']})", "",
-             "| engine | seconds | rows/s | vs sklearn | peak memory (MB) |", "|---|---|---|---|---|"]
+             "| engine | seconds | rows/s | vs sklearn | CPU seconds | vs sklearn (CPU) | peak memory (MB) "
+             "| load average (1 min) at its end |", "|---|---|---|---|---|---|---|---|"]
     base = results.get("sklearn", {}).get("rows_per_second")
+    base_cpu = results.get("sklearn", {}).get("cpu_seconds")
     for engine, r in results.items():
         ratio = f"{r['rows_per_second'] / base:.1f}x" if base else "—"
-        lines.append(f"| {engine} | {r['seconds']:.1f} | {r['rows_per_second']:,} | {ratio} | "
-                     f"{r['peak_rss_mb']:,.0f} |")
+        cpu_ratio = f"{base_cpu / r['cpu_seconds']:.1f}x" if base_cpu and r["cpu_seconds"] else "—"
+        lines.append(f"| {engine} | {r['seconds']:.1f} | {r['rows_per_second']:,} | {ratio} | {r['cpu_seconds']:.1f} | "
+                     f"{cpu_ratio} | {r['peak_rss_mb']:,.0f} | {r['load_average'][0]:.1f} |")
     (args.out / f"bench-batch-{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

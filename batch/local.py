@@ -4,6 +4,11 @@ Each file is read one row group at a time (at most BATCH_ROWS rows per
 batch, only the columns scoring needs), scored, and appended to one output
 parquet file (OUT, or OUT/part-00000.parquet when OUT is a directory), so
 memory stays bounded whatever the size of the files.
+
+Reading, scoring and writing overlap: while one batch is scored, the next
+is read and the previous one written, each on a thread of its own (Arrow's
+parquet reader and writer and ONNX Runtime release the GIL), so at most
+three batches are in memory at once. The output's rows stay in input order.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from train import features
 from train.data import CLOCKS, EXTRA_COLUMNS, TRIP_COLUMNS, NotTripData, tlc_kind
 
 from . import output
@@ -97,13 +105,18 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
         if not output.single_file(out):
             tmp.mkdir()
             tmp = tmp / output.PART
-        with pq.ParquetWriter(tmp, scorer.schema, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, scorer.schema, compression="zstd",
+                              use_dictionary=dictionary_columns(scorer.schema)) as writer, \
+                ThreadPoolExecutor(1, thread_name_prefix="write") as writing:
+            written: Future | None = None
             for n, source in enumerate(files, 1):
                 first_row = 0
                 reader = pq.ParquetFile(source.path)
-                for batch in reader.iter_batches(batch_size=batch_rows, columns=source.columns):
+                for batch in read_ahead(reader.iter_batches(batch_size=batch_rows, columns=source.columns)):
                     scored = scorer.score(trips_batch(batch, source, first_row))
-                    writer.write_batch(scored)
+                    if written is not None:
+                        written.result()  # in order, and a write error stops the run here
+                    written = writing.submit(writer.write_batch, scored)
                     first_row += batch.num_rows
                     done += batch.num_rows
                     unscored += scored.num_rows - scored.column("reason").null_count
@@ -112,10 +125,33 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
                         last = now
                         log(f"[score] file {n}/{len(files)} {source.path.name}: {done:,}/{total:,} trips "
                             f"({done / max(total, 1):.0%}), {done / (now - started):,.0f} trips/s")
+            if written is not None:
+                written.result()
         seconds = time.perf_counter() - started
     log(f"[done] {done:,} trips scored into {out} in {seconds:.1f}s ({done / max(seconds, 1e-9):,.0f} trips/s); "
         f"{unscored:,} could not be scored (see the reason column)")
     return {"rows": done, "unscored": unscored, "seconds": seconds}
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The output columns worth dictionary-encoding: the model's inputs and
+    the integer and string columns have few distinct values. The ride id is
+    unique and computed floats (predictions, durations) nearly so: the
+    writer would build a dictionary for each page and then drop it, a
+    large part of the writing time (and the file is smaller without)."""
+    return [f.name for f in schema
+            if f.name in features.FEATURES or (f.name != "ride_id" and not pa.types.is_floating(f.type))]
+
+
+def read_ahead(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The batches of `batches`, the next one read on a thread while the
+    caller works on this one."""
+    batches = iter(batches)
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as reading:
+        following = reading.submit(next, batches, None)
+        while (batch := following.result()) is not None:
+            following = reading.submit(next, batches, None)
+            yield batch
 
 
 def _cast(values: pa.Array, to: pa.DataType) -> pa.Array:

@@ -20,10 +20,10 @@ import onnxruntime as ort
 from train import repository, tracking
 from train.repository import MODEL_FILE
 
-# Rows per ONNX Runtime run. The graph one-hot encodes into a dense float32
-# matrix (~2.2 KB a row): runs whose matrix stays in the CPU's cache are the
-# fastest per row (BENCHMARKS.md). The answers do not depend on it (see
-# `predict`).
+# Rows per ONNX Runtime run. A tree family's graph one-hot encodes into a
+# dense float32 matrix (~2.2 KB a row): runs whose matrix stays in the CPU's
+# cache are the fastest per row (BENCHMARKS.md). The answers do not depend
+# on it (see `predict`).
 RUN_ROWS = 1024
 
 
@@ -107,11 +107,13 @@ def predict(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], threads: i
 
     ONNX Runtime's matrix multiply (MLAS) computes a one-row product with a
     kernel of its own (M = 1) that adds the terms in another order than the
-    kernel for two rows or more: a linear model's answer for a trip alone
-    differs in the last bit from its answer within a batch. So a run never
-    has one row: a lone row is run twice and the copy dropped, as the Go
-    server does. From two rows on, a row's answer does not depend on the
-    others or their number.
+    kernel for two rows or more: in a graph that multiplies matrices, a
+    trip's answer alone differs in the last bit from its answer within a
+    batch (the exported linear families gather coefficients instead, see
+    train/graph.py, but other graphs may). So a run never has one row: a
+    lone row is run twice and the copy dropped, as the Go server does. From
+    two rows on, a row's answer does not depend on the others or their
+    number.
     """
     rows = len(next(iter(feeds.values())))
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
+import joblib
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pandas as pd
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from train import graph
+from train import export, features, graph
 
 
 def gathers(indices_a: list[int], indices_b: list[int]) -> onnx.ModelProto:
@@ -42,7 +47,33 @@ def test_other_gathers_are_left_alone():
         assert rewritten == []
 
 
-def test_the_exported_linear_model_has_no_gather_left(repository):
-    model = onnx.load(repository.models / "trip_duration" / "1" / "model.onnx")
-    ops = [n.op_type for n in model.graph.node]
-    assert "Gather" not in ops and ops.count("Slice") == 4
+def test_the_exported_linear_models_gather_coefficients_instead_of_one_hot(repository):
+    for name in ("trip_duration", "tip_given"):  # drop="first" regression; classifier
+        ops = [n.op_type for n in onnx.load(repository.models / name / "1" / "model.onnx").graph.node]
+        assert "OneHotEncoder" not in ops and "Slice" not in ops, name
+        assert ops.count("LabelEncoder") == 4 and ops.count("Gather") == 4, name
+
+
+@pytest.mark.parametrize("name", ["trip_duration", "tip_given"])
+def test_sparse_linear_answers_like_sklearn_on_unknown_and_dropped_categories(repository, name):
+    """Every category column at an unknown value (handle_unknown="ignore":
+    no term) and at its first level (dropped by drop="first" for linear)."""
+    pipeline = joblib.load(repository.models / name / "1" / "pipeline.joblib")
+    X = pd.read_parquet(repository.build / name / "validation.parquet")[list(features.FEATURES)].iloc[:500]
+    encoder = pipeline.named_steps["features"].named_transformers_["categories"]
+    assert encoder.handle_unknown == "ignore"
+    unseen = {"PULocationID": 0, "DOLocationID": 266, "pickup_hour": 24, "pickup_weekday": 7}
+    rows = [X]
+    for k, column in enumerate(features.CATEGORICAL):
+        rows.append(X.assign(**{column: np.int64(unseen[column])}))
+        rows.append(X.assign(**{column: np.int64(encoder.categories_[k][0])}))
+    rows = pd.concat(rows, ignore_index=True)
+    onnx_bytes = (repository.models / name / "1" / "model.onnx").read_bytes()
+    task = json.loads((repository.models / name / "1" / "model.json").read_text())["task"]
+    assert export.check_against_sklearn(onnx_bytes, pipeline, rows, task).within_bound
+
+
+def test_sparse_linear_leaves_other_graphs_alone(repository):
+    model = onnx.load(repository.models / "trip_duration_hgb" / "1" / "model.onnx")
+    rewritten, names = graph.sparse_linear(model)
+    assert names == [] and rewritten.SerializeToString() == model.SerializeToString()
