@@ -79,6 +79,23 @@ func (m *limited) Predict(ctx context.Context, batch *Batch) ([]Output, error) {
 	return m.Model.Predict(ctx, batch)
 }
 
+// Unwrap returns the model the Limiter wraps.
+func (m *limited) Unwrap() Model { return m.Model }
+
+// Innermost returns the model a chain of wrappers (a Limiter's, batching's:
+// those with an Unwrap method) ends in. Background work, such as an
+// experiment's mirror, runs it directly, so that it takes no request's slot
+// and joins no request's batch.
+func Innermost(m Model) Model {
+	for {
+		u, ok := m.(interface{ Unwrap() Model })
+		if !ok {
+			return m
+		}
+		m = u.Unwrap()
+	}
+}
+
 // Executions implements ExecutionCounter with the wrapped model's count.
 func (m *limited) Executions() uint64 {
 	if c, ok := m.Model.(ExecutionCounter); ok {

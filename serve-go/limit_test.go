@@ -126,3 +126,29 @@ func TestLimiterIsSharedByTheModelsItWraps(t *testing.T) {
 		t.Errorf("%d predictions ran at once across both models, want 3", most)
 	}
 }
+
+// TestInnermostReachesPastTheLimiter: a mirror's run (skl2go.Innermost)
+// takes no slot, so it runs while every slot is held by a request.
+func TestInnermostReachesPastTheLimiter(t *testing.T) {
+	inner := newGate(1)
+	wrapped := skl2go.NewLimiter(1, 0, time.Second).Wrap(inner)
+	if got := skl2go.Innermost(wrapped); got != skl2go.Model(inner) {
+		t.Fatalf("Innermost = %T, want the wrapped model", got)
+	}
+	if got := skl2go.Innermost(inner); got != skl2go.Model(inner) {
+		t.Fatalf("Innermost of an unwrapped model = %T, want itself", got)
+	}
+	held := predictAsync(wrapped, context.Background()) // takes the one slot
+	<-inner.started
+	past := predictAsync(skl2go.Innermost(wrapped), context.Background())
+	<-inner.started // it started although the slot is held
+	if running := inner.running.Load(); running != 2 {
+		t.Fatalf("%d predictions running, want 2", running)
+	}
+	close(inner.open)
+	for _, done := range []chan error{held, past} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

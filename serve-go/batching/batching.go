@@ -157,6 +157,9 @@ func (m *Model) Executions() uint64 {
 	return 0
 }
 
+// Unwrap returns the model the batcher runs.
+func (m *Model) Unwrap() skl2go.Model { return m.inner }
+
 // Waiting returns how many requests wait for their run.
 func (m *Model) Waiting() int { return int(m.waiting.Load()) }
 

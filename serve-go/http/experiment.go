@@ -215,7 +215,14 @@ func (sh *shadow) offer(inf *skl2go.Inference, logged bool) {
 // close stops the worker (queued jobs are dropped).
 func (sh *shadow) close() { sh.stopped.Do(func() { close(sh.stop) }) }
 
+// run is the mirror's one worker. Its runs bypass the request path's
+// slots and batches (skl2go.Innermost) and execute on an OS thread that
+// runs only when the CPU is otherwise idle (Linux's SCHED_IDLE), so that a
+// mirror slower than the answer it copies takes only the CPU requests leave.
 func (sh *shadow) run() {
+	if err := lowerThreadPriority(); err != nil {
+		sh.logger.Warn("mirror runs at normal CPU priority", "err", err)
+	}
 	for {
 		select {
 		case <-sh.stop:
@@ -242,7 +249,7 @@ func (sh *shadow) runJob(job shadowJob) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), shadowTimeout)
 	defer cancel()
-	outputs, err := model.Predict(ctx, job.batch)
+	outputs, err := skl2go.Innermost(model).Predict(ctx, job.batch)
 	if err != nil {
 		runs.WithLabelValues(job.model, job.mirror.Name, "error").Inc()
 		sh.logger.Debug("mirror run failed", "model", job.model, "variant", job.mirror.Name, "err", err)
