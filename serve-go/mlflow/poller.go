@@ -65,7 +65,7 @@ type Options struct {
 	MaxBackoff time.Duration // the longest wait after failed polls (default 30s)
 	Logger     *slog.Logger
 	Observer   Observer
-	OnServe    func() // called after each version swapped in (the server turns ready)
+	OnServe    func() // called after each poll, and after ServeCached, that leaves a version served (the server turns ready)
 }
 
 // Poller keeps the store serving the versions the registry's alias points to.
@@ -139,8 +139,10 @@ func (p *Poller) ServeCached() int {
 		p.opts.Logger.Info("serving the cached registry version", "model", name, "version", version,
 			"path", filepath.Join(p.cache, name, strconv.Itoa(version)))
 		p.opts.Observer.ObserveRegistryServed(name, version)
-		p.opts.OnServe()
 		served++
+	}
+	if served > 0 {
+		p.opts.OnServe()
 	}
 	return served
 }
@@ -193,7 +195,15 @@ func (p *Poller) Poll(ctx context.Context) error {
 	return err
 }
 
+// poll follows every model's alias once. The server turns ready when a poll
+// ends with a version served, not after the first model's: a client sent
+// to a ready replica finds every model the registry had for it.
 func (p *Poller) poll(ctx context.Context) error {
+	defer func() {
+		if len(p.store.Models()) > 0 {
+			p.opts.OnServe()
+		}
+	}()
 	names := p.opts.Models
 	if len(names) == 0 {
 		var err error
@@ -415,7 +425,6 @@ func (p *Poller) served(mv ModelVersion) {
 	p.opts.Logger.Info("serving the registry version", "model", mv.Name, "version", mv.Version, "alias", p.opts.Alias,
 		"run_id", mv.RunID)
 	p.opts.Observer.ObserveRegistryServed(mv.Name, mv.Version)
-	p.opts.OnServe()
 }
 
 func writeFileAtomic(path string, data []byte) error {

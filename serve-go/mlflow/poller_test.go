@@ -207,6 +207,7 @@ type harness struct {
 	obs    *observer
 	logs   *syncWriter
 	cache  string
+	ready  []string // what the store served each time the poller said ready (OnServe)
 }
 
 // newHarness is a real store (ONNX Runtime loads and checks each version)
@@ -231,9 +232,12 @@ func newHarness(t *testing.T, reg *registry, cache string, hc *http.Client, gete
 		t.Fatal(err)
 	}
 	obs := &observer{refused: map[string]int{}, served: map[string]int{}}
+	h := &harness{store: store, obs: obs, logs: logs, cache: cache}
+	onServe := func() { h.ready = append(h.ready, fmt.Sprint(store.Models())) }
 	poller = mlflow.NewPoller(client, store, cache, mlflow.Options{Models: names, Interval: 20 * time.Millisecond,
-		MaxBackoff: 200 * time.Millisecond, Logger: logger, Observer: obs})
-	return &harness{store: store, poller: poller, obs: obs, logs: logs, cache: cache}
+		MaxBackoff: 200 * time.Millisecond, Logger: logger, Observer: obs, OnServe: onServe})
+	h.poller = poller
+	return h
 }
 
 // syncWriter serialises writes: the poller's goroutine and the test log concurrently.
@@ -475,6 +479,30 @@ func TestOnlyTheModelsNamedAreServed(t *testing.T) {
 	h.poll(t)
 	if got := fmt.Sprint(h.store.Models()); got != "[{tip_given [1] 1}]" {
 		t.Errorf("serving %s, want the classifier only", got)
+	}
+}
+
+// TestReadyOnceEveryModelIsServed: the server turns ready after a poll that
+// served every model the registry has, never between two of them, and at
+// a restart after the cache served them all.
+func TestReadyOnceEveryModelIsServed(t *testing.T) {
+	reg := newRegistry(t)
+	reg.register(fixture.Model, 1, fixture.Model, nil)
+	reg.register(fixture.Classifier, 1, fixture.Classifier, nil)
+	reg.setAlias(fixture.Model, 1)
+	reg.setAlias(fixture.Classifier, 1)
+	h := newHarness(t, reg, "", nil, nil)
+	h.poll(t)
+	both := "[{tip_given [1] 1} {trip_duration [1] 1}]"
+	if len(h.ready) == 0 || h.ready[0] != both {
+		t.Fatalf("ready with %q, want ready first with both models, %s", h.ready, both)
+	}
+	restarted := newHarness(t, reg, h.cache, nil, nil)
+	if served := restarted.poller.ServeCached(); served != 2 {
+		t.Fatalf("the cache served %d models, want 2", served)
+	}
+	if len(restarted.ready) != 1 || restarted.ready[0] != both {
+		t.Fatalf("ready after a restart with %q, want once, with %s", restarted.ready, both)
 	}
 }
 
