@@ -82,6 +82,15 @@ func (r *registry) setAlias(name string, v int) {
 	r.aliases[name] = v
 }
 
+// champions registers the regressor and the classifier fixtures at these
+// versions, each with the alias on it.
+func (r *registry) champions(model, classifier int) {
+	r.register(fixture.Model, model, fixture.Model, nil)
+	r.register(fixture.Classifier, classifier, fixture.Classifier, nil)
+	r.setAlias(fixture.Model, model)
+	r.setAlias(fixture.Classifier, classifier)
+}
+
 func (r *registry) set(f func(r *registry)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -445,10 +454,7 @@ func TestRunBacksOffWhileTheRegistryIsDownAndRecovers(t *testing.T) {
 
 func TestARestartWhileTheRegistryIsDownServesTheCache(t *testing.T) {
 	reg := newRegistry(t)
-	reg.register(fixture.Model, 5, fixture.Model, nil)
-	reg.register(fixture.Classifier, 2, fixture.Classifier, nil)
-	reg.setAlias(fixture.Model, 5)
-	reg.setAlias(fixture.Classifier, 2)
+	reg.champions(5, 2)
 	first := newHarness(t, reg, "", nil, nil) // every registered model
 	first.poll(t)
 	first.store.Close()
@@ -471,10 +477,7 @@ func TestARestartWhileTheRegistryIsDownServesTheCache(t *testing.T) {
 
 func TestOnlyTheModelsNamedAreServed(t *testing.T) {
 	reg := newRegistry(t)
-	reg.register(fixture.Model, 1, fixture.Model, nil)
-	reg.register(fixture.Classifier, 1, fixture.Classifier, nil)
-	reg.setAlias(fixture.Model, 1)
-	reg.setAlias(fixture.Classifier, 1)
+	reg.champions(1, 1)
 	h := newHarness(t, reg, "", nil, nil, fixture.Classifier)
 	h.poll(t)
 	if got := fmt.Sprint(h.store.Models()); got != "[{tip_given [1] 1}]" {
@@ -487,10 +490,7 @@ func TestOnlyTheModelsNamedAreServed(t *testing.T) {
 // a restart after the cache served them all.
 func TestReadyOnceEveryModelIsServed(t *testing.T) {
 	reg := newRegistry(t)
-	reg.register(fixture.Model, 1, fixture.Model, nil)
-	reg.register(fixture.Classifier, 1, fixture.Classifier, nil)
-	reg.setAlias(fixture.Model, 1)
-	reg.setAlias(fixture.Classifier, 1)
+	reg.champions(1, 1)
 	h := newHarness(t, reg, "", nil, nil)
 	h.poll(t)
 	both := "[{tip_given [1] 1} {trip_duration [1] 1}]"
