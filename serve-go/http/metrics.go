@@ -3,6 +3,7 @@ package http
 import (
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,40 @@ type metrics struct {
 	httpRequests    *prometheus.CounterVec
 	clientRequests  *prometheus.CounterVec
 	experiment      *experimentMetrics // per variant (experiment.go)
+
+	// success holds each model version and protocol's series, looked up
+	// once: a *Vec's lookup hashes every label value, six of them per
+	// answered request otherwise.
+	success sync.Map // successKey -> *successSeries
+	routes  sync.Map // routeKey -> prometheus.Counter
+}
+
+type routeKey struct {
+	route string
+	code  int
+}
+
+// observeRoute counts one answer of the named route.
+func (m *metrics) observeRoute(route string, code int) {
+	key := routeKey{route, code}
+	counter, ok := m.routes.Load(key)
+	if !ok {
+		counter, _ = m.routes.LoadOrStore(key, m.httpRequests.WithLabelValues(route, strconv.Itoa(code)))
+	}
+	counter.(prometheus.Counter).Inc()
+}
+
+type successKey struct {
+	model    string
+	version  int
+	protocol string
+}
+
+// successSeries are the series observeSuccess updates for one model
+// version and protocol.
+type successSeries struct {
+	requests, rows                prometheus.Counter
+	request, input, infer, output prometheus.Observer
 }
 
 // durationBuckets span 50µs to about 3s.
@@ -149,13 +184,26 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 
 // observeSuccess records a request answered at end.
 func (m *metrics) observeSuccess(inf *skl2go.Inference, end time.Time) {
-	model, version := inf.Meta.Name, strconv.Itoa(inf.Meta.Version)
-	m.requestSuccess.WithLabelValues(model, version, inf.Protocol).Inc()
-	m.inferenceCount.WithLabelValues(model, version, inf.Protocol).Add(float64(inf.Rows))
-	m.requestDuration.WithLabelValues(model, version, inf.Protocol).Observe(end.Sub(inf.Start).Seconds())
-	m.inputDuration.WithLabelValues(model, version).Observe(inf.Decoded.Sub(inf.Start).Seconds())
-	m.inferDuration.WithLabelValues(model, version).Observe(inf.Computed.Sub(inf.Decoded).Seconds())
-	m.outputDuration.WithLabelValues(model, version).Observe(end.Sub(inf.Computed).Seconds())
+	key := successKey{inf.Meta.Name, inf.Meta.Version, inf.Protocol}
+	cached, ok := m.success.Load(key)
+	if !ok {
+		model, version := key.model, strconv.Itoa(key.version)
+		cached, _ = m.success.LoadOrStore(key, &successSeries{
+			requests: m.requestSuccess.WithLabelValues(model, version, key.protocol),
+			rows:     m.inferenceCount.WithLabelValues(model, version, key.protocol),
+			request:  m.requestDuration.WithLabelValues(model, version, key.protocol),
+			input:    m.inputDuration.WithLabelValues(model, version),
+			infer:    m.inferDuration.WithLabelValues(model, version),
+			output:   m.outputDuration.WithLabelValues(model, version),
+		})
+	}
+	series := cached.(*successSeries)
+	series.requests.Inc()
+	series.rows.Add(float64(inf.Rows))
+	series.request.Observe(end.Sub(inf.Start).Seconds())
+	series.input.Observe(inf.Decoded.Sub(inf.Start).Seconds())
+	series.infer.Observe(inf.Computed.Sub(inf.Decoded).Seconds())
+	series.output.Observe(end.Sub(inf.Computed).Seconds())
 }
 
 // observeFailure records a request that failed with the given error code.
@@ -199,7 +247,17 @@ func (c executionCollector) Collect(ch chan<- prometheus.Metric) {
 type BatchMetrics struct {
 	rows, requests, queue, estimate *prometheus.HistogramVec
 	shed                            *prometheus.CounterVec
+
+	runs sync.Map // model version -> *batchSeries, looked up once (see metrics.success)
 }
+
+type versionKey struct {
+	model   string
+	version int
+}
+
+// batchSeries are the series ObserveBatch updates for one model version.
+type batchSeries struct{ rows, requests, queue prometheus.Observer }
 
 // NewBatchMetrics registers the batching series in reg.
 func NewBatchMetrics(reg prometheus.Registerer) *BatchMetrics {
@@ -237,12 +295,21 @@ func (b *BatchMetrics) ObserveAdmission(meta *skl2go.Metadata, wait time.Duratio
 
 // ObserveBatch implements batching.Observer.
 func (b *BatchMetrics) ObserveBatch(meta *skl2go.Metadata, requests, rows int, waits []time.Duration) {
-	model, version := meta.Name, strconv.Itoa(meta.Version)
-	b.rows.WithLabelValues(model, version).Observe(float64(rows))
-	b.requests.WithLabelValues(model, version).Observe(float64(requests))
-	queue := b.queue.WithLabelValues(model, version)
+	key := versionKey{meta.Name, meta.Version}
+	cached, ok := b.runs.Load(key)
+	if !ok {
+		version := strconv.Itoa(key.version)
+		cached, _ = b.runs.LoadOrStore(key, &batchSeries{
+			rows:     b.rows.WithLabelValues(key.model, version),
+			requests: b.requests.WithLabelValues(key.model, version),
+			queue:    b.queue.WithLabelValues(key.model, version),
+		})
+	}
+	series := cached.(*batchSeries)
+	series.rows.Observe(float64(rows))
+	series.requests.Observe(float64(requests))
 	for _, w := range waits {
-		queue.Observe(w.Seconds())
+		series.queue.Observe(w.Seconds())
 	}
 }
 

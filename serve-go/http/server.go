@@ -177,7 +177,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, name, method
 	} else {
 		h(rec, r)
 	}
-	s.metrics.httpRequests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
+	s.metrics.observeRoute(name, rec.status)
 	client := s.clientID(r)
 	if client != "" {
 		s.metrics.clientRequests.WithLabelValues(client, name, strconv.Itoa(rec.status)).Inc()
