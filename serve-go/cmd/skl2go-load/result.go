@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"math/bits"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -86,12 +87,18 @@ type outcome struct {
 	detail  string
 	resent  bool // sent a second time on a new connection (see rest.go)
 	retries int  // gRPC calls sent again after UNAVAILABLE
+	// status and retryAfter: rest, an answer other than 200 (its status,
+	// and whether it said when to retry).
+	status     int
+	retryAfter bool
 }
 
 // tally adds up the outcomes of a run; its methods are safe for concurrent use.
 type tally struct {
 	mu       sync.Mutex
 	latency  *histogram
+	shed     *histogram // latency of the 503 answers: a server shedding load should answer them fast
+	shedNoRA int64      // 503 answers without Retry-After
 	versions map[string]int64
 	errors   map[string]int64
 	first    map[string]string // the first detail of each error kind
@@ -102,7 +109,7 @@ type tally struct {
 }
 
 func newTally() *tally {
-	return &tally{latency: newHistogram(), versions: map[string]int64{}, errors: map[string]int64{}, first: map[string]string{}}
+	return &tally{latency: newHistogram(), shed: newHistogram(), versions: map[string]int64{}, errors: map[string]int64{}, first: map[string]string{}}
 }
 
 // add records one request; lag is how long after it was due it was sent.
@@ -117,6 +124,12 @@ func (t *tally) add(o outcome, took, lag time.Duration) {
 		t.late++
 	}
 	t.behind = max(t.behind, lag)
+	if o.status == http.StatusServiceUnavailable {
+		t.shed.record(took.Microseconds())
+		if !o.retryAfter {
+			t.shedNoRA++
+		}
+	}
 	if o.kind != "" {
 		if t.errors[o.kind]++; t.errors[o.kind] == 1 {
 			t.first[o.kind] = o.detail
@@ -151,6 +164,22 @@ type Result struct {
 	Late        int64             `json:"late"`
 	BehindUSMax int64             `json:"behind_us_max"`
 	LatencyUS   map[string]any    `json:"latency_us"`
+	// Unavailable: rest, the 503 answers (also counted in Errors): how
+	// many, how many had no Retry-After, and their latency, which tells a
+	// fast refusal from a request that waited for its deadline.
+	Unavailable Unavailable `json:"unavailable"`
+}
+
+// Unavailable sums up the 503 answers of a run.
+type Unavailable struct {
+	Count        int64          `json:"count"`
+	NoRetryAfter int64          `json:"no_retry_after"`
+	LatencyUS    map[string]any `json:"latency_us"`
+}
+
+func percentiles(h *histogram) map[string]any {
+	return map[string]any{"p50": h.percentile(0.50), "p95": h.percentile(0.95),
+		"p99": h.percentile(0.99), "max": h.percentile(1), "mean": h.mean()}
 }
 
 func (t *tally) result(protocol, target string, rate float64, elapsed time.Duration) Result {
@@ -163,8 +192,8 @@ func (t *tally) result(protocol, target string, rate float64, elapsed time.Durat
 	r := Result{Protocol: protocol, Target: target, Rate: rate, Requests: t.latency.n + failed, OK: t.latency.n,
 		DurationUS: elapsed.Microseconds(), Errors: t.errors, FirstErrors: t.first, Versions: t.versions,
 		Resent: t.resent, Retries: t.retries, Late: t.late, BehindUSMax: t.behind.Microseconds(),
-		LatencyUS: map[string]any{"p50": t.latency.percentile(0.50), "p95": t.latency.percentile(0.95),
-			"p99": t.latency.percentile(0.99), "max": t.latency.percentile(1), "mean": t.latency.mean()}}
+		LatencyUS:   percentiles(t.latency),
+		Unavailable: Unavailable{Count: t.shed.n, NoRetryAfter: t.shedNoRA, LatencyUS: percentiles(t.shed)}}
 	if elapsed > 0 {
 		r.AchievedRPS = float64(r.Requests) / elapsed.Seconds()
 	}
