@@ -25,6 +25,12 @@ measured again in alternating wrk rounds (A B, B A, …): their ratio is a
 target, and on a shared machine one run of each can land in a quiet and a
 busy minute. The median of the rounds' ratios is the figure.
 
+Overload: single-record predict through nginx, open loop with
+serve-go/cmd/skl2go-load -rate, at 1, 1.5 and 2 times go_nginx's wrk req/s
+(bench.json's "overload"): 200s, 503s with and without Retry-After, other
+errors, the latency of the 200s and of the 503s, and the replicas'
+skl2go_shed_total.
+
 gRPC (the Open Inference Protocol through nginx's gRPC port) is measured at
 1 and 1,000 rows per request with serve-go/cmd/skl2go-load -protocol grpc, the
 bounded Go load generator (bench.json's "grpc"), beside go_nginx under wrk.
@@ -125,13 +131,19 @@ class Settings:
     swap_before: float = 5.0  # seconds of steady requests before a new version is published
     swap_after: float = 3.0  # and after every replica serves it
     swap_clients: int = 4  # steady clients, each one request at a time
+    # The overload phase: go_nginx's single-record wrk req/s times each
+    # factor, offered open loop through nginx with at most overload_workers
+    # requests in flight (the issue's 2,000 concurrent connections).
+    overload_factors: list[float] = field(default_factory=lambda: [1.0, 1.5, 2.0])
+    overload_duration: int = 10  # seconds per rate
+    overload_workers: int = 2000
 
     @classmethod
     def quick(cls) -> Settings:
         """Under 2 minutes: the smallest and largest requests, short runs."""
         return cls(rows=[1, 1000], duration=2, fixed_duration=2, wrk_duration=2, in_process_seconds=1.0,
                    batching_rows=[1], paired_rounds=1, paired_duration=2, families=list(QUICK_FAMILIES),
-                   family_alone=False, swap_before=2.0, swap_after=1.0)
+                   family_alone=False, swap_before=2.0, swap_after=1.0, overload_duration=3)
 
 
 # --- processes ----------------------------------------------------------------
@@ -361,6 +373,53 @@ def result(target: str, rows: int, loadgen: str, run: dict, row_count: int, cpu_
 
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+# --- overload -----------------------------------------------------------------
+
+def run_load(url: str, rate: float, settings: Settings, bodies: Path, model: str) -> dict:
+    """One open-loop skl2go-load run at rate req/s; its {"load": ...} line."""
+    done = subprocess.run([str(LOAD), "-addr", url, "-model", model, "-bodies", str(bodies), "-rate", f"{rate:.0f}",
+                           "-duration", f"{settings.overload_duration}s", "-workers", str(settings.overload_workers),
+                           "-timeout", "10s"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=settings.overload_duration + 60)
+    line = next((line for line in done.stdout.splitlines() if line.startswith('{"load":')), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"skl2go-load failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(line)["load"]
+
+
+def measure_overload(stack: topology.Topology, capacity: float, settings: Settings, bodies: Path, model: str,
+                     log) -> list[dict]:
+    """Single-record predict through nginx, open loop, at each factor of the
+    stack's capacity (go_nginx's wrk req/s): at capacity nothing should be
+    shed; beyond it the excess should get fast 503s with Retry-After, the
+    replicas' skl2go_shed_total counting them, rather than every answer
+    slowing down. Latencies are from when each request was due, as wrk2's."""
+    out = []
+    replicas = range(1, len(stack.replicas) + 1)
+    for factor in settings.overload_factors:
+        shed_before = [stack.metric(n, "skl2go_shed_total") for n in replicas]
+        load = run_load(stack.url, factor * capacity, settings, bodies, model)
+        shed = [stack.metric(n, "skl2go_shed_total") - b for n, b in zip(replicas, shed_before)]
+        unavailable = load["unavailable"]
+        ms = lambda latency, p: latency[p] / 1000 if latency[p] else None  # noqa: E731
+        r = {"factor": factor, "offered_rps": round(factor * capacity), "achieved_rps": load["achieved_rps"],
+             "sent": load["requests"], "ok": load["ok"],
+             "unavailable_retry_after": unavailable["count"] - unavailable["no_retry_after"],
+             "unavailable_no_retry_after": unavailable["no_retry_after"],
+             "other_errors": sum(n for kind, n in load["errors"].items() if kind != "status 503"),
+             "errors": load["errors"], "first_errors": load["first_errors"], "late": load["late"],
+             "ok_p50_ms": ms(load["latency_us"], "p50"), "ok_p99_ms": ms(load["latency_us"], "p99"),
+             "unavailable_p50_ms": ms(unavailable["latency_us"], "p50"),
+             "unavailable_p99_ms": ms(unavailable["latency_us"], "p99"),
+             "shed_total": shed}
+        out.append(r)
+        log(f"  {factor:.1f}x capacity {r['offered_rps']:>7,} req/s offered: sent {r['sent']:,}, 200 {r['ok']:,} "
+            f"(p50/p99 {fmt(r['ok_p50_ms'])}/{fmt(r['ok_p99_ms'])} ms), 503 {r['unavailable_retry_after']:,} "
+            f"with Retry-After + {r['unavailable_no_retry_after']:,} without (p50/p99 {fmt(r['unavailable_p50_ms'])}/"
+            f"{fmt(r['unavailable_p99_ms'])} ms), other errors {r['other_errors']:,}, shed_total {shed}")
+    return out
 
 
 # --- model families -----------------------------------------------------------
@@ -608,6 +667,12 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
                             bench["batching"] += [{**r, "batching": variant} for r in results]
                 for rows in (r for r in settings.rows if r in GRPC_ROWS):
                     bench.setdefault("grpc", []).append(run_grpc(stack, rows, settings, bodies[rows], args.name, log))
+                capacity = next((r["rps"] for r in bench["results"]
+                                 if r["target"] == "go_nginx" and r["rows_per_request"] == 1 and r["loadgen"] == "wrk"), None)
+                if capacity and settings.overload_factors:
+                    log(f"[bench] overload: single-record predict through nginx, open loop, at "
+                        f"{', '.join(f'{f:.1f}' for f in settings.overload_factors)} x {capacity:,.0f} req/s")
+                    bench["overload"] = measure_overload(stack, capacity, settings, bodies[1], args.name, log)
                 if 1 in settings.rows and settings.paired_rounds:
                     log(f"[bench] predict vs /healthz through nginx, {settings.paired_rounds} alternating rounds")
                     bench["paired"] = paired_rounds(go[1], ceilings[1], settings, bodies[1], args.name, log)
