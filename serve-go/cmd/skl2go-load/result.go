@@ -97,7 +97,8 @@ type outcome struct {
 type tally struct {
 	mu       sync.Mutex
 	latency  *histogram
-	shed     *histogram // latency of the 503 answers: a server shedding load should answer them fast
+	service  *histogram // of the good answers, from when each was sent (not due)
+	shed     *histogram // of the 503 answers, from when each was sent: a server shedding load answers them fast
 	shedNoRA int64      // 503 answers without Retry-After
 	versions map[string]int64
 	errors   map[string]int64
@@ -109,10 +110,11 @@ type tally struct {
 }
 
 func newTally() *tally {
-	return &tally{latency: newHistogram(), shed: newHistogram(), versions: map[string]int64{}, errors: map[string]int64{}, first: map[string]string{}}
+	return &tally{latency: newHistogram(), service: newHistogram(), shed: newHistogram(), versions: map[string]int64{}, errors: map[string]int64{}, first: map[string]string{}}
 }
 
-// add records one request; lag is how long after it was due it was sent.
+// add records one request; took is from when it was due to its answer, lag
+// how long after it was due it was sent.
 func (t *tally) add(o outcome, took, lag time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -125,7 +127,7 @@ func (t *tally) add(o outcome, took, lag time.Duration) {
 	}
 	t.behind = max(t.behind, lag)
 	if o.status == http.StatusServiceUnavailable {
-		t.shed.record(took.Microseconds())
+		t.shed.record((took - lag).Microseconds())
 		if !o.retryAfter {
 			t.shedNoRA++
 		}
@@ -138,6 +140,7 @@ func (t *tally) add(o outcome, took, lag time.Duration) {
 	}
 	t.versions[o.version]++
 	t.latency.record(took.Microseconds())
+	t.service.record((took - lag).Microseconds())
 }
 
 // lateAfter: a paced request sent this long after it was due counts as
@@ -164,9 +167,14 @@ type Result struct {
 	Late        int64             `json:"late"`
 	BehindUSMax int64             `json:"behind_us_max"`
 	LatencyUS   map[string]any    `json:"latency_us"`
+	// ServiceUS: the good answers' latency from when each was sent, the
+	// server's side of latency_us (which a paced run that fell behind
+	// inflates with its own backlog).
+	ServiceUS map[string]any `json:"service_us"`
 	// Unavailable: rest, the 503 answers (also counted in Errors): how
-	// many, how many had no Retry-After, and their latency, which tells a
-	// fast refusal from a request that waited for its deadline.
+	// many, how many had no Retry-After, and their latency from when each
+	// was sent, which tells a fast refusal from a request that waited for
+	// its deadline.
 	Unavailable Unavailable `json:"unavailable"`
 }
 
@@ -192,7 +200,7 @@ func (t *tally) result(protocol, target string, rate float64, elapsed time.Durat
 	r := Result{Protocol: protocol, Target: target, Rate: rate, Requests: t.latency.n + failed, OK: t.latency.n,
 		DurationUS: elapsed.Microseconds(), Errors: t.errors, FirstErrors: t.first, Versions: t.versions,
 		Resent: t.resent, Retries: t.retries, Late: t.late, BehindUSMax: t.behind.Microseconds(),
-		LatencyUS:   percentiles(t.latency),
+		LatencyUS: percentiles(t.latency), ServiceUS: percentiles(t.service),
 		Unavailable: Unavailable{Count: t.shed.n, NoRetryAfter: t.shedNoRA, LatencyUS: percentiles(t.shed)}}
 	if elapsed > 0 {
 		r.AchievedRPS = float64(r.Requests) / elapsed.Seconds()
