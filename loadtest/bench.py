@@ -616,6 +616,7 @@ def machine() -> dict:
         "nginx": version(["nginx", "-v"]), "wrk": version(["wrk", "--version"]),
         "locust": package("locust"), "gunicorn": package("gunicorn"), "flask": package("flask"),
         "scikit-learn": package("scikit-learn"), "onnxruntime": package("onnxruntime"),
+        "uvicorn": package("uvicorn"), "uvloop": package("uvloop"), "httptools": package("httptools"),
         "commit": version(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
         "load_average_at_start": os.getloadavg()[0],
     }
