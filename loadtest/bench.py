@@ -25,6 +25,13 @@ measured again in alternating wrk rounds (A B, B A, …): their ratio is a
 target, and on a shared machine one run of each can land in a quiet and a
 busy minute. The median of the rounds' ratios is the figure.
 
+Overload: single-record predict through nginx, open loop with
+serve-go/cmd/skl2go-load -rate, at 0.75 to 2 times go_nginx's wrk req/s, with
+the replicas' default --queue-timeout and a short one, each on a stack of its
+own (bench.json's "overload"): 200s, 503s with and without Retry-After, other
+errors, the latency of the 200s and of the 503s, and the replicas'
+skl2go_shed_total.
+
 gRPC (the Open Inference Protocol through nginx's gRPC port) is measured at
 1 and 1,000 rows per request with serve-go/cmd/skl2go-load -protocol grpc, the
 bounded Go load generator (bench.json's "grpc"), beside go_nginx under wrk.
@@ -125,13 +132,23 @@ class Settings:
     swap_before: float = 5.0  # seconds of steady requests before a new version is published
     swap_after: float = 3.0  # and after every replica serves it
     swap_clients: int = 4  # steady clients, each one request at a time
+    # The overload phase: go_nginx's single-record wrk req/s times each
+    # factor, offered open loop through nginx with at most overload_workers
+    # requests in flight (the issue's 2,000 concurrent connections).
+    overload_factors: list[float] = field(default_factory=lambda: [0.75, 1.0, 1.5, 2.0])
+    overload_duration: int = 10  # seconds per rate
+    overload_workers: int = 2000
+    # The replicas' --queue-timeout in turn: the default, and one short
+    # enough that overload_workers requests in flight on 2 cores exceed it.
+    overload_deadlines: list[str] = field(default_factory=lambda: ["1s", "100ms"])
 
     @classmethod
     def quick(cls) -> Settings:
         """Under 2 minutes: the smallest and largest requests, short runs."""
         return cls(rows=[1, 1000], duration=2, fixed_duration=2, wrk_duration=2, in_process_seconds=1.0,
                    batching_rows=[1], paired_rounds=1, paired_duration=2, families=list(QUICK_FAMILIES),
-                   family_alone=False, swap_before=2.0, swap_after=1.0)
+                   family_alone=False, swap_before=2.0, swap_after=1.0, overload_duration=3,
+                   overload_factors=[1.0, 2.0])
 
 
 # --- processes ----------------------------------------------------------------
@@ -363,6 +380,81 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+# --- overload -----------------------------------------------------------------
+
+def run_load(url: str, rate: float, settings: Settings, bodies: Path, model: str) -> dict:
+    """One open-loop skl2go-load run at rate req/s; its {"load": ...} line."""
+    done = subprocess.run([str(LOAD), "-addr", url, "-model", model, "-bodies", str(bodies), "-rate", f"{rate:.0f}",
+                           "-duration", f"{settings.overload_duration}s", "-workers", str(settings.overload_workers),
+                           "-timeout", "10s"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=settings.overload_duration + 60)
+    line = next((line for line in done.stdout.splitlines() if line.startswith('{"load":')), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"skl2go-load failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(line)["load"]
+
+
+def measure_overload(stack: topology.Topology, capacity: float, settings: Settings, bodies: Path, model: str,
+                     log) -> list[dict]:
+    """Single-record predict through nginx, open loop, at each factor of the
+    stack's capacity (go_nginx's wrk req/s): at capacity nothing should be
+    shed; beyond it the excess should get fast 503s with Retry-After, the
+    replicas' skl2go_shed_total counting them, rather than every answer
+    slowing down. The 200s' latency is from when each request was due, as
+    wrk2's (the generator's own backlog counts), and from when it was sent;
+    the 503s' from when each was sent: how fast the refusal came."""
+    out = []
+    replicas = range(1, len(stack.replicas) + 1)
+    for factor in settings.overload_factors:
+        shed_before = [stack.metric(n, "skl2go_shed_total") for n in replicas]
+        load = run_load(stack.url, factor * capacity, settings, bodies, model)
+        shed = [stack.metric(n, "skl2go_shed_total") - b for n, b in zip(replicas, shed_before)]
+        unavailable = load["unavailable"]
+        ms = lambda latency, p: latency[p] / 1000 if latency[p] else None  # noqa: E731
+        r = {"factor": factor, "offered_rps": round(factor * capacity), "achieved_rps": load["achieved_rps"],
+             "sent": load["requests"], "ok": load["ok"],
+             "unavailable_retry_after": unavailable["count"] - unavailable["no_retry_after"],
+             "unavailable_no_retry_after": unavailable["no_retry_after"],
+             "other_errors": sum(n for kind, n in load["errors"].items() if kind != "status 503"),
+             "errors": load["errors"], "first_errors": load["first_errors"], "late": load["late"],
+             "ok_p50_ms": ms(load["latency_us"], "p50"), "ok_p99_ms": ms(load["latency_us"], "p99"),
+             "ok_sent_p50_ms": ms(load["service_us"], "p50"), "ok_sent_p99_ms": ms(load["service_us"], "p99"),
+             "unavailable_p50_ms": ms(unavailable["latency_us"], "p50"),
+             "unavailable_p99_ms": ms(unavailable["latency_us"], "p99"),
+             "shed_total": shed}
+        out.append(r)
+        log(f"  {factor:.1f}x capacity {r['offered_rps']:>7,} req/s offered: sent {r['sent']:,}, 200 {r['ok']:,} "
+            f"(p50/p99 {fmt(r['ok_p50_ms'])}/{fmt(r['ok_p99_ms'])} ms from due, {fmt(r['ok_sent_p50_ms'])}/{fmt(r['ok_sent_p99_ms'])} from sent), 503 {r['unavailable_retry_after']:,} "
+            f"with Retry-After + {r['unavailable_no_retry_after']:,} without (p50/p99 {fmt(r['unavailable_p50_ms'])}/"
+            f"{fmt(r['unavailable_p99_ms'])} ms), other errors {r['other_errors']:,}, shed_total {shed}")
+    return out
+
+
+def overload_phase(models: Path, capacity: float, settings: Settings, work: Path, bodies: Path, model: str,
+                   log) -> list[dict]:
+    """bench.json's "overload": measure_overload on a stack per deadline
+    (the replicas' --queue-timeout). Last of the run, and every stack
+    started before any load: thousands of connections leave as many ports
+    in TIME_WAIT for a minute, where a free port search (free_ports) finds
+    no block of consecutive free ones."""
+    out = []
+    with contextlib.ExitStack() as cleanup:
+        stacks = {}
+        for deadline in settings.overload_deadlines:
+            port = free_ports(1)
+            base = free_ports(4, avoid=[port])
+            stacks[deadline] = topology.start(models, work / f"topology-overload-{deadline}", replicas=2,
+                                              PORT=str(port), BASE_PORT=str(base), SKL2GO_LOG_LEVEL="warn",
+                                              SKL2GO_QUEUE_TIMEOUT=deadline, **BATCHING[DEFAULT_BATCHING])
+            cleanup.callback(stacks[deadline].down)
+        for deadline, stack in stacks.items():
+            log(f"[bench] overload, --queue-timeout {deadline}: single-record predict through nginx, open loop, "
+                f"at {', '.join(f'{f:.2f}' for f in settings.overload_factors)} x {capacity:,.0f} req/s "
+                "(go_nginx's wrk req/s)")
+            out += [{"deadline": deadline, **r} for r in measure_overload(stack, capacity, settings, bodies, model, log)]
+    return out
+
+
 # --- model families -----------------------------------------------------------
 
 def family_names(models: Path) -> dict[str, str]:
@@ -524,6 +616,7 @@ def machine() -> dict:
         "nginx": version(["nginx", "-v"]), "wrk": version(["wrk", "--version"]),
         "locust": package("locust"), "gunicorn": package("gunicorn"), "flask": package("flask"),
         "scikit-learn": package("scikit-learn"), "onnxruntime": package("onnxruntime"),
+        "uvicorn": package("uvicorn"), "uvloop": package("uvloop"), "httptools": package("httptools"),
         "commit": version(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
         "load_average_at_start": os.getloadavg()[0],
     }
@@ -644,6 +737,10 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
             stack.down()
     if args.families:
         bench.update(measure_families(Path(args.families).resolve(), settings, work, log))
+    capacity = next((r["rps"] for r in bench["results"]
+                     if r["target"] == "go_nginx" and r["rows_per_request"] == 1 and r["loadgen"] == "wrk"), None)
+    if capacity and settings.overload_factors:
+        bench["overload"] = overload_phase(models, capacity, settings, work, bodies[1], args.name, log)
     bench["machine"]["load_average_at_end"] = os.getloadavg()[0]
     bench["elapsed_s"] = round(time.monotonic() - started, 1)
     return bench
@@ -684,7 +781,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"--only-families: unknown family {unknown[0]!r}; choose among {', '.join(tasks.FAMILIES)}")
     if args.duration:
-        settings.family_warmup = args.duration
+        settings.family_warmup = settings.overload_duration = args.duration
         settings.swap_before = settings.swap_after = args.duration
     if not LOAD.exists():
         print(f"bench: {LOAD} not found: run `make build`", file=sys.stderr)

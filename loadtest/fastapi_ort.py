@@ -5,7 +5,10 @@ uvicorn + ONNX Runtime, the way their documentation recommends.
 
 One uvicorn worker process per core, each with one InferenceSession per
 model (one intra-op thread: processes use the cores, as the Go replicas do),
-an async endpoint reading the raw body and answering with orjson. Same API
+an async endpoint reading the raw body and answering with orjson, on uvloop
+and httptools (what `pip install 'uvicorn[standard]'` brings, named
+explicitly so that uvicorn never falls back to asyncio's loop and pure-Python
+h11, slower and costlier per request: BENCHMARKS.md). Same API
 shape and same 4xx errors as the gunicorn baseline: the body is parsed and
 checked by loadtest/baseline.py's own functions, so both refuse bad input
 alike.
@@ -97,7 +100,7 @@ def uvicorn_command(models_dir: str | Path, bind: str, workers: int | None = Non
     host, port = bind.rsplit(":", 1)
     return [sys.executable, "-m", "uvicorn", "--factory", "loadtest.fastapi_ort:app_from_env",
             "--host", host, "--port", port, "--workers", str(workers or os.cpu_count() or 1),
-            "--log-level", "warning", "--no-access-log"]
+            "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"]
 
 
 def uvicorn_env(models_dir: str | Path) -> dict[str, str]:

@@ -174,6 +174,24 @@ def markdown(bench: dict) -> str:
                          f"| {times(ratio(r['rps'], rest and rest['rps']))} | {r['failures']} "
                          f"| {num(r['cpu_ms_per_request'], 3)} |")
 
+    if bench.get("overload"):
+        lines += ["", "## Overload: beyond the stack's capacity", "",
+                  f"Single-record predict through nginx, open loop (serve-go/cmd/skl2go-load -rate), "
+                  f"replicas with --queue-timeout `deadline`, {s.get('overload_duration')} s per rate with at most {s.get('overload_workers'):,} requests "
+                  "in flight, at factors of go_nginx's wrk req/s. 200s' latency from when each request was due "
+                  "(the generator's backlog counts, as in wrk2) and from when it was sent; 503s' from when it was "
+                  "sent. Shed: the replicas' skl2go_shed_total during the run.", "",
+                  "| deadline | × capacity | offered req/s | sent | 200 | 503 + Retry-After | 503 without | other errors "
+                  "| 200 p50 / p99 ms, due | 200 p50 / p99 ms, sent | 503 p50 / p99 ms, sent | shed (replicas) |",
+                  "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for r in bench["overload"]:
+            lines.append(f"| {r.get('deadline', '')} | {r['factor']:.2f} | {num(r['offered_rps'])} | {num(r['sent'])} | {num(r['ok'])} "
+                         f"| {num(r['unavailable_retry_after'])} | {num(r['unavailable_no_retry_after'])} "
+                         f"| {num(r['other_errors'])} | {num(r['ok_p50_ms'], 1)} / {num(r['ok_p99_ms'], 1)} "
+                         f"| {num(r.get('ok_sent_p50_ms'), 1)} / {num(r.get('ok_sent_p99_ms'), 1)} "
+                         f"| {num(r['unavailable_p50_ms'], 1)} / {num(r['unavailable_p99_ms'], 1)} "
+                         f"| {', '.join(num(n) for n in r['shed_total'])} |")
+
     batching = bench.get("batching") or []
     variants = list(dict.fromkeys(r["batching"] for r in batching))
     default = s.get("default_batching")

@@ -7,6 +7,13 @@
 #   RATE_LIMIT      requests per second per client address, e.g. 100r/s (default: no limit)
 #   RATE_BURST      requests above the rate accepted at once (default: the rate per second)
 #   FAIL_TIMEOUT    seconds a replica rests after 3 failed attempts (default 5)
+#   MAX_CONNS       requests in flight to one replica at most (default: no
+#                   bound); past it on every replica nginx answers 503 with
+#                   Retry-After itself, at once. Beyond the replicas' capacity
+#                   requests wait in their sockets and run queues, before
+#                   any deadline of theirs can see them (BENCHMARKS.md):
+#                   this bounds that wait to about MAX_CONNS over a
+#                   replica's req/s.
 #   AUTH            non-empty: API keys on (nginx asks a replica's GET /auth,
 #                   which checks the replicas' key file); the rate limit is
 #                   then per key rather than per address
@@ -35,9 +42,13 @@ fail_timeout=${FAIL_TIMEOUT:-5}
 case $fail_timeout in
     "" | *[!0-9]*) echo "$0: FAIL_TIMEOUT must be a number of seconds, got '$fail_timeout'" >&2; exit 2 ;;
 esac
+case ${MAX_CONNS:-} in
+    "") ;;
+    *[!0-9]* | 0) echo "$0: MAX_CONNS must be a positive number of requests, got '$MAX_CONNS'" >&2; exit 2 ;;
+esac
 servers=""
 for replica in "$@"; do
-    servers="${servers}        server ${replica} max_fails=3 fail_timeout=${fail_timeout}s;\n"
+    servers="${servers}        server ${replica} max_fails=3 fail_timeout=${fail_timeout}s${MAX_CONNS:+ max_conns=$MAX_CONNS};\n"
 done
 grpc_servers=""
 if [ -n "${GRPC_LISTEN:-}" ]; then

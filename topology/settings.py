@@ -21,6 +21,8 @@ Settings (environment variables, as `make up` passes them):
   RATE_BURST       requests above the rate accepted at once (default: the rate per second)
   CLIENT_TIMEOUT   nginx client header/body/send timeout (default 10s)
   FAIL_TIMEOUT     seconds nginx rests a replica after 3 failed attempts (default 5)
+  MAX_CONNS        requests in flight to one replica at most; past it on every replica
+                   nginx answers 503 + Retry-After itself (off by default; nginx/render.sh)
   AUTH             API key file (python -m topology keys): keys required on the API (off by default)
   INFERENCE_LOG    share of inferences each replica writes to its inference log, 0 to 1, in
                    $STATE/inference/replica-N (docs/inference-log.md; off by default)

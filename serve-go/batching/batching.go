@@ -66,6 +66,7 @@ type Options struct {
 const (
 	ShedDeadline  = "deadline"   // its estimated wait exceeds MaxWait
 	ShedQueueFull = "queue_full" // MaxQueue requests already wait
+	ShedTimeout   = "timeout"    // admitted, it was still waiting after MaxWait and gave up
 )
 
 // Observer is told about every run; the HTTP package's metrics implement
@@ -77,6 +78,9 @@ type Observer interface {
 	// queued, or every run slot busy): its estimated wait and, if it was refused, why (ShedDeadline
 	// or ShedQueueFull; "" if admitted).
 	ObserveAdmission(meta *skl2go.Metadata, wait time.Duration, shed string)
+	// ObserveGiveUp is told about a request that was admitted but gave up
+	// after MaxWait (ShedTimeout): the estimate lagged behind the run time.
+	ObserveGiveUp(meta *skl2go.Metadata)
 }
 
 // Model is a batching skl2go.Model.
@@ -278,6 +282,9 @@ func (m *Model) await(r *request) ([]skl2go.Output, error) {
 			timeout = nil
 			if r.state.CompareAndSwap(waiting, abandoned) {
 				m.waiting.Add(-1)
+				if m.observer != nil {
+					m.observer.ObserveGiveUp(m.inner.Metadata())
+				}
 				return nil, m.overloaded("", 0)
 			}
 		}

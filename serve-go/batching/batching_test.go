@@ -364,7 +364,8 @@ func TestPastMaxQueueRequestsAreRefusedAtOnce(t *testing.T) {
 
 func TestPastMaxWaitARequestIsRefusedAndNeverRuns(t *testing.T) {
 	inner := &double{gate: make(chan struct{})}
-	b := newBatcher(t, inner, batching.Options{MaxRows: 8, Runners: 1, MaxWait: 20 * time.Millisecond}, nil)
+	rec := &recorder{}
+	b := newBatcher(t, inner, batching.Options{MaxRows: 8, Runners: 1, MaxWait: 20 * time.Millisecond}, rec)
 	first := make(chan error, 1)
 	go func() { _, err := b.Predict(context.Background(), batchOf(1)); first <- err }()
 	for len(inner.runRows()) == 0 {
@@ -374,6 +375,11 @@ func TestPastMaxWaitARequestIsRefusedAndNeverRuns(t *testing.T) {
 	if skl2go.ErrorCode(err) != skl2go.EOVERLOADED {
 		t.Errorf("past MaxWait: err = %v, want overloaded", err)
 	}
+	rec.mu.Lock()
+	if rec.shed[batching.ShedTimeout] != 1 {
+		t.Errorf("shed = %v, want the one that gave up counted as %q", rec.shed, batching.ShedTimeout)
+	}
+	rec.mu.Unlock()
 	close(inner.gate)
 	if err := <-first; err != nil {
 		t.Error(err)
@@ -463,6 +469,15 @@ func (r *recorder) ObserveAdmission(_ *skl2go.Metadata, wait time.Duration, shed
 		r.shed[shed]++
 	}
 	r.waits = append(r.waits, wait)
+}
+
+func (r *recorder) ObserveGiveUp(*skl2go.Metadata) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shed == nil {
+		r.shed = map[string]int{}
+	}
+	r.shed[batching.ShedTimeout]++
 }
 
 func (r *recorder) ObserveBatch(_ *skl2go.Metadata, requests, rows int, waits []time.Duration) {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"skl2go"
+	"skl2go/batching"
 )
 
 // metrics are the server's Prometheus series, named after Triton's
@@ -277,11 +278,16 @@ func NewBatchMetrics(reg prometheus.Registerer) *BatchMetrics {
 			"Wait estimated for a request that has to wait in the dynamic batcher (queued runs times the recent run time), by model and version.",
 			prometheus.ExponentialBuckets(5e-6, 2.5, 13)),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skl2go_shed_total",
-			Help: "Requests refused at once with 503 by the dynamic batcher, by model, version and reason (deadline: the estimated wait exceeds --queue-timeout; queue_full: --max-queue requests already wait)."},
+			Help: "Requests refused with 503 by the dynamic batcher, by model, version and reason (at once: deadline, the estimated wait exceeds --queue-timeout; queue_full, --max-queue requests already wait; timeout: admitted, still waiting after --queue-timeout)."},
 			[]string{"model", "version", "reason"}),
 	}
 	reg.MustRegister(b.rows, b.requests, b.queue, b.estimate, b.shed)
 	return b
+}
+
+// ObserveGiveUp implements batching.Observer.
+func (b *BatchMetrics) ObserveGiveUp(meta *skl2go.Metadata) {
+	b.shed.WithLabelValues(meta.Name, strconv.Itoa(meta.Version), batching.ShedTimeout).Inc()
 }
 
 // ObserveAdmission implements batching.Observer.

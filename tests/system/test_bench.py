@@ -63,6 +63,14 @@ def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, ev
     assert (out / "bench.md").read_text().startswith("# skl2go benchmark")
     assert "## Dynamic batching" in (out / "bench.md").read_text()
     assert "## Predict vs /healthz through nginx, alternating rounds" in (out / "bench.md").read_text()
+    # the overload phase: open loop through nginx at factors of go_nginx's capacity, per deadline
+    overload = result["overload"]
+    assert [(r["deadline"], r["factor"]) for r in overload] == [
+        (d, f) for d in bench.Settings().overload_deadlines for f in bench.Settings().overload_factors]
+    for r in overload:
+        assert r["sent"] == r["ok"] + r["unavailable_retry_after"] + r["unavailable_no_retry_after"] + r["other_errors"]
+        assert r["ok"] > 0 and len(r["shed_total"]) == 2
+    assert "## Overload: beyond the stack's capacity" in (out / "bench.md").read_text()
     # the families phase: each family through nginx, the replicas' memory, the forest's hot reload
     assert [r["family"] for r in result["families"]] == FAMILIES
     for r in result["families"]:

@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from loadtest import bench
 from verify.chaos import faults
 from topology import request, start
 
@@ -160,6 +161,32 @@ def test_overload_gets_a_fast_503_from_the_replica_and_nginx_does_not_retry_it(t
     assert all(raw(tight.url, "POST", PREDICT, body(1))[0] == 200 for _ in range(10))
     assert sum(tight.metric(r, "skl2go_inference_request_failure_total", 'reason="overloaded"')
                for r in (1, 2)) == len(overloaded)
+
+
+@pytest.fixture(scope="module")
+def no_wait(repository, tmp_path_factory):
+    """Replicas whose deadline no prediction that has to wait can meet."""
+    topo = start(repository.models, tmp_path_factory.mktemp("run"), SKL2GO_QUEUE_TIMEOUT="1us")
+    yield topo
+    topo.down()
+
+
+def test_predictions_shed_by_their_deadline_reach_the_client_as_503s_with_retry_after(no_wait, tmp_path):
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_text(json.dumps({"instances": [ROW]}) + "\n")
+    # 64 requests in flight through nginx for 2 s: whatever has to queue is shed at once.
+    load = bench.run_load(no_wait.url, 0, bench.Settings(overload_duration=2, overload_workers=64), bodies, MODEL)
+    unavailable = load["unavailable"]
+    assert load["ok"] > 0 and unavailable["count"] > 0, load
+    assert set(load["errors"]) == {"status 503"} and unavailable["no_retry_after"] == 0, load
+    assert sum(no_wait.metric(n, "skl2go_shed_total", 'reason="deadline"') for n in (1, 2)) > 0
+    # Every 503 is a replica's own, passed through once: nginx neither
+    # retried one on the other replica (a retried 503 that came back 200
+    # would be counted here and not by the client) nor answered its own.
+    assert sum(no_wait.metric(n, "skl2go_inference_request_failure_total", 'reason="overloaded"')
+               for n in (1, 2)) == unavailable["count"]
+    errors = (no_wait.state / "logs" / "nginx-error.log").read_text()
+    assert "temporarily disabled" not in errors and "no live upstreams" not in errors
 
 
 def test_rate_limit_answers_429_in_json_when_switched_on(repository, tmp_path):

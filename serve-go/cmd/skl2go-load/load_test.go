@@ -347,3 +347,25 @@ func TestRESTResendsOnlyWhatAClosedKeptAliveConnectionLost(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+func TestRESTCountsUnavailableAnswersApartWithTheirRetryAfter(t *testing.T) {
+	var n atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		switch n.Add(1) % 3 {
+		case 0:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"error": "overloaded"}`, http.StatusServiceUnavailable)
+		case 1:
+			http.Error(w, `{"error": "overloaded"}`, http.StatusServiceUnavailable)
+		default:
+			http.Error(w, `{"error": "bad"}`, http.StatusBadRequest)
+		}
+	}))
+	t.Cleanup(s.Close)
+	r := runLoad(t, "-addr", s.URL, "-model", "m", "-bodies", writeBodies(t), "-requests", "30", "-workers", "1")
+	if r.Errors["status 503"] != 20 || r.Errors["status 400"] != 10 || r.Unavailable.Count != 20 ||
+		r.Unavailable.NoRetryAfter != 10 || r.Unavailable.LatencyUS["max"].(float64) <= 0 {
+		t.Fatalf("%+v", r)
+	}
+}

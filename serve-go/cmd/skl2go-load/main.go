@@ -11,9 +11,11 @@
 // finite prediction per instance, and a version among -versions when given.
 // At the end it prints one JSON line, {"load": {...}}: requests, good
 // answers by version, errors by kind (with the first message of each), the
-// requests resent or retried, how many paced requests went out late, and
+// requests resent or retried, how many paced requests went out late,
 // latency percentiles in microseconds (requests, duration_us, errors and
-// latency_us as in loadtest/wrk.lua's line).
+// latency_us as in loadtest/wrk.lua's line), and the 503 answers on their
+// own: how many lacked Retry-After, and their latency, which tells a fast
+// refusal from a request that waited out its deadline.
 //
 //	skl2go-load -addr 127.0.0.1:8080 -model trip_duration -bodies bodies-1.jsonl -rate 2000 -duration 60s
 //	skl2go-load -protocol grpc -addr 127.0.0.1:8081 -model trip_duration -bodies bodies-1.jsonl -duration 15s

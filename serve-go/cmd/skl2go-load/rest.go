@@ -160,7 +160,8 @@ func (t *restTarget) post(c *restConn, n int) (o outcome, lost bool) {
 	}
 	keep = !resp.Close
 	if resp.StatusCode != http.StatusOK {
-		return outcome{kind: "status " + strconv.Itoa(resp.StatusCode), detail: string(answer[:min(len(answer), 200)])}, false
+		return outcome{kind: "status " + strconv.Itoa(resp.StatusCode), detail: string(answer[:min(len(answer), 200)]),
+			status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After") != ""}, false
 	}
 	return checkAnswer(answer, t.bodies[n].rows, t.model, t.versions), false
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"math/bits"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -86,12 +87,19 @@ type outcome struct {
 	detail  string
 	resent  bool // sent a second time on a new connection (see rest.go)
 	retries int  // gRPC calls sent again after UNAVAILABLE
+	// status and retryAfter: rest, an answer other than 200 (its status,
+	// and whether it said when to retry).
+	status     int
+	retryAfter bool
 }
 
 // tally adds up the outcomes of a run; its methods are safe for concurrent use.
 type tally struct {
 	mu       sync.Mutex
 	latency  *histogram
+	service  *histogram // of the good answers, from when each was sent (not due)
+	shed     *histogram // of the 503 answers, from when each was sent: a server shedding load answers them fast
+	shedNoRA int64      // 503 answers without Retry-After
 	versions map[string]int64
 	errors   map[string]int64
 	first    map[string]string // the first detail of each error kind
@@ -102,10 +110,11 @@ type tally struct {
 }
 
 func newTally() *tally {
-	return &tally{latency: newHistogram(), versions: map[string]int64{}, errors: map[string]int64{}, first: map[string]string{}}
+	return &tally{latency: newHistogram(), service: newHistogram(), shed: newHistogram(), versions: map[string]int64{}, errors: map[string]int64{}, first: map[string]string{}}
 }
 
-// add records one request; lag is how long after it was due it was sent.
+// add records one request; took is from when it was due to its answer, lag
+// how long after it was due it was sent.
 func (t *tally) add(o outcome, took, lag time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -117,6 +126,12 @@ func (t *tally) add(o outcome, took, lag time.Duration) {
 		t.late++
 	}
 	t.behind = max(t.behind, lag)
+	if o.status == http.StatusServiceUnavailable {
+		t.shed.record((took - lag).Microseconds())
+		if !o.retryAfter {
+			t.shedNoRA++
+		}
+	}
 	if o.kind != "" {
 		if t.errors[o.kind]++; t.errors[o.kind] == 1 {
 			t.first[o.kind] = o.detail
@@ -125,6 +140,7 @@ func (t *tally) add(o outcome, took, lag time.Duration) {
 	}
 	t.versions[o.version]++
 	t.latency.record(took.Microseconds())
+	t.service.record((took - lag).Microseconds())
 }
 
 // lateAfter: a paced request sent this long after it was due counts as
@@ -151,6 +167,27 @@ type Result struct {
 	Late        int64             `json:"late"`
 	BehindUSMax int64             `json:"behind_us_max"`
 	LatencyUS   map[string]any    `json:"latency_us"`
+	// ServiceUS: the good answers' latency from when each was sent, the
+	// server's side of latency_us (which a paced run that fell behind
+	// inflates with its own backlog).
+	ServiceUS map[string]any `json:"service_us"`
+	// Unavailable: rest, the 503 answers (also counted in Errors): how
+	// many, how many had no Retry-After, and their latency from when each
+	// was sent, which tells a fast refusal from a request that waited for
+	// its deadline.
+	Unavailable Unavailable `json:"unavailable"`
+}
+
+// Unavailable sums up the 503 answers of a run.
+type Unavailable struct {
+	Count        int64          `json:"count"`
+	NoRetryAfter int64          `json:"no_retry_after"`
+	LatencyUS    map[string]any `json:"latency_us"`
+}
+
+func percentiles(h *histogram) map[string]any {
+	return map[string]any{"p50": h.percentile(0.50), "p95": h.percentile(0.95),
+		"p99": h.percentile(0.99), "max": h.percentile(1), "mean": h.mean()}
 }
 
 func (t *tally) result(protocol, target string, rate float64, elapsed time.Duration) Result {
@@ -163,8 +200,8 @@ func (t *tally) result(protocol, target string, rate float64, elapsed time.Durat
 	r := Result{Protocol: protocol, Target: target, Rate: rate, Requests: t.latency.n + failed, OK: t.latency.n,
 		DurationUS: elapsed.Microseconds(), Errors: t.errors, FirstErrors: t.first, Versions: t.versions,
 		Resent: t.resent, Retries: t.retries, Late: t.late, BehindUSMax: t.behind.Microseconds(),
-		LatencyUS: map[string]any{"p50": t.latency.percentile(0.50), "p95": t.latency.percentile(0.95),
-			"p99": t.latency.percentile(0.99), "max": t.latency.percentile(1), "mean": t.latency.mean()}}
+		LatencyUS: percentiles(t.latency), ServiceUS: percentiles(t.service),
+		Unavailable: Unavailable{Count: t.shed.n, NoRetryAfter: t.shedNoRA, LatencyUS: percentiles(t.shed)}}
 	if elapsed > 0 {
 		r.AchievedRPS = float64(r.Requests) / elapsed.Seconds()
 	}
