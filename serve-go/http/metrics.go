@@ -278,11 +278,17 @@ func NewBatchMetrics(reg prometheus.Registerer) *BatchMetrics {
 			"Wait estimated for a request that has to wait in the dynamic batcher (queued runs times the recent run time), by model and version.",
 			prometheus.ExponentialBuckets(5e-6, 2.5, 13)),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skl2go_shed_total",
-			Help: "Requests refused with 503 by the dynamic batcher, by model, version and reason (at once: deadline, the estimated wait exceeds --queue-timeout; queue_full, --max-queue requests already wait; timeout: admitted, still waiting after --queue-timeout)."},
+			Help: "Requests refused with 503 by the dynamic batcher, by model, version and reason (at once: deadline, the estimated wait exceeds --queue-timeout; queue_full, --max-queue requests already wait; timeout: admitted, still waiting after --queue-timeout; late: reached the replica more than --queue-timeout after nginx passed it on, by X-Request-Start)."},
 			[]string{"model", "version", "reason"}),
 	}
 	reg.MustRegister(b.rows, b.requests, b.queue, b.estimate, b.shed)
 	return b
+}
+
+// ObserveLate counts a request refused because it reached the replica
+// past the deadline (Config.Late).
+func (b *BatchMetrics) ObserveLate(meta *skl2go.Metadata) {
+	b.shed.WithLabelValues(meta.Name, strconv.Itoa(meta.Version), "late").Inc()
 }
 
 // ObserveGiveUp implements batching.Observer.

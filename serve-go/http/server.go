@@ -60,6 +60,14 @@ type Config struct {
 	// ShadowQueue is how many experiment mirror runs may wait (shadowQueue if 0);
 	// beyond, they are dropped and counted.
 	ShadowQueue int
+
+	// Deadline, if set, refuses at once (503, Retry-After) a prediction
+	// nginx received longer ago than this, by its X-Request-Start header:
+	// beyond capacity requests wait in sockets and run queues, before the
+	// batcher's estimate can see them, and their clients have waited past
+	// the deadline already. Late, if set, is told of each one.
+	Deadline time.Duration
+	Late     func(*skl2go.Metadata)
 }
 
 // Authorizer decides whether an API key covers a request (apikey.File).

@@ -100,7 +100,7 @@ func flagSet(c *config, getenv func(string) string) (fs *flag.FlagSet, finish fu
 	maxRows := fs.String("max-rows", env("MAX_ROWS", "100000"), "most instances per request (env SKL2GO_MAX_ROWS)")
 	inflight := fs.String("max-inflight", env("MAX_INFLIGHT", strconv.Itoa(goruntime.GOMAXPROCS(0))), "predictions run at once (default: the cores) (env SKL2GO_MAX_INFLIGHT)")
 	queue := fs.String("max-queue", env("MAX_QUEUE", "4096"), "hard cap on predictions waiting for a slot or a batched run, a bound on memory; more get 503 (env SKL2GO_MAX_QUEUE)")
-	queueTimeout := fs.String("queue-timeout", env("QUEUE_TIMEOUT", "1s"), "deadline of a waiting prediction: with batching, one whose estimated wait exceeds it gets 503 at once; any still waiting after it gets 503 (env SKL2GO_QUEUE_TIMEOUT)")
+	queueTimeout := fs.String("queue-timeout", env("QUEUE_TIMEOUT", "1s"), "deadline of a waiting prediction: with batching, one whose estimated wait exceeds it gets 503 at once; any still waiting after it gets 503; one that reaches the replica later than this after nginx passed it on (X-Request-Start) gets 503 before its body is read (env SKL2GO_QUEUE_TIMEOUT)")
 	headerTimeout := fs.String("read-header-timeout", env("READ_HEADER_TIMEOUT", "5s"), "time to read a request's headers (env SKL2GO_READ_HEADER_TIMEOUT)")
 	readTimeout := fs.String("read-timeout", env("READ_TIMEOUT", "30s"), "time to read a whole request (env SKL2GO_READ_TIMEOUT)")
 	writeTimeout := fs.String("write-timeout", env("WRITE_TIMEOUT", "60s"), "time to answer, after the request's headers (env SKL2GO_WRITE_TIMEOUT)")
@@ -252,7 +252,8 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	// Every model shares one bound on the predictions running at once.
 	limiter := skl2go.NewLimiter(c.maxInflight, c.maxQueue, c.queueTimeout)
 	registry := prometheus.NewRegistry()
-	load := loader(runtime, limiter, c, skhttp.NewBatchMetrics(registry))
+	batchMetrics := skhttp.NewBatchMetrics(registry)
+	load := loader(runtime, limiter, c, batchMetrics)
 	logger.Info("dynamic batching", "enabled", c.batchMaxRows > 0, "max_rows", c.batchMaxRows, "delay", c.batchDelay.String())
 	models, err := cli.OpenModels(cli.ModelsOptions{Dir: c.models, Keep: c.versionsKept, PollInterval: c.pollInterval,
 		Load: load, Registry: c.registry, Getenv: getenv, Observer: func() mlflow.Observer { return skhttp.NewRegistryMetrics(registry) }, Logger: logger})
@@ -275,6 +276,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		return err
 	}
 	c.http.Limiter = limiter
+	c.http.Deadline, c.http.Late = c.queueTimeout, batchMetrics.ObserveLate
 	if c.apiKeys != "" {
 		keys, err := apikey.Open(c.apiKeys)
 		if err != nil {
