@@ -13,6 +13,7 @@ three batches are in memory at once. The output's rows stay in input order.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -32,6 +33,7 @@ from train.data import CLOCKS, EXTRA_COLUMNS, TRIP_COLUMNS, NotTripData, tlc_kin
 from . import output
 from .model import Published
 from .score import TRIPS, Scorer
+from .stages import Stages, process_cpu
 
 BATCH_ROWS = 65_536
 PROGRESS_SECONDS = 2.0
@@ -93,13 +95,17 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
           batch_rows: int = BATCH_ROWS, log=print) -> dict:
     """Score every trip of `paths` with `published` into `out`: one parquet
     file (a .parquet name), else a directory holding one."""
+    # What the process spent before this call: interpreter start, imports, finding the model.
+    before = {"cpu": round(process_cpu(), 3)}
+    stages, started, cpu_started = Stages(), time.perf_counter(), process_cpu()
     files = trip_files(paths)
     output.refuse_existing(Path(out), overwrite)
-    scorer = Scorer(published, threads=os.cpu_count() or 1)
+    with stages("session"):
+        scorer = Scorer(published, threads=os.cpu_count() or 1)
     total = sum(f.rows for f in files)
     log(f"[score] {total:,} trips in {len(files)} file(s) with {published.name} version {published.version} "
         f"({published.metadata['family']}), local engine")
-    started = last = time.perf_counter()
+    last = time.perf_counter()
     done = unscored = 0
     with output.replacing(Path(out), overwrite) as tmp:
         if not output.single_file(out):
@@ -112,11 +118,15 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
             for n, source in enumerate(files, 1):
                 first_row = 0
                 reader = pq.ParquetFile(source.path)
-                for batch in read_ahead(reader.iter_batches(batch_size=batch_rows, columns=source.columns)):
-                    scored = scorer.score(trips_batch(batch, source, first_row))
+                batches = reader.iter_batches(batch_size=batch_rows, columns=source.columns)
+                for batch in read_ahead(batches, stages):
+                    with stages("ride ids"):
+                        trips = trips_batch(batch, source, first_row)
+                    scored = scorer.score(trips, stages)
                     if written is not None:
-                        written.result()  # in order, and a write error stops the run here
-                    written = writing.submit(writer.write_batch, scored)
+                        with stages("waiting for the writer"):
+                            written.result()  # in order, and a write error stops the run here
+                    written = writing.submit(timed, stages, "write", writer.write_batch, scored)
                     first_row += batch.num_rows
                     done += batch.num_rows
                     unscored += scored.num_rows - scored.column("reason").null_count
@@ -126,11 +136,17 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
                         log(f"[score] file {n}/{len(files)} {source.path.name}: {done:,}/{total:,} trips "
                             f"({done / max(total, 1):.0%}), {done / (now - started):,.0f} trips/s")
             if written is not None:
-                written.result()
+                with stages("waiting for the writer"):
+                    written.result()
+            with stages("write"):
+                writer.close()  # the footer (closing it again as the block ends does nothing)
         seconds = time.perf_counter() - started
+    run = {"wall": round(seconds, 3), "cpu": round(process_cpu() - cpu_started, 3)}
+    report = {"before the run": before, **stages.report(), "run": run}
+    log(f"[stages] {json.dumps(report)}")
     log(f"[done] {done:,} trips scored into {out} in {seconds:.1f}s ({done / max(seconds, 1e-9):,.0f} trips/s); "
         f"{unscored:,} could not be scored (see the reason column)")
-    return {"rows": done, "unscored": unscored, "seconds": seconds}
+    return {"rows": done, "unscored": unscored, "seconds": seconds, "stages": report}
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:
@@ -143,15 +159,25 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
             if f.name in features.FEATURES or (f.name != "ride_id" and not pa.types.is_floating(f.type))]
 
 
-def read_ahead(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def read_ahead(batches: Iterable[pa.RecordBatch], stages: Stages | None = None) -> Iterator[pa.RecordBatch]:
     """The batches of `batches`, the next one read on a thread while the
     caller works on this one."""
-    batches = iter(batches)
+    batches, stages = iter(batches), stages or Stages()
     with ThreadPoolExecutor(1, thread_name_prefix="read") as reading:
-        following = reading.submit(next, batches, None)
-        while (batch := following.result()) is not None:
-            following = reading.submit(next, batches, None)
+        following = reading.submit(timed, stages, "read", next, batches, None)
+        while True:
+            with stages("waiting for the reader"):
+                batch = following.result()
+            if batch is None:
+                return
+            following = reading.submit(timed, stages, "read", next, batches, None)
             yield batch
+
+
+def timed(stages: Stages, name: str, work, *args):
+    """work(*args), timed as `name` on the thread that runs it."""
+    with stages(name):
+        return work(*args)
 
 
 def _cast(values: pa.Array, to: pa.DataType) -> pa.Array:

@@ -173,11 +173,11 @@ def test_a_failed_run_leaves_no_output_behind(repository, tmp_path, monkeypatch)
     calls = []
     real = score.Scorer.score
 
-    def failing(self, batch):
+    def failing(self, batch, *stages):
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("disk on fire")
-        return real(self, batch)
+        return real(self, batch, *stages)
 
     monkeypatch.setattr(score.Scorer, "score", failing)
     out = tmp_path / "out" / "scored.parquet"
