@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from train import features
 from train.data import CLOCKS, EXTRA_COLUMNS, TRIP_COLUMNS, NotTripData, tlc_kind
+from train.tasks import CLASSIFICATION
 
 from . import output
 from .model import Published
@@ -83,7 +84,7 @@ def trips_batch(batch: pa.RecordBatch, source: TripFile, first_row: int) -> pa.R
     pick, drop = CLOCKS[source.kind]
     rows = batch.num_rows
     index = pc.cast(pa.array(np.arange(first_row, first_row + rows, dtype=np.int64)), pa.string())
-    ride_id = pc.binary_join_element_wise(pa.repeat(pa.scalar(source.path.name), rows), index, ":")
+    ride_id = pc.binary_join_element_wise(pa.scalar(source.path.name), index, ":")
     columns = {"ride_id": ride_id, "pickup_datetime": batch.column(pick), "dropoff_datetime": batch.column(drop)}
     for name in TRIPS.names[3:]:
         columns[name] = batch.column(name) if name in batch.schema.names else pa.nulls(rows)
@@ -98,6 +99,10 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
     # What the process spent before this call: interpreter start, imports, finding the model.
     before = {"cpu": round(process_cpu(), 3)}
     stages, started, cpu_started = Stages(), time.perf_counter(), process_cpu()
+    # Each batch's buffers are new: the default pool (mimalloc) hands freed
+    # pages back to the system and faults them in again, batch after batch,
+    # where the system allocator keeps them (BENCHMARKS.md).
+    pa.set_memory_pool(pa.system_memory_pool())
     files = trip_files(paths)
     output.refuse_existing(Path(out), overwrite)
     with stages("session"):
@@ -111,14 +116,16 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
         if not output.single_file(out):
             tmp.mkdir()
             tmp = tmp / output.PART
-        with pq.ParquetWriter(tmp, scorer.schema, compression="zstd",
-                              use_dictionary=dictionary_columns(scorer.schema)) as writer, \
+        with writer_for(tmp, scorer.schema) as writer, \
                 ThreadPoolExecutor(1, thread_name_prefix="write") as writing:
             written: Future | None = None
             for n, source in enumerate(files, 1):
                 first_row = 0
                 reader = pq.ParquetFile(source.path)
-                batches = reader.iter_batches(batch_size=batch_rows, columns=source.columns)
+                # Decoded on the reading thread (not Arrow's pool), so the
+                # read stage's CPU time is counted; it overlaps scoring anyway.
+                batches = reader.iter_batches(batch_size=batch_rows, columns=needed(source, published),
+                                              use_threads=False)
                 for batch in read_ahead(batches, stages):
                     with stages("ride ids"):
                         trips = trips_batch(batch, source, first_row)
@@ -142,11 +149,33 @@ def score(paths: list[str | Path], out: Path, published: Published, overwrite: b
                 writer.close()  # the footer (closing it again as the block ends does nothing)
         seconds = time.perf_counter() - started
     run = {"wall": round(seconds, 3), "cpu": round(process_cpu() - cpu_started, 3)}
-    report = {"before the run": before, **stages.report(), "run": run}
+    report = {"before the run": before, **stages.report()}
+    # Arrow's and ONNX Runtime's own threads, Python between the stages.
+    report["not in a stage"] = {"cpu": round(run["cpu"] - sum(t["cpu"] for t in report.values()) + before["cpu"], 3)}
+    report["run"] = run
     log(f"[stages] {json.dumps(report)}")
     log(f"[done] {done:,} trips scored into {out} in {seconds:.1f}s ({done / max(seconds, 1e-9):,.0f} trips/s); "
         f"{unscored:,} could not be scored (see the reason column)")
     return {"rows": done, "unscored": unscored, "seconds": seconds, "stages": report}
+
+
+def needed(source: TripFile, published: Published) -> list[str]:
+    """The columns of `source` scoring reads: payment type and tip only
+    for a classifier (the actual tip given); a regressor's are left null."""
+    if published.task == CLASSIFICATION:
+        return source.columns
+    return [c for c in source.columns if c not in EXTRA_COLUMNS]
+
+
+def writer_for(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """The output's writer. Snappy, not zstd: writing is the local engine's
+    largest stage, and snappy costs less CPU for a file a little larger
+    (BENCHMARKS.md). The ride ids share their file name as a prefix, which
+    DELTA_BYTE_ARRAY stores once a page; min/max statistics of a unique
+    string column help no reader."""
+    return pq.ParquetWriter(path, schema, compression="snappy", use_dictionary=dictionary_columns(schema),
+                            column_encoding={"ride_id": "DELTA_BYTE_ARRAY"},
+                            write_statistics=[name for name in schema.names if name != "ride_id"])
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:
