@@ -170,9 +170,9 @@ def needed(source: TripFile, published: Published) -> list[str]:
 def writer_for(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     """The output's writer. Snappy, not zstd: writing is the local engine's
     largest stage, and snappy costs less CPU for a file a little larger
-    (BENCHMARKS.md). The ride ids share their file name as a prefix, which
-    DELTA_BYTE_ARRAY stores once a page; min/max statistics of a unique
-    string column help no reader."""
+    (BENCHMARKS.md). The ride ids share their file name as a prefix:
+    DELTA_BYTE_ARRAY stores of each only what differs from the one before.
+    Min/max statistics of a unique string column help no reader."""
     return pq.ParquetWriter(path, schema, compression="snappy", use_dictionary=dictionary_columns(schema),
                             column_encoding={"ride_id": "DELTA_BYTE_ARRAY"},
                             write_statistics=[name for name in schema.names if name != "ride_id"])
