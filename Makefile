@@ -317,16 +317,19 @@ java:
 	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { echo "installing OpenJDK 17 with apt-get"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; }
 
-# make bench-batch [BENCH_ROWS=3000000] [ENGINES="local spark sklearn"] [MODEL=… NAME=…] [SKLEARN_CHUNK=n]:
+# make bench-batch [BENCH_ROWS=3000000] [ENGINES="local spark sklearn"] [MODEL=… NAME=…] [SKLEARN_CHUNK=n] [ROUNDS=n]:
 # a yellow-shaped file scored by the local engine, Spark local and sklearn's
-# predict (SKLEARN_CHUNK rows per call; 0, all at once); reports/bench-batch-$(NAME).{md,json}.
+# predict (SKLEARN_CHUNK rows per call; 0, all at once), ROUNDS rounds in
+# alternating order; reports/bench-batch-$(NAME).{md,json}, with each
+# engine's time stage by stage.
 BENCH_ROWS ?= 3000000
 ENGINES  ?= local spark sklearn
 SKLEARN_CHUNK ?= 0
+ROUNDS   ?= 1
 BENCH_TRIPS := build/bench/yellow_tripdata_synthetic_$(BENCH_ROWS).parquet
 bench-batch: java bench-model $(BENCH_TRIPS)
 	$(PY) -m batch.bench --data $(BENCH_TRIPS) --models $(MODELS) --name $(NAME) --out reports --engines $(ENGINES) \
-		--sklearn-chunk $(SKLEARN_CHUNK)
+		--sklearn-chunk $(SKLEARN_CHUNK) --rounds $(ROUNDS)
 
 $(BENCH_TRIPS): train/synth.py | $(VENV)/.installed
 	$(PY) -m train synth --schema yellow --rows $(BENCH_ROWS) --out $@

@@ -20,6 +20,8 @@ import onnxruntime as ort
 from train import repository, tracking
 from train.repository import MODEL_FILE
 
+from .stages import Stages
+
 # Rows per ONNX Runtime run. A tree family's graph one-hot encodes into a
 # dense float32 matrix (~2.2 KB a row): runs whose matrix stays in the CPU's
 # cache are the fastest per row (BENCHMARKS.md). The answers do not depend
@@ -100,7 +102,8 @@ def session(onnx_bytes: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def predict(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], threads: int = 1) -> list[np.ndarray]:
+def predict(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], threads: int = 1,
+            stages: Stages | None = None) -> list[np.ndarray]:
     """Run the graph on columns of equal length (each [rows, 1], rows >= 1),
     RUN_ROWS at a time, `threads` runs at once (ONNX Runtime releases the GIL
     and a session may run concurrently; each run still uses one thread).
@@ -116,12 +119,14 @@ def predict(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], threads: i
     number.
     """
     rows = len(next(iter(feeds.values())))
+    stages = stages or Stages()
 
     def run(start: int) -> list[np.ndarray]:
         part = {k: v[start:start + RUN_ROWS] for k, v in feeds.items()}
-        if len(next(iter(part.values()))) == 1:
-            return [o[:1] for o in sess.run(None, {k: np.concatenate([v, v]) for k, v in part.items()})]
-        return sess.run(None, part)
+        with stages("onnx", wall=False):  # the caller counts the wall time
+            if len(next(iter(part.values()))) == 1:
+                return [o[:1] for o in sess.run(None, {k: np.concatenate([v, v]) for k, v in part.items()})]
+            return sess.run(None, part)
 
     starts = range(0, rows, RUN_ROWS)
     if threads > 1 and len(starts) > 1:

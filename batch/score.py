@@ -19,6 +19,7 @@ from train.tasks import CLASSIFICATION
 
 from . import model as onnx_model
 from .model import Published
+from .stages import Stages
 
 # What an engine hands to Scorer.score: a ride id and the trip fields, the
 # clocks renamed from lpep_/tpep_. payment_type and tip_amount are null where
@@ -70,11 +71,26 @@ class Scorer:
         # The ranges model.json declares: the ones the server enforces.
         self.ranges = {i["name"]: tuple(i["range"]) for i in published.inputs if "range" in i}
 
-    def score(self, trips: pa.RecordBatch) -> pa.RecordBatch:
-        """The output batch (self.schema) for a batch of TRIPS, row for row."""
+    def score(self, trips: pa.RecordBatch, stages: Stages | None = None) -> pa.RecordBatch:
+        """The output batch (self.schema) for a batch of TRIPS, row for row;
+        its stages (features, onnx, output) timed into `stages`."""
+        stages = stages or Stages()
+        with stages("features"):
+            X, missing, unscorable, reasons, pickup = self._features(trips)
+        with stages("onnx", cpu=False):
+            outputs = None
+            if not unscorable.all():
+                outputs = onnx_model.predict(self.session, {k: v[~unscorable].reshape(-1, 1) for k, v in X.items()},
+                                              self.threads, stages)
+        with stages("output"):
+            return self._output(trips, pickup, X, missing, unscorable, reasons, outputs)
+
+    def _features(self, trips: pa.RecordBatch) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                                          np.ndarray, pa.Array, pa.Array]:
+        """The model's inputs, where each field is missing, which trips
+        cannot be scored and why, and the pickup clock in microseconds."""
         rows = trips.num_rows
         pickup = _micros(trips.column("pickup_datetime"))
-        dropoff = _micros(trips.column("dropoff_datetime"))
         fields = {
             "pickup_datetime": pickup,
             "PULocationID": trips.column("PULocationID"),
@@ -89,8 +105,15 @@ class Scorer:
             fields["trip_distance"].fill_null(0.0).to_numpy(zero_copy_only=False),
         )
         unscorable, reasons = self._reasons(X, missing, rows)
-        scored = ~unscorable
+        return X, missing, unscorable, reasons, pickup
 
+    def _output(self, trips: pa.RecordBatch, pickup: pa.Array, X: dict[str, np.ndarray],
+                missing: dict[str, np.ndarray], unscorable: np.ndarray, reasons: pa.Array,
+                outputs: list[np.ndarray] | None) -> pa.RecordBatch:
+        """The output batch: the inputs, the answers, the actual outcome, the reasons."""
+        rows = trips.num_rows
+        scored = ~unscorable
+        dropoff = _micros(trips.column("dropoff_datetime"))
         columns: dict[str, pa.Array] = {"ride_id": trips.column("ride_id")}
         for name in features.FEATURES:
             # The inputs as the model saw them; null where a field was missing.
@@ -98,9 +121,6 @@ class Scorer:
             columns[name] = pa.array(X[name], mask=gone, type=self.schema.field(name).type)
 
         predictions: dict[str, np.ndarray] = {}
-        if scored.any():
-            outputs = onnx_model.predict(self.session, {k: v[scored].reshape(-1, 1) for k, v in X.items()},
-                                          self.threads)
         if self.published.task == CLASSIFICATION:
             labels = np.zeros(rows, dtype=np.int64)
             proba = np.zeros((rows, len(self.published.metadata["classes"])), dtype=np.float32)

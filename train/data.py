@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow.parquet as pq
 
 from . import features
 # The features are defined once, in features.py; these names stay for the callers.
 from .features import CATEGORICAL, FEATURES, NUMERIC, RANGES  # noqa: F401
 from .tasks import CLASSIFICATION, DEFAULT_NAMES, REGRESSION  # noqa: F401  (data.CLASSIFICATION …)
+
+if TYPE_CHECKING:  # pandas is imported where it is used: batch scoring never needs it
+    import pandas as pd
 
 # The columns every TLC-shaped file must have, besides its two clock columns.
 TRIP_COLUMNS = ["PULocationID", "DOLocationID", "trip_distance"]
@@ -71,6 +74,8 @@ def load_trips(paths: list[str | Path], task: str = REGRESSION) -> Trips:
         frame = frame.rename(columns={pick: "pickup_datetime", drop: "dropoff_datetime"})
         frames.append(frame)
         files.append({"path": str(path), "schema": kind, "rows": len(frame), "sha256": sha256_file(path)})
+    import pandas as pd
+
     return Trips(pd.concat(frames, ignore_index=True), files)
 
 
@@ -117,6 +122,8 @@ def make_features(trips: pd.DataFrame, task: str = REGRESSION) -> tuple[pd.DataF
     if task == CLASSIFICATION:
         keep &= (trips["payment_type"] == CARD) & trips["tip_amount"].notna()
     trips, minutes = trips[keep], minutes[keep]
+    import pandas as pd
+
     X = pd.DataFrame(features.inputs(trips["pickup_datetime"].to_numpy(), trips["PULocationID"].to_numpy(),
                                      trips["DOLocationID"].to_numpy(), trips["trip_distance"].to_numpy()))
     if task == CLASSIFICATION:

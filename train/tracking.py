@@ -30,10 +30,12 @@ import sys
 import warnings
 from importlib.metadata import version as package_version
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .data import CLASSIFICATION
+
+if TYPE_CHECKING:  # pandas is imported where it is used: batch scoring never needs it
+    import pandas as pd
 
 ALIAS = "champion"
 # The registered model tag holding the model's experiment (the text of an
@@ -77,6 +79,7 @@ def metrics(meta: dict) -> dict[str, float]:
 def signature(model, X: pd.DataFrame, task: str):
     """The pipeline's signature on a few rows: one column per graph input,
     the prediction (or label and class probabilities) as output."""
+    import pandas as pd
     from mlflow.models import infer_signature
 
     rows = X.iloc[:20]

@@ -5,6 +5,8 @@ Scoring through the real server (bit for bit) and on Spark: tests/system/test_ba
 
 from __future__ import annotations
 
+import json
+
 import joblib
 import numpy as np
 import pandas as pd
@@ -119,6 +121,18 @@ def test_the_local_engine_streams_and_its_answers_do_not_depend_on_the_batch_siz
     assert len(set(ride_ids)) == len(ride_ids) and ride_ids[0] == f"{repository.trips.name}:0"
 
 
+def test_the_local_engine_reports_where_its_time_went(repository, tmp_path):
+    published = model.resolve(repository.models, "trip_duration")
+    lines = []
+    result = local.score([repository.trips], tmp_path / "scored.parquet", published, batch_rows=4097, log=lines.append)
+    stages = result["stages"]
+    assert json.loads(next(m for m in lines if m.startswith("[stages] ")).split(" ", 1)[1]) == stages
+    for stage in ("session", "read", "ride ids", "features", "onnx", "output", "write"):
+        assert stages[stage]["wall"] > 0 and stages[stage]["cpu"] >= 0, stage
+    assert stages["onnx"]["cpu"] > 0  # counted on ONNX Runtime's runs, not the waiting caller
+    assert stages["before the run"]["cpu"] > 0 and stages["run"]["cpu"] > 0 and stages["not in a stage"]
+
+
 def run(*args: str) -> int:
     return cli.main(["score", *args])
 
@@ -173,11 +187,11 @@ def test_a_failed_run_leaves_no_output_behind(repository, tmp_path, monkeypatch)
     calls = []
     real = score.Scorer.score
 
-    def failing(self, batch):
+    def failing(self, batch, *stages):
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("disk on fire")
-        return real(self, batch)
+        return real(self, batch, *stages)
 
     monkeypatch.setattr(score.Scorer, "score", failing)
     out = tmp_path / "out" / "scored.parquet"
