@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +21,10 @@ import (
 // v1's "variant" field, V2's parameters.variant). The experiment's mirror,
 // if any, runs the same rows after the answer is written, off the request's
 // path: a bounded queue that drops (and counts) what it cannot take, so a
-// slow mirror changes no answer, status or latency.
+// slow mirror changes no answer, status or latency. It runs a batch a few
+// rows at a time, each run only when this replica has no request in flight
+// (shadow.idle): a run the mirror has started holds a CPU until it ends, so
+// a short one is all a request arriving meanwhile can wait for.
 
 // Answer headers of an inference request: the model and version that
 // answered, and the experiment variant when one was assigned.
@@ -36,6 +40,19 @@ const shadowQueue = 64
 
 // shadowTimeout bounds one mirror run.
 const shadowTimeout = 10 * time.Second
+
+// shadowChunkRows is how many rows of a request the mirror runs at once:
+// few enough that a request arriving during a run of a much slower model
+// waits little, enough that a run's fixed cost stays small beside its rows'.
+const shadowChunkRows = 16
+
+// The mirror's pause while requests are in flight doubles from
+// shadowPauseMin to shadowPauseMax: short pauses resume soon after a lone
+// request, long ones cost little CPU under a steady stream.
+const (
+	shadowPauseMin = 50 * time.Microsecond
+	shadowPauseMax = 2 * time.Millisecond
+)
 
 // assign returns the version that answers a request for the model that did
 // not pin one, and the assignment when an experiment chose it (version 0
@@ -70,6 +87,9 @@ func (s *Server) AcquireInference(name string, version int, requestID string, he
 			"experiment", a.Experiment, "variant", a.Variant, "version", a.Version)
 		a = nil
 		model, release, err = s.store.Acquire(name, 0)
+	}
+	if err == nil {
+		s.shadow.inflight.Add(1) // until FinishInference, which every acquired request reaches
 	}
 	return model, release, a, err
 }
@@ -178,7 +198,10 @@ type shadowJob struct {
 // shadow runs mirror jobs on one goroutine, so that a mirror takes at most
 // one prediction slot from the requests.
 type shadow struct {
-	store   skl2go.ModelStore
+	// inflight counts the inference requests between AcquireInference and
+	// FinishInference (REST and gRPC): the mirror runs only when it is 0.
+	inflight atomic.Int64
+	store    skl2go.ModelStore
 	metrics *experimentMetrics
 	logger  *slog.Logger
 	log     skl2go.InferenceLogger // nil: mirror runs are not logged
@@ -249,7 +272,7 @@ func (sh *shadow) runJob(job shadowJob) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), shadowTimeout)
 	defer cancel()
-	outputs, err := skl2go.Innermost(model).Predict(ctx, job.batch)
+	outputs, err := skl2go.PredictInChunks(ctx, skl2go.Innermost(model), job.batch, shadowChunkRows, sh.idle)
 	if err != nil {
 		runs.WithLabelValues(job.model, job.mirror.Name, "error").Inc()
 		sh.logger.Debug("mirror run failed", "model", job.model, "variant", job.mirror.Name, "err", err)
@@ -262,6 +285,41 @@ func (sh *shadow) runJob(job shadowJob) {
 			Type: skl2go.ShadowEventType, Time: start, RequestID: job.requestID, Model: job.model,
 			Version: meta.Version, Variant: job.mirror.Name, Task: meta.Task, Latency: time.Since(start),
 			Inputs: job.batch.Columns, Outputs: outputs})
+	}
+}
+
+// idle returns once no request is in flight, pausing (for a while that
+// doubles, bounded) as long as one is; an error when ctx ends first. It
+// pauses at least once even when none is, so that a request whose bytes
+// arrived during the run before gets a CPU to start on (with one thread for
+// Go code, GOMAXPROCS=1, the scheduler looks at the network only when the
+// mirror's goroutine waits).
+func (sh *shadow) idle(ctx context.Context) error {
+	return waitIdle(ctx, func() bool { return sh.inflight.Load() == 0 }, shadowPauseMin, shadowPauseMax, sleep)
+}
+
+// waitIdle pauses, then returns once idle() is true, pausing between looks
+// for a while that doubles from least to most; an error when ctx ends first.
+func waitIdle(ctx context.Context, idle func() bool, least, most time.Duration, pause func(context.Context, time.Duration) error) error {
+	for d := least; ; d = min(2*d, most) {
+		if err := pause(ctx, d); err != nil {
+			return err
+		}
+		if idle() {
+			return nil
+		}
+	}
+}
+
+// sleep waits d, or less when ctx ends (its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
