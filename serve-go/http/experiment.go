@@ -202,13 +202,13 @@ type shadow struct {
 	// FinishInference (REST and gRPC): the mirror runs only when it is 0.
 	inflight atomic.Int64
 	store    skl2go.ModelStore
-	metrics *experimentMetrics
-	logger  *slog.Logger
-	log     skl2go.InferenceLogger // nil: mirror runs are not logged
-	jobs    chan shadowJob
-	start   sync.Once
-	stop    chan struct{}
-	stopped sync.Once
+	metrics  *experimentMetrics
+	logger   *slog.Logger
+	log      skl2go.InferenceLogger // nil: mirror runs are not logged
+	jobs     chan shadowJob
+	start    sync.Once
+	stop     chan struct{}
+	stopped  sync.Once
 }
 
 func newShadow(store skl2go.ModelStore, metrics *experimentMetrics, logger *slog.Logger, log skl2go.InferenceLogger, queue int) *shadow {
