@@ -42,7 +42,7 @@ NAME     ?= $(shell $(PYTHON) -m train name $(MODEL))
 MODELS   ?= models
 PORT     ?= 8080
 REPLICAS ?= 2
-SERVER   := serve-go/bin/skl2go-server
+SERVER   ?= serve-go/bin/skl2go-server
 # Everything the binary is built from, embedded files (//go:embed) included.
 GO_SOURCES := $(shell find serve-go -name '*.go' -not -path '*/testdata/*') serve-go/http/openapi.yaml serve-go/go.mod serve-go/go.sum
 TESTDATA := build/testdata

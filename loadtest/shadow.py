@@ -174,12 +174,45 @@ def summarize(pairs: list[tuple[dict, dict]]) -> dict:
     return summary
 
 
+def measure(control: Path, mirror: Path, bodies: Path, work: Path, rate: float = 200.0, seconds: float = 15.0,
+            cycles: int = 2, log=print, **settings: str) -> dict:
+    """The rounds (PAIRS × cycles) on a stack of their own in work/: the
+    report bench-shadow.json holds (and bench.json's "shadow")."""
+    models = make_repository(control, mirror, work / "models")
+    (models / NAME / "experiment.json").write_text(json.dumps(experiment(False)))
+    rounds: list[tuple[dict, dict]] = []
+    with topology.running(models, work / "run", replicas=2, **settings) as stack:
+        log(f"[shadow] {rate:g} req/s, {seconds:g} s rounds, {cycles} × {PAIRS}, through {stack.url}")
+        switch(stack, models, False)
+        load_round(stack, bodies, rate, 3)  # warm up, not counted
+        for _ in range(cycles):
+            for a, b in PAIRS:
+                rounds.append((run_round(stack, models, bodies, a == "on", rate, seconds, log),
+                               run_round(stack, models, bodies, b == "on", rate, seconds, log)))
+    summary = summarize(rounds)
+    flat = [r for pair in rounds for r in pair]
+    report = {"rate": rate, "round_seconds": seconds, "control": str(control), "mirror": str(mirror),
+              "pairs": [list(p) for p in rounds], "summary": summary,
+              "mirror_runs": sum(r["runs_ok"] for r in flat), "mirror_dropped": sum(r["dropped"] for r in flat),
+              "mirror_errors": sum(r["runs_error"] for r in flat),
+              "wrong_answers": sum(r["wrong"] + (r["exit"] != 0) for r in flat)}
+    for p in PERCENTILES:
+        s = summary[p]
+        log(f"[shadow] {p}: on−off median {s['median_effect_ms']:+.2f} ms "
+            f"(each {', '.join(f'{d:+.2f}' for d in s['on_minus_off_ms'])}); off−off noise ±{s['noise_ms']:.2f} ms "
+            f"(each {', '.join(f'{d:+.2f}' for d in s['off_minus_off_ms'])})")
+    log(f"[shadow] mirror runs {report['mirror_runs']:.0f}, dropped {report['mirror_dropped']:.0f}, errors "
+        f"{report['mirror_errors']:.0f}; wrong answers {report['wrong_answers']}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m loadtest.shadow", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--control", type=Path, required=True, help="the control's version directory")
     ap.add_argument("--mirror", type=Path, required=True, help="the slow mirror's version directory")
     ap.add_argument("--bodies", type=Path, help="predict bodies, one per line")
-    ap.add_argument("--held-out", type=Path, help="build/<name>/ to draw --rows-row bodies from")
+    ap.add_argument("--held-out", type=Path, help="build/<name>/ to draw bodies of --rows rows from")
     ap.add_argument("--rows", type=int, default=100)
     ap.add_argument("--rate", type=float, default=200.0, help="requests per second")
     ap.add_argument("--round", type=float, default=15.0, help="seconds per round")
@@ -193,48 +226,28 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"{LOAD} not found: make build")
     if (args.bodies is None) == (args.held_out is None):
         ap.error("give --bodies or --held-out")
-
-    def log(message: str) -> None:
-        print(message, flush=True)
-
     work = args.work.resolve()
-    models = make_repository(args.control, args.mirror, work / "models")
-    (models / NAME / "experiment.json").write_text(json.dumps(experiment(False)))
+    work.mkdir(parents=True, exist_ok=True)
     bodies = args.bodies
     if bodies is None:
         rows = samples.held_out_features(args.held_out)
         bodies = samples.write_bodies(work / f"bodies-{args.rows}.jsonl", samples.request_bodies(rows, args.rows, 500))
-    rounds: list[tuple[dict, dict]] = []
     settings = {}
     if args.server:
         settings["SERVER"] = str(args.server.resolve())
     if args.port:
         settings.update(PORT=str(args.port), BASE_PORT=str(args.port + 10), GRPC_PORT=str(args.port + 1),
                         GRPC_OFFSET="100")
-    with topology.running(models, work / "run", replicas=2, **settings) as stack:
-        log(f"shadow bench: {args.rate:g} req/s, {args.round:g} s rounds, {args.cycles} × {PAIRS}, through {stack.url}")
-        switch(stack, models, False)
-        load_round(stack, bodies, args.rate, 3)  # warm up, not counted
-        for _ in range(args.cycles):
-            for a, b in PAIRS:
-                rounds.append((run_round(stack, models, bodies, a == "on", args.rate, args.round, log),
-                               run_round(stack, models, bodies, b == "on", args.rate, args.round, log)))
-    summary = summarize(rounds)
-    flat = [r for pair in rounds for r in pair]
-    report = {"rate": args.rate, "round_seconds": args.round, "rows_per_request": args.rows,
-              "control": str(args.control), "mirror": str(args.mirror), "pairs": [list(p) for p in rounds],
-              "summary": summary,
-              "mirror_runs": sum(r["runs_ok"] for r in flat), "mirror_dropped": sum(r["dropped"] for r in flat),
-              "mirror_errors": sum(r["runs_error"] for r in flat),
-              "wrong_answers": sum(r["wrong"] + (r["exit"] != 0) for r in flat)}
+    # SIGTERM (e.g. from a CI timeout) unwinds like Ctrl-C, so the stack is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
+    report = measure(args.control.resolve(), args.mirror.resolve(), bodies.resolve(), work, args.rate, args.round,
+                     args.cycles, lambda m: print(m, flush=True), **settings)
+    report.update(rows_per_request=args.rows, load_average_at_end=os.getloadavg()[0],
+                  elapsed_s=round(time.monotonic() - started, 1))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench-shadow.json").write_text(json.dumps(report, indent=2) + "\n")
-    for p in PERCENTILES:
-        s = summary[p]
-        log(f"{p}: on−off median {s['median_effect_ms']:+.2f} ms (each {', '.join(f'{d:+.2f}' for d in s['on_minus_off_ms'])}); "
-            f"off−off noise ±{s['noise_ms']:.2f} ms (each {', '.join(f'{d:+.2f}' for d in s['off_minus_off_ms'])})")
-    log(f"mirror runs {report['mirror_runs']:.0f}, dropped {report['mirror_dropped']:.0f}, errors "
-        f"{report['mirror_errors']:.0f}; wrong answers {report['wrong_answers']} -> {args.out / 'bench-shadow.json'}")
+    print(f"[shadow] wrote {args.out / 'bench-shadow.json'} ({report['elapsed_s']:.0f} s)")
     return 1 if report["wrong_answers"] else 0
 
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -209,6 +210,8 @@ type shadow struct {
 	start    sync.Once
 	stop     chan struct{}
 	stopped  sync.Once
+	// warnPriority logs once that the thread's policy could not be set.
+	warnPriority sync.Once
 }
 
 func newShadow(store skl2go.ModelStore, metrics *experimentMetrics, logger *slog.Logger, log skl2go.InferenceLogger, queue int) *shadow {
@@ -238,14 +241,11 @@ func (sh *shadow) offer(inf *skl2go.Inference, logged bool) {
 // close stops the worker (queued jobs are dropped).
 func (sh *shadow) close() { sh.stopped.Do(func() { close(sh.stop) }) }
 
-// run is the mirror's one worker. Its runs bypass the request path's
-// slots and batches (skl2go.Innermost) and execute on an OS thread that
-// runs only when the CPU is otherwise idle (Linux's SCHED_IDLE), so that a
-// mirror slower than the answer it copies takes only the CPU requests leave.
+// run is the mirror's one worker, on an OS thread of its own
+// (idleModel). Its runs bypass the request path's slots and batches
+// (skl2go.Innermost).
 func (sh *shadow) run() {
-	if err := lowerThreadPriority(); err != nil {
-		sh.logger.Warn("mirror runs at normal CPU priority", "err", err)
-	}
+	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine, so no other inherits its policy
 	for {
 		select {
 		case <-sh.stop:
@@ -272,7 +272,7 @@ func (sh *shadow) runJob(job shadowJob) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), shadowTimeout)
 	defer cancel()
-	outputs, err := skl2go.PredictInChunks(ctx, skl2go.Innermost(model), job.batch, shadowChunkRows, sh.idle)
+	outputs, err := skl2go.PredictInChunks(ctx, idleModel{skl2go.Innermost(model), sh}, job.batch, shadowChunkRows, sh.idleWait())
 	if err != nil {
 		runs.WithLabelValues(job.model, job.mirror.Name, "error").Inc()
 		sh.logger.Debug("mirror run failed", "model", job.model, "variant", job.mirror.Name, "err", err)
@@ -288,27 +288,67 @@ func (sh *shadow) runJob(job shadowJob) {
 	}
 }
 
-// idle returns once no request is in flight, pausing (for a while that
-// doubles, bounded) as long as one is; an error when ctx ends first. It
-// pauses at least once even when none is, so that a request whose bytes
-// arrived during the run before gets a CPU to start on (with one thread for
-// Go code, GOMAXPROCS=1, the scheduler looks at the network only when the
-// mirror's goroutine waits).
-func (sh *shadow) idle(ctx context.Context) error {
-	return waitIdle(ctx, func() bool { return sh.inflight.Load() == 0 }, shadowPauseMin, shadowPauseMax, sleep)
+// idleModel runs a model on the mirror's thread under Linux's SCHED_IDLE,
+// so that a mirror slower than the answer it copies takes only the CPU that
+// nothing else on the machine wants, and back under the normal policy as
+// soon as the run ends. Only the run: a thread that the kernel keeps off the
+// CPU while it runs Go code holds one of the Go scheduler's few Ps (one,
+// with GOMAXPROCS=1) and the requests of this replica wait for it, whereas
+// inside ONNX Runtime (a cgo call) the thread holds no P.
+type idleModel struct {
+	skl2go.Model
+	sh *shadow
 }
 
-// waitIdle pauses, then returns once idle() is true, pausing between looks
-// for a while that doubles from least to most; an error when ctx ends first.
-func waitIdle(ctx context.Context, idle func() bool, least, most time.Duration, pause func(context.Context, time.Duration) error) error {
-	for d := least; ; d = min(2*d, most) {
+func (m idleModel) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Output, error) {
+	if err := setThreadIdle(true); err != nil {
+		m.sh.warnPriority.Do(func() { m.sh.logger.Warn("mirror runs at normal CPU priority", "err", err) })
+		return m.Model.Predict(ctx, batch)
+	}
+	defer func() {
+		if err := setThreadIdle(false); err != nil {
+			m.sh.warnPriority.Do(func() { m.sh.logger.Warn("mirror thread stays at idle CPU priority", "err", err) })
+		}
+	}()
+	return m.Model.Predict(ctx, batch)
+}
+
+// idleWait returns the wait before each of a job's model runs: it returns
+// once no request is in flight, pausing (for a while that doubles, bounded)
+// as long as one is; an error when ctx ends first. Before a job's first run
+// it pauses even when none is: the request the job copies has just been
+// answered, and with one thread for Go code (GOMAXPROCS=1) the scheduler
+// looks at the network only when the mirror's goroutine waits, so a request
+// that arrived meanwhile would not be counted yet. Not before every run: a
+// pause lasts a millisecond or more (the Go timers' resolution when the
+// process is idle), and a job's runs would then outlast the requests.
+func (sh *shadow) idleWait() func(context.Context) error {
+	first := true
+	return func(ctx context.Context) error {
+		pauseFirst := first
+		first = false
+		return waitIdle(ctx, func() bool { return sh.inflight.Load() == 0 }, pauseFirst, shadowPauseMin, shadowPauseMax, sleep)
+	}
+}
+
+// waitIdle returns once idle() is true, pausing between looks for a while
+// that doubles from least to most (and once before the first look when
+// pauseFirst); an error when ctx ends first.
+func waitIdle(ctx context.Context, idle func() bool, pauseFirst bool, least, most time.Duration,
+	pause func(context.Context, time.Duration) error) error {
+	d := least
+	if pauseFirst {
 		if err := pause(ctx, d); err != nil {
 			return err
 		}
-		if idle() {
-			return nil
+		d = min(2*d, most)
+	}
+	for ; !idle(); d = min(2*d, most) {
+		if err := pause(ctx, d); err != nil {
+			return err
 		}
 	}
+	return ctx.Err()
 }
 
 // sleep waits d, or less when ctx ends (its error).

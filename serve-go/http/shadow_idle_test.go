@@ -9,22 +9,27 @@ import (
 	skhttp "skl2go/http"
 )
 
-// TestWaitIdle: the mirror pauses once, then, while requests are in flight,
-// pauses for a while that doubles up to its bound; it gives up when the
-// context ends. The pauses are recorded, not slept.
+// TestWaitIdle: the mirror, while requests are in flight, pauses for a
+// while that doubles up to its bound, and pauses once first when asked
+// (before a job's first run); it gives up when the context ends. The
+// pauses are recorded, not slept.
 func TestWaitIdle(t *testing.T) {
 	const least, most = 50 * time.Microsecond, 400 * time.Microsecond
 	tests := []struct {
 		name       string
+		pauseFirst bool
 		busyLooks  int // idle() is false this many times, then true
 		cancelAt   int // the pause with this number (1-based) finds ctx ended; 0: never
 		wantPauses []time.Duration
 		wantErr    bool
 	}{
-		{"idle at once: one pause", 0, 0, []time.Duration{50e3}, false},
-		{"busy once", 1, 0, []time.Duration{50e3, 100e3}, false},
-		{"busy long: bounded", 5, 0, []time.Duration{50e3, 100e3, 200e3, 400e3, 400e3, 400e3}, false},
-		{"context ends while busy", 100, 3, []time.Duration{50e3, 100e3, 200e3}, true},
+		{"idle: no pause", false, 0, 0, nil, false},
+		{"idle, pause first: one pause", true, 0, 0, []time.Duration{50e3}, false},
+		{"busy once", false, 1, 0, []time.Duration{50e3}, false},
+		{"busy once, pause first", true, 1, 0, []time.Duration{50e3, 100e3}, false},
+		{"busy long: bounded", false, 5, 0, []time.Duration{50e3, 100e3, 200e3, 400e3, 400e3}, false},
+		{"context ends while busy", false, 100, 3, []time.Duration{50e3, 100e3, 200e3}, true},
+		{"context ends in the first pause", true, 0, 1, []time.Duration{50e3}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,7 +45,7 @@ func TestWaitIdle(t *testing.T) {
 			}
 			looks := 0
 			idle := func() bool { looks++; return looks > tt.busyLooks }
-			err := skhttp.WaitIdle(ctx, idle, least, most, pause)
+			err := skhttp.WaitIdle(ctx, idle, tt.pauseFirst, least, most, pause)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, want an error: %v", err, tt.wantErr)
 			}
