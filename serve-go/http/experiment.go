@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -210,8 +209,6 @@ type shadow struct {
 	start    sync.Once
 	stop     chan struct{}
 	stopped  sync.Once
-	// warnPriority logs once that the thread's policy could not be set.
-	warnPriority sync.Once
 }
 
 func newShadow(store skl2go.ModelStore, metrics *experimentMetrics, logger *slog.Logger, log skl2go.InferenceLogger, queue int) *shadow {
@@ -241,11 +238,14 @@ func (sh *shadow) offer(inf *skl2go.Inference, logged bool) {
 // close stops the worker (queued jobs are dropped).
 func (sh *shadow) close() { sh.stopped.Do(func() { close(sh.stop) }) }
 
-// run is the mirror's one worker, on an OS thread of its own
-// (idleModel). Its runs bypass the request path's slots and batches
-// (skl2go.Innermost).
+// run is the mirror's one worker. Its runs bypass the request path's
+// slots and batches (skl2go.Innermost) and execute on an OS thread that
+// runs only when the CPU is otherwise idle (Linux's SCHED_IDLE), so that a
+// mirror slower than the answer it copies takes only the CPU requests leave.
 func (sh *shadow) run() {
-	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine, so no other inherits its policy
+	if err := lowerThreadPriority(); err != nil {
+		sh.logger.Warn("mirror runs at normal CPU priority", "err", err)
+	}
 	for {
 		select {
 		case <-sh.stop:
@@ -272,7 +272,7 @@ func (sh *shadow) runJob(job shadowJob) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), shadowTimeout)
 	defer cancel()
-	outputs, err := skl2go.PredictInChunks(ctx, idleModel{skl2go.Innermost(model), sh}, job.batch, shadowChunkRows, sh.idleWait())
+	outputs, err := skl2go.PredictInChunks(ctx, skl2go.Innermost(model), job.batch, shadowChunkRows, sh.idleWait())
 	if err != nil {
 		runs.WithLabelValues(job.model, job.mirror.Name, "error").Inc()
 		sh.logger.Debug("mirror run failed", "model", job.model, "variant", job.mirror.Name, "err", err)
@@ -286,31 +286,6 @@ func (sh *shadow) runJob(job shadowJob) {
 			Version: meta.Version, Variant: job.mirror.Name, Task: meta.Task, Latency: time.Since(start),
 			Inputs: job.batch.Columns, Outputs: outputs})
 	}
-}
-
-// idleModel runs a model on the mirror's thread under Linux's SCHED_IDLE,
-// so that a mirror slower than the answer it copies takes only the CPU that
-// nothing else on the machine wants, and back under the normal policy as
-// soon as the run ends. Only the run: a thread that the kernel keeps off the
-// CPU while it runs Go code holds one of the Go scheduler's few Ps (one,
-// with GOMAXPROCS=1) and the requests of this replica wait for it, whereas
-// inside ONNX Runtime (a cgo call) the thread holds no P.
-type idleModel struct {
-	skl2go.Model
-	sh *shadow
-}
-
-func (m idleModel) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Output, error) {
-	if err := setThreadIdle(true); err != nil {
-		m.sh.warnPriority.Do(func() { m.sh.logger.Warn("mirror runs at normal CPU priority", "err", err) })
-		return m.Model.Predict(ctx, batch)
-	}
-	defer func() {
-		if err := setThreadIdle(false); err != nil {
-			m.sh.warnPriority.Do(func() { m.sh.logger.Warn("mirror thread stays at idle CPU priority", "err", err) })
-		}
-	}()
-	return m.Model.Predict(ctx, batch)
 }
 
 // idleWait returns the wait before each of a job's model runs: it returns
