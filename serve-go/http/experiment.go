@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -209,6 +210,8 @@ type shadow struct {
 	start    sync.Once
 	stop     chan struct{}
 	stopped  sync.Once
+	// warnPriority logs once that the thread's policy could not be set.
+	warnPriority sync.Once
 }
 
 func newShadow(store skl2go.ModelStore, metrics *experimentMetrics, logger *slog.Logger, log skl2go.InferenceLogger, queue int) *shadow {
@@ -238,14 +241,16 @@ func (sh *shadow) offer(inf *skl2go.Inference, logged bool) {
 // close stops the worker (queued jobs are dropped).
 func (sh *shadow) close() { sh.stopped.Do(func() { close(sh.stop) }) }
 
-// run is the mirror's one worker. Its runs bypass the request path's
-// slots and batches (skl2go.Innermost) and execute on an OS thread that
-// runs only when the CPU is otherwise idle (Linux's SCHED_IDLE), so that a
-// mirror slower than the answer it copies takes only the CPU requests leave.
+// run is the mirror's one worker, on an OS thread of its own. Its runs
+// bypass the request path's slots and batches (skl2go.Innermost). The
+// model's computation runs under Linux's SCHED_IDLE (CPU that nothing else
+// on the machine wants), so that a mirror slower than the answer it copies
+// takes only the CPU requests leave; only the computation: a thread that
+// the kernel keeps off the CPU while it runs Go code holds one of the Go
+// scheduler's Ps (the one, with GOMAXPROCS=1), and this replica's requests
+// would wait for it, whereas inside ONNX Runtime (a cgo call) it holds none.
 func (sh *shadow) run() {
-	if err := lowerThreadPriority(); err != nil {
-		sh.logger.Warn("mirror runs at normal CPU priority", "err", err)
-	}
+	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine, so no other inherits its policy
 	for {
 		select {
 		case <-sh.stop:
@@ -272,6 +277,7 @@ func (sh *shadow) runJob(job shadowJob) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), shadowTimeout)
 	defer cancel()
+	ctx = skl2go.WithAroundRun(ctx, func() { sh.setIdle(true) }, func() { sh.setIdle(false) })
 	outputs, err := skl2go.PredictInChunks(ctx, skl2go.Innermost(model), job.batch, shadowChunkRows, sh.idleWait())
 	if err != nil {
 		runs.WithLabelValues(job.model, job.mirror.Name, "error").Inc()
@@ -285,6 +291,14 @@ func (sh *shadow) runJob(job shadowJob) {
 			Type: skl2go.ShadowEventType, Time: start, RequestID: job.requestID, Model: job.model,
 			Version: meta.Version, Variant: job.mirror.Name, Task: meta.Task, Latency: time.Since(start),
 			Inputs: job.batch.Columns, Outputs: outputs})
+	}
+}
+
+// setIdle puts the worker's thread under SCHED_IDLE or back; a failure is
+// logged once, and the mirror then runs at the priority the thread has.
+func (sh *shadow) setIdle(idle bool) {
+	if err := setThreadIdle(idle); err != nil {
+		sh.warnPriority.Do(func() { sh.logger.Warn("cannot set the mirror thread's CPU priority", "idle", idle, "err", err) })
 	}
 }
 

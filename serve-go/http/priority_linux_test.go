@@ -3,32 +3,34 @@
 package http
 
 import (
+	"runtime"
 	"syscall"
 	"testing"
 )
 
-// TestLowerThreadPriority: the mirror's thread is under SCHED_IDLE, as the
-// kernel reports it. The test's goroutine stays locked to the thread, which
-// ends with it, so no other test inherits the policy.
-func TestLowerThreadPriority(t *testing.T) {
-	done := make(chan error)
-	go func() {
-		if err := lowerThreadPriority(); err != nil {
-			done <- err
-			return
+// TestSetThreadIdle: the mirror's thread goes under SCHED_IDLE for a model
+// run and back under SCHED_OTHER after, as the kernel reports it.
+func TestSetThreadIdle(t *testing.T) {
+	runtime.LockOSThread() // the policy is the thread's; this goroutine's thread ends with it
+	tests := []struct {
+		idle       bool
+		wantPolicy uintptr
+	}{
+		{true, schedIdle},
+		{false, schedOther},
+		{true, schedIdle},
+		{false, schedOther},
+	}
+	for _, tt := range tests {
+		if err := setThreadIdle(tt.idle); err != nil {
+			t.Fatalf("setThreadIdle(%v): %v", tt.idle, err)
 		}
 		policy, _, errno := syscall.RawSyscall(syscall.SYS_SCHED_GETSCHEDULER, uintptr(syscall.Gettid()), 0, 0)
-		switch {
-		case errno != 0:
-			done <- errno
-		case policy != schedIdle:
-			done <- syscall.EINVAL
-			t.Errorf("policy %d, want SCHED_IDLE (%d)", policy, schedIdle)
-		default:
-			done <- nil
+		if errno != 0 {
+			t.Fatal(errno)
 		}
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+		if policy != tt.wantPolicy {
+			t.Errorf("after setThreadIdle(%v): policy %d, want %d", tt.idle, policy, tt.wantPolicy)
+		}
 	}
 }
