@@ -25,7 +25,10 @@ func setThreadIdle(idle bool) error {
 		policy = schedIdle
 	}
 	var param struct{ priority int32 } // struct sched_param; both policies require 0
-	_, _, errno := syscall.RawSyscall(syscall.SYS_SCHED_SETSCHEDULER, uintptr(syscall.Gettid()), uintptr(policy),
+	// Not RawSyscall: lowered to SCHED_IDLE, the thread is taken off a busy
+	// CPU as the call returns, and only a call the Go runtime knows of
+	// (entersyscall) lets another thread take its P meanwhile.
+	_, _, errno := syscall.Syscall(syscall.SYS_SCHED_SETSCHEDULER, uintptr(syscall.Gettid()), uintptr(policy),
 		uintptr(unsafe.Pointer(&param)))
 	if errno != 0 {
 		return errno
