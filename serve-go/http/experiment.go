@@ -22,9 +22,9 @@ import (
 // v1's "variant" field, V2's parameters.variant). The experiment's mirror,
 // if any, runs the same rows after the answer is written, off the request's
 // path: a bounded queue that drops (and counts) what it cannot take, so a
-// slow mirror changes no answer, status or latency. It runs a batch a few
-// rows at a time, each run only when this replica has no request in flight
-// (shadow.idle): a run the mirror has started holds a CPU until it ends, so
+// slow mirror changes no answer or status. It runs a batch a few rows at a
+// time, each run only when this replica has no request in flight
+// (shadow.idleWait), so as to leave the requests' latency alone: a run the mirror has started holds a CPU until it ends, so
 // a short one is all a request arriving meanwhile can wait for.
 
 // Answer headers of an inference request: the model and version that
@@ -196,8 +196,7 @@ type shadowJob struct {
 	logged    bool // the answer went to the inference log: so does the mirror's
 }
 
-// shadow runs mirror jobs on one goroutine, so that a mirror takes at most
-// one prediction slot from the requests.
+// shadow runs mirror jobs on one goroutine (one OS thread).
 type shadow struct {
 	// inflight counts the inference requests between AcquireInference and
 	// FinishInference (REST and gRPC): the mirror runs only when it is 0.
