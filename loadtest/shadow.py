@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=200.0, help="requests per second")
     ap.add_argument("--round", type=float, default=15.0, help="seconds per round")
     ap.add_argument("--cycles", type=int, default=2, help="times the pairs (off,on) (on,off) (off,off) run")
-    ap.add_argument("--server", type=Path, help="the replicas' binary (default: make build's)")
+    ap.add_argument("--server", type=Path, help="the replicas' binary, named skl2go-server (topology stops processes by that name); default: make build's")
     ap.add_argument("--port", type=int, help="nginx's port; gRPC's port+1, the replicas' from port+10 (default: free ones)")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "bench-shadow")
     ap.add_argument("--out", type=Path, default=ROOT / "reports")
