@@ -13,6 +13,7 @@
 #   make chaos [QUICK=1]   faults under load through nginx; writes reports/chaos.{md,json}
 #   make soak [MINUTES=30] [RATE=req/s]   half the measured capacity for MINUTES; reports/soak.{md,json}
 #   make bench [QUICK=1]   Go vs the sklearn baseline under Locust and wrk (reports/)
+#   make bench-shadow   a 10x slower mirror on and off in alternating rounds (reports/bench-shadow.json)
 #   make score DATA=… OUT=… [NAME=…] [VERSION=n|ALIAS=champion] [ENGINE=local|spark]   batch scoring to parquet
 #   make score-new DIR=incoming/ OUT_DIR=scored/   score each month's file not scored yet
 #   make bench-batch   batch scoring of 3M yellow trips: local, Spark, sklearn (reports/)
@@ -41,7 +42,7 @@ NAME     ?= $(shell $(PYTHON) -m train name $(MODEL))
 MODELS   ?= models
 PORT     ?= 8080
 REPLICAS ?= 2
-SERVER   := serve-go/bin/skl2go-server
+SERVER   ?= serve-go/bin/skl2go-server
 # Everything the binary is built from, embedded files (//go:embed) included.
 GO_SOURCES := $(shell find serve-go -name '*.go' -not -path '*/testdata/*') serve-go/http/openapi.yaml serve-go/go.mod serve-go/go.sum
 TESTDATA := build/testdata
@@ -344,6 +345,14 @@ wrk:
 # The families phase reuses the families `make parity` trains (build/parity, cached by its stamps).
 bench: setup wrk bench-model bench-families
 	$(PY) -m loadtest.bench $(if $(QUICK),--quick) --models $(MODELS) --name $(NAME) --families $(PARITY)
+
+# make bench-shadow [SHADOW_ARGS=…]: a slow mirror (parity's random forest)
+# beside a linear control, through nginx and 2 replicas, in alternating
+# rounds with the mirror on and off: reports/bench-shadow.json.
+.PHONY: bench-shadow
+bench-shadow: build nginx $(PARITY)/stamps/linear $(PARITY)/stamps/random_forest
+	$(PY) -m loadtest.shadow --control $(PARITY)/models/linear/1 --mirror $(PARITY)/models/random_forest/1 \
+		--held-out $(PARITY)/build/linear $(SHADOW_ARGS)
 
 # The benchmark needs a published version and the held-out trips it was trained without.
 bench-model: $(VENV)/.installed

@@ -41,7 +41,9 @@ and sklearn's own in-process `predict` on the same rows. With --families
 (build/parity, what `make parity` trains), each model family through nginx
 at 1 and 1,000 rows (bench.json's "families"), the replicas' memory with
 every family loaded ("memory") and a new version of the largest forest
-swapped in under a steady stream of requests ("hot_reload", loadtest/swap.py). It writes
+swapped in under a steady stream of requests ("hot_reload", loadtest/swap.py),
+and that forest as an experiment's mirror of the linear family, on and off
+in alternating rounds ("shadow", loadtest/shadow.py). It writes
 reports/bench.json, reports/bench.md, reports/bench.png and Locust's HTML and
 CSV reports in reports/locust/. Everything it starts is stopped at the end,
 also on failure or Ctrl-C; every wait is bounded.
@@ -70,7 +72,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 import topology
-from loadtest import baseline, fastapi_ort, report, samples, swap
+from loadtest import baseline, fastapi_ort, report, samples, shadow, swap
 from topology import ROOT, free_ports, nginx, processes
 from topology.settings import Settings as StackSettings
 from train import repository, tasks
@@ -141,6 +143,11 @@ class Settings:
     # The replicas' --queue-timeout in turn: the default, and one short
     # enough that overload_workers requests in flight on 2 cores exceed it.
     overload_deadlines: list[str] = field(default_factory=lambda: ["1s", "100ms"])
+    # The shadow phase (loadtest/shadow.py): a random forest mirror of the
+    # linear family, on and off in alternating rounds at shadow_rate req/s.
+    shadow_round: float = 10.0  # seconds per round, 6 rounds per cycle
+    shadow_cycles: int = 1
+    shadow_rate: float = 200.0
 
     @classmethod
     def quick(cls) -> Settings:
@@ -148,7 +155,7 @@ class Settings:
         return cls(rows=[1, 1000], duration=2, fixed_duration=2, wrk_duration=2, in_process_seconds=1.0,
                    batching_rows=[1], paired_rounds=1, paired_duration=2, families=list(QUICK_FAMILIES),
                    family_alone=False, swap_before=2.0, swap_after=1.0, overload_duration=3,
-                   overload_factors=[1.0, 2.0])
+                   overload_factors=[1.0, 2.0], shadow_round=3.0)
 
 
 # --- processes ----------------------------------------------------------------
@@ -571,6 +578,18 @@ def measure_families(source: Path, settings: Settings, work: Path, log) -> dict:
 
 # --- sklearn in process -------------------------------------------------------
 
+def measure_shadow(source: Path, settings: Settings, work: Path, log) -> dict:
+    """A slow mirror (the largest forest) of the linear family, on and off
+    in alternating rounds through nginx and 2 replicas (loadtest/shadow.py)."""
+    control = repository.latest_version(source / "models", "linear")
+    mirror = repository.latest_version(source / "models", LARGEST_FOREST)
+    rows = samples.held_out_features(source / "build" / "linear")
+    bodies = samples.write_bodies(work / "bodies-shadow-100.jsonl", samples.request_bodies(rows, 100, 500))
+    log(f"[bench] a {LARGEST_FOREST} mirror of linear, on and off, {settings.shadow_cycles} cycle(s)")
+    return shadow.measure(control, mirror, bodies, work / "shadow", settings.shadow_rate, settings.shadow_round,
+                          settings.shadow_cycles, log, SKL2GO_LOG_LEVEL="warn")
+
+
 def sklearn_in_process(pipeline_file: Path, held_out: pd.DataFrame, rows_list: list[int], seconds: float) -> list[dict]:
     """sklearn's own predict on DataFrames of held-out rows, one thread, no
     HTTP: what the Go server's rows/s is compared with on big requests."""
@@ -737,6 +756,8 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
             stack.down()
     if args.families:
         bench.update(measure_families(Path(args.families).resolve(), settings, work, log))
+        if settings.shadow_cycles:
+            bench["shadow"] = measure_shadow(Path(args.families).resolve(), settings, work, log)
     capacity = next((r["rps"] for r in bench["results"]
                      if r["target"] == "go_nginx" and r["rows_per_request"] == 1 and r["loadgen"] == "wrk"), None)
     if capacity and settings.overload_factors:
@@ -801,6 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     reload = bench.get("hot_reload") or {}
     failures = sum(r["failures"] for r in bench["results"] + bench["batching"] + bench.get("paired", [])
                    + bench.get("families", []) + [reload.get(k, {"failures": 0}) for k in ("before", "during", "after")])
+    failures += bench.get("shadow", {}).get("wrong_answers", 0)
     if failures:
         print(f"[bench] {failures} failed requests: see the Locust reports and bench.json's runs", file=sys.stderr)
         return 1

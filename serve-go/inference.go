@@ -55,6 +55,8 @@ type InferenceSteps interface {
 	AcquireInference(name string, version int, requestID string, header func(name string) string) (model Model, release func(), a *Assignment, err error)
 	// FinishInference records a request answered at end, or failed with
 	// err: the metrics, the experiment's, and for an answer the inference
-	// log (sampled) and the experiment's mirror run.
+	// log (sampled) and the experiment's mirror run. It must follow every
+	// AcquireInference that succeeded, exactly once: between the two the
+	// request is in flight, and the mirror waits for none to be.
 	FinishInference(ctx context.Context, inf *Inference, end time.Time, err error)
 }

@@ -110,8 +110,10 @@ def start(models: Path, state: Path, replicas: int = 2, **settings: str) -> Topo
     base = int(settings["BASE_PORT"]) if "BASE_PORT" in settings else \
         free_ports(2 * replicas, avoid=[port])  # room for the new replicas of a rolling change
     # gRPC: nginx's port, and the replicas' (their ports + GRPC_OFFSET) in a free block of their own.
-    grpc_port = free_ports(1, avoid=[port, *range(base, base + 2 * replicas)])
-    grpc_base = free_ports(2 * replicas, avoid=[port, grpc_port, *range(base, base + 2 * replicas)])
+    grpc_port = int(settings["GRPC_PORT"]) if "GRPC_PORT" in settings else \
+        free_ports(1, avoid=[port, *range(base, base + 2 * replicas)])
+    grpc_base = base + int(settings["GRPC_OFFSET"]) if "GRPC_OFFSET" in settings else \
+        free_ports(2 * replicas, avoid=[port, grpc_port, *range(base, base + 2 * replicas)])
     env = {**os.environ, "PORT": str(port), "BASE_PORT": str(base), "REPLICAS": str(replicas),
            "GRPC_PORT": str(grpc_port), "GRPC_OFFSET": str(grpc_base - base),
            "MODELS": str(models), "STATE": str(state), **settings}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +22,10 @@ import (
 // v1's "variant" field, V2's parameters.variant). The experiment's mirror,
 // if any, runs the same rows after the answer is written, off the request's
 // path: a bounded queue that drops (and counts) what it cannot take, so a
-// slow mirror changes no answer, status or latency.
+// slow mirror changes no answer or status. It runs a batch a few rows at a
+// time, each run only when this replica has no request in flight
+// (shadow.idleWait), so as to leave the requests' latency alone: a run the mirror has started holds a CPU until it ends, so
+// a short one is all a request arriving meanwhile can wait for.
 
 // Answer headers of an inference request: the model and version that
 // answered, and the experiment variant when one was assigned.
@@ -36,6 +41,19 @@ const shadowQueue = 64
 
 // shadowTimeout bounds one mirror run.
 const shadowTimeout = 10 * time.Second
+
+// shadowChunkRows is how many rows of a request the mirror runs at once:
+// few enough that a request arriving during a run of a much slower model
+// waits little, enough that a run's fixed cost stays small beside its rows'.
+const shadowChunkRows = 16
+
+// The mirror's pause while requests are in flight doubles from
+// shadowPauseMin to shadowPauseMax: short pauses resume soon after a lone
+// request, long ones cost little CPU under a steady stream.
+const (
+	shadowPauseMin = 50 * time.Microsecond
+	shadowPauseMax = 2 * time.Millisecond
+)
 
 // assign returns the version that answers a request for the model that did
 // not pin one, and the assignment when an experiment chose it (version 0
@@ -70,6 +88,9 @@ func (s *Server) AcquireInference(name string, version int, requestID string, he
 			"experiment", a.Experiment, "variant", a.Variant, "version", a.Version)
 		a = nil
 		model, release, err = s.store.Acquire(name, 0)
+	}
+	if err == nil {
+		s.shadow.inflight.Add(1) // until FinishInference, which every acquired request reaches
 	}
 	return model, release, a, err
 }
@@ -175,17 +196,21 @@ type shadowJob struct {
 	logged    bool // the answer went to the inference log: so does the mirror's
 }
 
-// shadow runs mirror jobs on one goroutine, so that a mirror takes at most
-// one prediction slot from the requests.
+// shadow runs mirror jobs on one goroutine (one OS thread).
 type shadow struct {
-	store   skl2go.ModelStore
-	metrics *experimentMetrics
-	logger  *slog.Logger
-	log     skl2go.InferenceLogger // nil: mirror runs are not logged
-	jobs    chan shadowJob
-	start   sync.Once
-	stop    chan struct{}
-	stopped sync.Once
+	// inflight counts the inference requests between AcquireInference and
+	// FinishInference (REST and gRPC): the mirror runs only when it is 0.
+	inflight atomic.Int64
+	store    skl2go.ModelStore
+	metrics  *experimentMetrics
+	logger   *slog.Logger
+	log      skl2go.InferenceLogger // nil: mirror runs are not logged
+	jobs     chan shadowJob
+	start    sync.Once
+	stop     chan struct{}
+	stopped  sync.Once
+	// warnPriority logs once that the thread's policy could not be set.
+	warnPriority sync.Once
 }
 
 func newShadow(store skl2go.ModelStore, metrics *experimentMetrics, logger *slog.Logger, log skl2go.InferenceLogger, queue int) *shadow {
@@ -215,14 +240,16 @@ func (sh *shadow) offer(inf *skl2go.Inference, logged bool) {
 // close stops the worker (queued jobs are dropped).
 func (sh *shadow) close() { sh.stopped.Do(func() { close(sh.stop) }) }
 
-// run is the mirror's one worker. Its runs bypass the request path's
-// slots and batches (skl2go.Innermost) and execute on an OS thread that
-// runs only when the CPU is otherwise idle (Linux's SCHED_IDLE), so that a
-// mirror slower than the answer it copies takes only the CPU requests leave.
+// run is the mirror's one worker, on an OS thread of its own. Its runs
+// bypass the request path's slots and batches (skl2go.Innermost). The
+// model's computation runs under Linux's SCHED_IDLE (CPU that nothing else
+// on the machine wants), so that a mirror slower than the answer it copies
+// takes only the CPU requests leave; only the computation: a thread that
+// the kernel keeps off the CPU while it runs Go code holds one of the Go
+// scheduler's Ps (the one, with GOMAXPROCS=1), and this replica's requests
+// would wait for it, whereas inside ONNX Runtime (a cgo call) it holds none.
 func (sh *shadow) run() {
-	if err := lowerThreadPriority(); err != nil {
-		sh.logger.Warn("mirror runs at normal CPU priority", "err", err)
-	}
+	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine, so no other inherits its policy
 	for {
 		select {
 		case <-sh.stop:
@@ -249,7 +276,8 @@ func (sh *shadow) runJob(job shadowJob) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), shadowTimeout)
 	defer cancel()
-	outputs, err := skl2go.Innermost(model).Predict(ctx, job.batch)
+	ctx = skl2go.WithAroundRun(ctx, func() { sh.setIdle(true) }, func() { sh.setIdle(false) })
+	outputs, err := skl2go.PredictInChunks(ctx, skl2go.Innermost(model), job.batch, shadowChunkRows, sh.idleWait())
 	if err != nil {
 		runs.WithLabelValues(job.model, job.mirror.Name, "error").Inc()
 		sh.logger.Debug("mirror run failed", "model", job.model, "variant", job.mirror.Name, "err", err)
@@ -262,6 +290,64 @@ func (sh *shadow) runJob(job shadowJob) {
 			Type: skl2go.ShadowEventType, Time: start, RequestID: job.requestID, Model: job.model,
 			Version: meta.Version, Variant: job.mirror.Name, Task: meta.Task, Latency: time.Since(start),
 			Inputs: job.batch.Columns, Outputs: outputs})
+	}
+}
+
+// setIdle puts the worker's thread under SCHED_IDLE or back; a failure is
+// logged once, and the mirror then runs at the priority the thread has.
+func (sh *shadow) setIdle(idle bool) {
+	if err := setThreadIdle(idle); err != nil {
+		sh.warnPriority.Do(func() { sh.logger.Warn("cannot set the mirror thread's CPU priority", "idle", idle, "err", err) })
+	}
+}
+
+// idleWait returns the wait before each of a job's model runs: it returns
+// once no request is in flight, pausing (for a while that doubles, bounded)
+// as long as one is; an error when ctx ends first. Before a job's first run
+// it pauses even when none is: the request the job copies has just been
+// answered, and with one thread for Go code (GOMAXPROCS=1) the scheduler
+// looks at the network only when the mirror's goroutine waits, so a request
+// that arrived meanwhile would not be counted yet. Not before every run: a
+// pause lasts a millisecond or more (the Go timers' resolution when the
+// process is idle), and a job's runs would then outlast the requests.
+func (sh *shadow) idleWait() func(context.Context) error {
+	first := true
+	return func(ctx context.Context) error {
+		pauseFirst := first
+		first = false
+		return waitIdle(ctx, func() bool { return sh.inflight.Load() == 0 }, pauseFirst, shadowPauseMin, shadowPauseMax, sleep)
+	}
+}
+
+// waitIdle returns once idle() is true, pausing between looks for a while
+// that doubles from least to most (and once before the first look when
+// pauseFirst); an error when ctx ends first.
+func waitIdle(ctx context.Context, idle func() bool, pauseFirst bool, least, most time.Duration,
+	pause func(context.Context, time.Duration) error) error {
+	d := least
+	if pauseFirst {
+		if err := pause(ctx, d); err != nil {
+			return err
+		}
+		d = min(2*d, most)
+	}
+	for ; !idle(); d = min(2*d, most) {
+		if err := pause(ctx, d); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// sleep waits d, or less when ctx ends (its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

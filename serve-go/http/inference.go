@@ -98,6 +98,7 @@ func allDigits(s string) bool {
 // (labelled by its protocol) and its variant's; for an answer, the
 // inference log's record (sampled) and the experiment's mirror run.
 func (s *Server) FinishInference(ctx context.Context, inf *skl2go.Inference, end time.Time, err error) {
+	s.shadow.inflight.Add(-1) // from AcquireInference
 	if err != nil {
 		s.metrics.observeFailure(inf, skl2go.ErrorCode(err))
 		s.metrics.experiment.observe(inf, end, err)

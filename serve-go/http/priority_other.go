@@ -2,6 +2,6 @@
 
 package http
 
-// lowerThreadPriority does nothing where threads have no priority of their
-// own that Go can set.
-func lowerThreadPriority() error { return nil }
+// setThreadIdle does nothing where threads have no priority of their own
+// that Go can set.
+func setThreadIdle(bool) error { return nil }

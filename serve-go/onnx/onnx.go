@@ -119,7 +119,7 @@ func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Outp
 		return nil, err
 	}
 	if batch.Rows != 1 {
-		return m.run(batch)
+		return m.run(ctx, batch)
 	}
 	twice := &skl2go.Batch{Rows: 2, Columns: make([]skl2go.Column, len(batch.Columns))}
 	for i, col := range batch.Columns {
@@ -127,7 +127,7 @@ func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Outp
 		twice.Columns[i].Append(col.Type, &col.Values)
 		twice.Columns[i].Append(col.Type, &col.Values)
 	}
-	outputs, err := m.run(twice)
+	outputs, err := m.run(ctx, twice)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func (m *Model) Predict(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Outp
 }
 
 // run runs the session once on every row of batch.
-func (m *Model) run(batch *skl2go.Batch) ([]skl2go.Output, error) {
+func (m *Model) run(ctx context.Context, batch *skl2go.Batch) ([]skl2go.Output, error) {
 	inputs := make([]ort.Value, len(batch.Columns))
 	defer destroyAll(inputs)
 	for i := range batch.Columns {
@@ -178,7 +178,7 @@ func (m *Model) run(batch *skl2go.Batch) ([]skl2go.Output, error) {
 		outputs[i] = v
 	}
 	m.executions.Add(1)
-	if err := m.session.Run(inputs, outputs); err != nil {
+	if err := skl2go.AroundRun(ctx, func() error { return m.session.Run(inputs, outputs) }); err != nil {
 		return nil, fmt.Errorf("model %s version %d: %w", m.meta.Name, m.meta.Version, err)
 	}
 	for i, v := range outputs {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -314,5 +315,33 @@ func TestRowAnswersDoNotDependOnTheBatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPredictInChunksAroundRun: the mirror's way of running (a few rows at
+// a time, the CPU priority lowered around each ONNX Runtime call) gives
+// the same answer as one run of every row, with one before and one after
+// per run.
+func TestPredictInChunksAroundRun(t *testing.T) {
+	m := loadFixture(t)
+	batch, _ := examplesBatch(t, m.Metadata())
+	whole, err := m.Predict(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, chunk := range []int{1, 2, 3, batch.Rows} {
+		var before, after int
+		ctx := skl2go.WithAroundRun(context.Background(), func() { before++ }, func() { after++ })
+		got, err := skl2go.PredictInChunks(ctx, m, batch, chunk, func(context.Context) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs := (batch.Rows + chunk - 1) / chunk
+		if before != runs || after != runs {
+			t.Errorf("chunks of %d: %d befores and %d afters, want %d each", chunk, before, after, runs)
+		}
+		if !slices.Equal(got[0].Shape, whole[0].Shape) || !slices.Equal(got[0].Float64s(), whole[0].Float64s()) {
+			t.Errorf("chunks of %d: %v %v, one run: %v %v", chunk, got[0].Shape, got[0].Float64s(), whole[0].Shape, whole[0].Float64s())
+		}
 	}
 }

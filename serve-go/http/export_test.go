@@ -1,0 +1,4 @@
+package http
+
+// WaitIdle is waitIdle, for the tests of package http_test.
+var WaitIdle = waitIdle
