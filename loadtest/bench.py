@@ -581,9 +581,14 @@ def measure_families(source: Path, settings: Settings, work: Path, log) -> dict:
 def measure_shadow(source: Path, settings: Settings, work: Path, log) -> dict:
     """A slow mirror (the largest forest) of the linear family, on and off
     in alternating rounds through nginx and 2 replicas (loadtest/shadow.py)."""
-    control = repository.latest_version(source / "models", "linear")
-    mirror = repository.latest_version(source / "models", LARGEST_FOREST)
-    rows = samples.held_out_features(source / "build" / "linear")
+    names = family_names(source / "models")
+    missing = [f for f in ("linear", LARGEST_FOREST) if f not in names]
+    if missing:
+        raise FileNotFoundError(f"{source}/models has no model of the families {', '.join(missing)}: "
+                                f"the shadow phase mirrors linear with {LARGEST_FOREST}")
+    control = repository.latest_version(source / "models", names["linear"])
+    mirror = repository.latest_version(source / "models", names[LARGEST_FOREST])
+    rows = samples.held_out_features(source / "build" / names["linear"])
     bodies = samples.write_bodies(work / "bodies-shadow-100.jsonl", samples.request_bodies(rows, 100, 500))
     log(f"[bench] a {LARGEST_FOREST} mirror of linear, on and off, {settings.shadow_cycles} cycle(s)")
     return shadow.measure(control, mirror, bodies, work / "shadow", settings.shadow_rate, settings.shadow_round,

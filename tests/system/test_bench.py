@@ -71,6 +71,9 @@ def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, ev
         assert r["sent"] == r["ok"] + r["unavailable_retry_after"] + r["unavailable_no_retry_after"] + r["other_errors"]
         assert r["ok"] > 0 and len(r["shed_total"]) == 2
     assert "## Overload: beyond the stack's capacity" in (out / "bench.md").read_text()
+    # the shadow phase: the forest mirroring linear, on and off, every answer the control's
+    shadow = result["shadow"]
+    assert shadow["pairs"] and shadow["wrong_answers"] == 0 and shadow["mirror_runs"] > 0, shadow
     # the families phase: each family through nginx, the replicas' memory, the forest's hot reload
     assert [r["family"] for r in result["families"]] == FAMILIES
     for r in result["families"]:
