@@ -5,25 +5,39 @@ readiness, Prometheus metrics, and the one polling loop everything waits with.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 
 def free_ports(n: int, avoid: Iterable[int] = ()) -> int:
     """Return a port p such that p … p+n-1 are free on 127.0.0.1 and none is
-    in `avoid` (ports already handed out, not yet bound)."""
+    in `avoid` (ports already handed out, not yet bound).
+
+    The ports come from below the kernel's ephemeral range: every outgoing
+    connection takes a port there, and one in TIME_WAIT (a load run leaves
+    tens of thousands) keeps it from being bound for a minute."""
     avoid = set(avoid)
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, max(10_001, low - n))
         block = range(base, base + n)
-        if base + n < 65536 and not avoid.intersection(block) and all(port_free(p) for p in block):
+        if not avoid.intersection(block) and all(port_free(p) for p in block):
             return base
-    raise RuntimeError(f"no {n} consecutive free ports")
+    raise RuntimeError(f"no {n} consecutive free ports between 10000 and {low}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_free(port: int) -> bool:
