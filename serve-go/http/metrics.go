@@ -48,12 +48,19 @@ type routeKey struct {
 
 // observeRoute counts one answer of the named route.
 func (m *metrics) observeRoute(route string, code int) {
-	key := routeKey{route, code}
-	counter, ok := m.routes.Load(key)
-	if !ok {
-		counter, _ = m.routes.LoadOrStore(key, m.httpRequests.WithLabelValues(route, strconv.Itoa(code)))
+	cached(&m.routes, routeKey{route, code}, func() prometheus.Counter {
+		return m.httpRequests.WithLabelValues(route, strconv.Itoa(code))
+	}).Inc()
+}
+
+// cached returns the value cache holds for key, made by build the first time:
+// a series looked up once rather than by its label values on every request.
+func cached[K comparable, V any](cache *sync.Map, key K, build func() V) V {
+	if v, ok := cache.Load(key); ok {
+		return v.(V)
 	}
-	counter.(prometheus.Counter).Inc()
+	v, _ := cache.LoadOrStore(key, build())
+	return v.(V)
 }
 
 type successKey struct {
@@ -186,19 +193,17 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 // observeSuccess records a request answered at end.
 func (m *metrics) observeSuccess(inf *skl2go.Inference, end time.Time) {
 	key := successKey{inf.Meta.Name, inf.Meta.Version, inf.Protocol}
-	cached, ok := m.success.Load(key)
-	if !ok {
+	series := cached(&m.success, key, func() *successSeries {
 		model, version := key.model, strconv.Itoa(key.version)
-		cached, _ = m.success.LoadOrStore(key, &successSeries{
+		return &successSeries{
 			requests: m.requestSuccess.WithLabelValues(model, version, key.protocol),
 			rows:     m.inferenceCount.WithLabelValues(model, version, key.protocol),
 			request:  m.requestDuration.WithLabelValues(model, version, key.protocol),
 			input:    m.inputDuration.WithLabelValues(model, version),
 			infer:    m.inferDuration.WithLabelValues(model, version),
 			output:   m.outputDuration.WithLabelValues(model, version),
-		})
-	}
-	series := cached.(*successSeries)
+		}
+	})
 	series.requests.Inc()
 	series.rows.Add(float64(inf.Rows))
 	series.request.Observe(end.Sub(inf.Start).Seconds())
@@ -307,17 +312,14 @@ func (b *BatchMetrics) ObserveAdmission(meta *skl2go.Metadata, wait time.Duratio
 
 // ObserveBatch implements batching.Observer.
 func (b *BatchMetrics) ObserveBatch(meta *skl2go.Metadata, requests, rows int, waits []time.Duration) {
-	key := versionKey{meta.Name, meta.Version}
-	cached, ok := b.runs.Load(key)
-	if !ok {
-		version := strconv.Itoa(key.version)
-		cached, _ = b.runs.LoadOrStore(key, &batchSeries{
-			rows:     b.rows.WithLabelValues(key.model, version),
-			requests: b.requests.WithLabelValues(key.model, version),
-			queue:    b.queue.WithLabelValues(key.model, version),
-		})
-	}
-	series := cached.(*batchSeries)
+	series := cached(&b.runs, versionKey{meta.Name, meta.Version}, func() *batchSeries {
+		version := strconv.Itoa(meta.Version)
+		return &batchSeries{
+			rows:     b.rows.WithLabelValues(meta.Name, version),
+			requests: b.requests.WithLabelValues(meta.Name, version),
+			queue:    b.queue.WithLabelValues(meta.Name, version),
+		}
+	})
 	series.rows.Observe(float64(rows))
 	series.requests.Observe(float64(requests))
 	for _, w := range waits {
