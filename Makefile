@@ -46,6 +46,7 @@ SERVER   ?= serve-go/bin/skl2go-server
 # Everything the binary is built from, embedded files (//go:embed) included.
 GO_SOURCES := $(shell find serve-go -name '*.go' -not -path '*/testdata/*') serve-go/http/openapi.yaml serve-go/go.mod serve-go/go.sum
 TESTDATA := build/testdata
+PARITY   := build/parity
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 
 BASE_PORT ?= 9001
@@ -367,7 +368,6 @@ bench-model: $(VENV)/.installed
 # sends every held-out row through it, and writes reports/parity.{md,json}.
 # Exits 1 if a family misses its bound.
 .PHONY: parity FORCE
-PARITY        := build/parity
 FAMILIES      := $(shell $(PYTHON) -m train families)
 
 parity: build nginx $(FAMILIES:%=$(PARITY)/stamps/%)
