@@ -61,8 +61,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +71,7 @@ from threadpoolctl import threadpool_limits
 
 import topology
 from loadtest import baseline, fastapi_ort, report, samples, shadow, swap
-from topology import ROOT, free_ports, nginx, processes
+from topology import ROOT, exchange, free_ports, nginx, processes
 from topology.settings import Settings as StackSettings
 from train import repository, tasks
 
@@ -246,16 +244,12 @@ def predict_path(model: str) -> str:
 def check_target(target: Target, bodies: Path, rows: int, model: str) -> None:
     """One request before loading a target: a misconfigured run fails here, not as 10,000 failures."""
     if target.get_path:
-        request = urllib.request.Request(target.url + target.get_path)
+        status, answer, _ = exchange("GET", target.url + target.get_path)
     else:
         body = bodies.read_bytes().split(b"\n", 1)[0]
-        request = urllib.request.Request(target.url + predict_path(model), data=body,
-                                         headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            answer = resp.read()
-    except urllib.error.HTTPError as err:
-        raise RuntimeError(f"{target.name} answered {err.code}: {samples.error_text(err.read())}") from None
+        status, answer, _ = exchange("POST", target.url + predict_path(model), body, {"Content-Type": "application/json"})
+    if status != 200:
+        raise RuntimeError(f"{target.name} answered {status}: {samples.error_text(answer)}")
     if not target.get_path:
         _, problem = samples.check_prediction(answer, rows, model, 0)
         if problem:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import topology
 from loadtest import samples
-from topology import ROOT, request, wait_until
+from topology import ROOT, exchange, wait_until
 from train import repository
 
 LOAD = ROOT / "serve-go" / "bin" / "skl2go-load"
@@ -79,13 +79,16 @@ def switch(stack: topology.Topology, models: Path, mirror: bool) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(want))
     os.replace(tmp, path)
-    for pid in stack.pids():
-        os.kill(pid, signal.SIGHUP)
+    stack.reload()
     body = json.dumps({"instances": [example(models)]}).encode()
 
     def applied() -> bool:
         for replica in stack.replicas:
-            status, _, headers = probe(f"{replica}/v1/models/{NAME}:predict", body)
+            try:
+                status, _, headers = exchange("POST", f"{replica}/v1/models/{NAME}:predict", body,
+                                              {"Content-Type": "application/json"}, timeout=10)
+            except OSError:
+                return False
             if status != 200 or headers.get("X-Skl2go-Experiment") != want["id"]:
                 return False
         return True
@@ -97,19 +100,6 @@ def example(models: Path) -> dict:
     """One instance made of the control's input examples (model.json)."""
     inputs = repository.load_metadata(models / NAME / str(CONTROL_VERSION))["inputs"]
     return {i["name"]: i["example"] for i in inputs}
-
-
-def probe(url: str, body: bytes) -> tuple[int, bytes, dict]:
-    import urllib.error
-    import urllib.request
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read(), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
-    except OSError:
-        return 0, b"", {}
 
 
 def mirror_counts(stack: topology.Topology) -> dict:

@@ -18,8 +18,6 @@ skl2go_model_load_seconds.
 from __future__ import annotations
 
 import http.client
-import os
-import signal
 import threading
 import time
 import urllib.parse
@@ -107,8 +105,7 @@ def swap(stack: Topology, models: Path, model: str, bodies: list[bytes], before:
         time.sleep(before)
         published_at = time.monotonic()
         new = int(republish(models, model).name)
-        for pid in stack.pids():
-            os.kill(pid, signal.SIGHUP)  # reload now, not at the next poll
+        stack.reload()  # now, not at the next poll
 
         def serving_new() -> bool:
             return all(stack.metric(n, "skl2go_model_latest_version", f'model="{model}"') == new

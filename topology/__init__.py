@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,10 +28,10 @@ from pathlib import Path
 
 from . import processes, stack
 from .nginx import ROOT
-from .probe import free_ports, listening, metric, port_free, ready, request, wait_http, wait_until
+from .probe import exchange, free_ports, listening, metric, port_free, ready, request, wait_http, wait_until
 
 
-__all__ = ["ROOT", "Topology", "free_ports", "listening", "make", "port_free", "ready", "request", "running",
+__all__ = ["ROOT", "Topology", "exchange", "free_ports", "listening", "make", "port_free", "ready", "request", "running",
            "start", "wait_http", "wait_until"]
 
 
@@ -59,6 +60,12 @@ class Topology:
     def pids(self) -> list[int]:
         """The replicas' process ids, in slot order."""
         return [int(stack.pidfile(self.state, slot).read_text()) for slot in range(1, len(self.replicas) + 1)]
+
+    def reload(self) -> None:
+        """Tell every replica to look at the model repository now (SIGHUP),
+        as `make up` after publishing would at the next poll."""
+        for pid in self.pids():
+            os.kill(pid, signal.SIGHUP)
 
     def nginx_pid(self) -> int:
         """nginx's master process id (a reload keeps it; a restart does not)."""

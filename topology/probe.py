@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from email.message import Message
 from pathlib import Path
 
 
@@ -58,19 +59,24 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def exchange(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+             timeout: float = 30) -> tuple[int, bytes, Message]:
+    """Send one request; return (status, raw body, response headers), an
+    error status included. A connection that fails raises OSError."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read(), resp.headers
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), err.headers
+
+
 def request(method: str, url: str, body: bytes | None = None, content_type: str = "application/json",
             timeout: float = 30) -> tuple[int, dict | str]:
     """Send one request; return (status, parsed JSON body or text)."""
-    req = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        req.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
-            ctype = resp.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as err:
-        status, raw, ctype = err.code, err.read(), err.headers.get("Content-Type", "")
-    return status, (json.loads(raw) if "json" in ctype else raw.decode())
+    status, raw, headers = exchange(method, url, body, {"Content-Type": content_type} if body is not None else None,
+                                    timeout)
+    return status, (json.loads(raw) if "json" in headers.get("Content-Type", "") else raw.decode())
 
 
 def answers(url: str) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from datetime import datetime, timezone
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from experiments import decide
 from experiments.__main__ import main
 from monitor import logs
-from topology import running, wait_until
+from topology import exchange, running, wait_until
 from train import tracking
 
 NAME = "experiment_duration"
@@ -47,11 +46,9 @@ def versions(register, mlflow_registry):
 
 def predict(url: str, user: str) -> tuple[int, str | None, str | None, str | None]:
     """status, experiment, variant and version of one answer for user."""
-    req = urllib.request.Request(f"{url}/v1/models/{NAME}:predict", json.dumps({"instances": [ROW]}).encode(),
-                                 {"Content-Type": "application/json", "X-User": user})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        h = resp.headers
-        return resp.status, h.get("X-Skl2go-Experiment"), h.get("X-Skl2go-Variant"), h.get("X-Skl2go-Version")
+    status, _, h = exchange("POST", f"{url}/v1/models/{NAME}:predict", json.dumps({"instances": [ROW]}).encode(),
+                            {"Content-Type": "application/json", "X-User": user}, timeout=10)
+    return status, h.get("X-Skl2go-Experiment"), h.get("X-Skl2go-Variant"), h.get("X-Skl2go-Version")
 
 
 def answers(topo, users=range(40)) -> set[tuple]:

@@ -9,25 +9,19 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from loadtest import bench
-from topology import ROOT, free_ports, processes, wait_http
+from topology import ROOT, exchange, free_ports, processes, wait_http
 
 SERVER = ROOT / "serve-go" / "bin" / "skl2go-server"
 
 
 def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    status, answer, _ = exchange("POST", url, body, {"Content-Type": content_type})
+    return status, json.loads(answer)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import urllib.request
 from pathlib import Path
 
 import joblib
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from topology import listening, request, running, start, wait_until
+from topology import exchange, listening, request, running, start, wait_until
 from conftest import REPLICAS
 from train import agreement, data
 
@@ -129,16 +128,13 @@ def test_bad_requests_through_nginx_get_clear_json_errors(topology, path, body, 
 def test_nginx_gives_each_request_an_id_that_the_client_and_its_log_see(topology):
     body = json.dumps({"instances": [{"PULocationID": 74, "DOLocationID": 75, "trip_distance": 2.5,
                                       "pickup_hour": 8, "pickup_weekday": 1}]}).encode()
-    sent = urllib.request.Request(f"{topology.url}/v1/models/trip_duration:predict", data=body, method="POST",
-                                  headers={"Content-Type": "application/json", "X-Request-ID": "client-chosen"})
-    with urllib.request.urlopen(sent, timeout=30) as resp:
-        assert resp.status == 200
-        assert resp.headers.get_all("X-Request-ID") == ["client-chosen"]  # the client's, passed through, once
-    sent = urllib.request.Request(f"{topology.url}/v1/models/trip_duration:predict", data=body, method="POST",
-                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(sent, timeout=30) as resp:
-        assert resp.status == 200
-        request_id = resp.headers["X-Request-ID"]
+    url = f"{topology.url}/v1/models/trip_duration:predict"
+    status, _, headers = exchange("POST", url, body, {"Content-Type": "application/json", "X-Request-ID": "client-chosen"})
+    assert status == 200
+    assert headers.get_all("X-Request-ID") == ["client-chosen"]  # the client's, passed through, once
+    status, _, headers = exchange("POST", url, body, {"Content-Type": "application/json"})
+    assert status == 200
+    request_id = headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # none sent: nginx's own
     log = topology.state / "logs" / "nginx-access.log"  # buffered by nginx, flushed within a second
     line = wait_until("nginx to log the request", lambda: next(
