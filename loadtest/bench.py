@@ -323,24 +323,28 @@ def measure(target: Target, rows: int, settings: Settings, out: Path, bodies: Pa
     return results, runs
 
 
-def paired_rounds(predict: Target, healthz: Target, settings: Settings, bodies: Path, model: str,
-                  log) -> list[dict]:
-    """Single-record predict and /healthz through the same nginx, in alternating
-    wrk rounds (the order flips each round, so a drift in the machine's load
-    weighs on both): each round's req/s and their ratio."""
+def paired_rounds(a: Target, b: Target, settings: Settings, bodies: Path, model: str, log) -> list[dict]:
+    """Two targets under single-record wrk load in alternating rounds (the
+    order flips each round, so a drift in the machine's load weighs on
+    both): each round's req/s and p99 of each (keyed by target name) and the
+    ratio a / b. The same 2 cores carry wrk and every server, and two runs
+    of one target minutes apart differ by ±10%: the median of the rounds'
+    ratios is what the goals are judged by."""
     rounds = []
     for i in range(settings.paired_rounds):
-        order = [predict, healthz] if i % 2 == 0 else [healthz, predict]
+        order = [a, b] if i % 2 == 0 else [b, a]
         runs = {}
         for target in order:
             wrk = run_wrk(target, settings, None if target.get_path else bodies, settings.paired_duration, model)
             runs[target.name] = wrk_run(target, 1, wrk, 0.0)
-        p, h = runs[predict.name], runs[healthz.name]
-        rounds.append({"round": i + 1, "first": order[0].name, "go_nginx_rps": p["rps"],
-                       "nginx_go_healthz_rps": h["rps"], "ratio": p["rps"] / h["rps"] if h["rps"] else None,
-                       "failures": p["failures"] + h["failures"]})
-        log(f"  round {i + 1}: predict {p['rps']:,.0f} req/s, /healthz {h['rps']:,.0f} req/s, "
-            f"{100 * rounds[-1]['ratio']:.0f}%  failures {rounds[-1]['failures']}")
+        ra, rb = runs[a.name], runs[b.name]
+        rounds.append({"round": i + 1, "first": order[0].name,
+                       **{f"{t}_rps": runs[t]["rps"] for t in (a.name, b.name)},
+                       **{f"{t}_p99_ms": runs[t]["p99_ms"] for t in (a.name, b.name)},
+                       "ratio": ra["rps"] / rb["rps"] if rb["rps"] else None,
+                       "failures": ra["failures"] + rb["failures"]})
+        log(f"  round {i + 1}: {a.name} {ra['rps']:,.0f} req/s, {b.name} {rb['rps']:,.0f} req/s, "
+            f"{rounds[-1]['ratio']:.2f}×  failures {rounds[-1]['failures']}")
     return rounds
 
 
@@ -722,6 +726,9 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
                 if 1 in settings.rows and settings.paired_rounds:
                     log(f"[bench] predict vs /healthz through nginx, {settings.paired_rounds} alternating rounds")
                     bench["paired"] = paired_rounds(go[1], ceilings[1], settings, bodies[1], args.name, log)
+                    log(f"[bench] nginx + 2 Go vs FastAPI + ORT behind the same nginx, {settings.paired_rounds} "
+                        "alternating rounds")
+                    bench["peer_paired"] = paired_rounds(go[1], peer[1], settings, bodies[1], args.name, log)
             else:
                 log(f"[bench] batching {variant}: the Go targets")
                 for rows in settings.batching_rows:
@@ -820,6 +827,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({bench['elapsed_s']:.0f}s)")
     reload = bench.get("hot_reload") or {}
     failures = sum(r["failures"] for r in bench["results"] + bench["batching"] + bench.get("paired", [])
+                   + bench.get("peer_paired", [])
                    + bench.get("families", []) + [reload.get(k, {"failures": 0}) for k in ("before", "during", "after")])
     failures += bench.get("shadow", {}).get("wrong_answers", 0)
     if failures:

@@ -51,6 +51,9 @@ def test_a_short_real_bench_run_writes_every_report_and_cleans_up(repository, ev
 
     assert [r["first"] for r in result["paired"]] == ["go_nginx", "nginx_go_healthz"]  # the order alternates
     assert all(r["failures"] == 0 and r["go_nginx_rps"] > 0 and r["ratio"] > 0 for r in result["paired"])
+    assert [r["first"] for r in result["peer_paired"]] == ["go_nginx", "fastapi_ort_nginx"]  # against the peer behind nginx
+    assert all(r["failures"] == 0 and r["fastapi_ort_nginx_rps"] > 0 and r["ratio"] > 0 for r in result["peer_paired"])
+    assert "## nginx + 2 Go vs FastAPI + ORT behind the same nginx, alternating rounds" in (out / "bench.md").read_text()
 
     batching = {(r["target"], r["loadgen"], r["batching"]) for r in result["batching"]}
     assert batching == {(t, g, b) for t in ("go_direct", "go_nginx") for g in ("locust", "wrk") for b in bench.BATCHING}

@@ -46,8 +46,12 @@ def fake_result(target: str, rows: int, loadgen: str, rps: float, p99: float, cp
             "p95_ms": p99 / 2, "p99_ms": p99, "failures": 0, "cpu_ms_per_request": cpu}
 
 
-def fake_bench(go_rps: float, go_p99: float, go_cpu: float, go_rows_1000: float, healthz_rps: float) -> dict:
+def fake_bench(go_rps: float, go_p99: float, go_cpu: float, go_rows_1000: float, healthz_rps: float,
+               peer_rps: float = 4_000, peer_p99: float = 30, direct_rps: float = 20_000, peer_direct_rps: float = 4_500) -> dict:
     results = [
+        fake_result("fastapi_ort_nginx", 1, "wrk", peer_rps, peer_p99, 0.4),
+        fake_result("fastapi_ort", 1, "wrk", peer_direct_rps, 20, 0.4),
+        fake_result("go_direct", 1, "wrk", direct_rps, 5, 0.1),
         fake_result("sklearn_gunicorn", 1, "wrk", 400, 60, 6.0),
         fake_result("sklearn_gunicorn", 1, "locust", 300, 80, 6.0),
         fake_result("go_nginx", 1, "wrk", go_rps, go_p99, 0.2),
@@ -66,15 +70,20 @@ def fake_bench(go_rps: float, go_p99: float, go_cpu: float, go_rows_1000: float,
 
 def test_report_judges_the_issue_targets_from_the_run():
     met = report.goals(fake_bench(go_rps=16_000, go_p99=20, go_cpu=0.2, go_rows_1000=250_000, healthz_rps=18_000))
-    assert [g["met"] for g in met] == [True, True, True, True]
+    assert [g["met"] for g in met] == [True] * 6
     assert met[0]["measured"].startswith("40.0× (16,000 vs 400 req/s)")
     assert met[1]["measured"].startswith("1/30 ")
     assert met[3]["measured"].startswith("89% ")
+    assert met[4]["measured"] == "4.00× (16,000 vs 4,000 req/s); p99 20.00 vs 30.00 ms"
+    assert met[5]["measured"] == "4.44× (20,000 vs 4,500 req/s)"
 
-    missed = report.goals(fake_bench(go_rps=11_000, go_p99=90, go_cpu=0.5, go_rows_1000=150_000, healthz_rps=18_000))
-    assert [g["met"] for g in missed] == [False, False, False, False]
+    missed = report.goals(fake_bench(go_rps=11_000, go_p99=90, go_cpu=0.5, go_rows_1000=150_000, healthz_rps=18_000,
+                                     peer_rps=4_000, peer_p99=100, direct_rps=17_000))
+    assert [g["met"] for g in missed] == [False] * 6
     assert "27.5×" in missed[0]["measured"] and "p99 90.00 vs 60.00 ms" in missed[0]["measured"]
     assert missed[2]["measured"].startswith("0.75×")
+    assert missed[4]["measured"] == "2.75× (11,000 vs 4,000 req/s); p99 90.00 vs 100.00 ms"
+    assert missed[5]["measured"] == "3.78× (17,000 vs 4,500 req/s)"
 
     # alternating rounds, when the run has them, decide the /healthz share by their median
     rounds = fake_bench(go_rps=16_000, go_p99=20, go_cpu=0.2, go_rows_1000=250_000, healthz_rps=18_000)
@@ -82,15 +91,29 @@ def test_report_judges_the_issue_targets_from_the_run():
                          "ratio": p / 20_000, "failures": 0} for i, p in enumerate([14_000, 17_000, 15_000])]
     share = report.goals(rounds)[3]
     assert share["met"] is False and share["measured"] == "75%, median of 3 alternating rounds (70–85%)"
+    # and the lead over the peer behind nginx, with the median of each side's p99
+    rounds["peer_paired"] = [{"round": i + 1, "first": "go_nginx", "go_nginx_rps": g, "fastapi_ort_nginx_rps": 3_000,
+                              "go_nginx_p99_ms": 20, "fastapi_ort_nginx_p99_ms": p99, "ratio": g / 3_000, "failures": 0}
+                             for i, (g, p99) in enumerate([(8_700, 25), (9_600, 15), (9_300, 22)])]
+    lead = report.goals(rounds)[4]
+    assert lead["met"] is True and lead["measured"] == (
+        "3.10×, median of 3 alternating rounds (2.90–3.20×); median p99 20.00 vs 22.00 ms")
+    for r in rounds["peer_paired"]:
+        r["fastapi_ort_nginx_p99_ms"] = 19  # the lead holds, but not at a lower p99
+    assert report.goals(rounds)[4]["met"] is False
 
     empty = report.goals({"results": []})
-    assert [g["met"] for g in empty] == [None] * 4
+    assert [g["met"] for g in empty] == [None] * 6
 
 
 def test_report_writes_tables_with_ratios_and_a_chart(tmp_path):
     bench_json = fake_bench(go_rps=16_000, go_p99=20, go_cpu=0.2, go_rows_1000=250_000, healthz_rps=18_000)
+    bench_json["peer_paired"] = [{"round": 1, "first": "fastapi_ort_nginx", "go_nginx_rps": 9_000,
+                                  "fastapi_ort_nginx_rps": 3_000, "go_nginx_p99_ms": 20, "fastapi_ort_nginx_p99_ms": 22,
+                                  "ratio": 3.0, "failures": 0}]
     report.write(bench_json, tmp_path)
     md = (tmp_path / "bench.md").read_text()
+    assert "| 1 | fastapi_ort_nginx | 9,000 | 3,000 | 3.00× | 20.00 | 22.00 | 0 |" in md
     assert "| go_nginx | wrk | 16,000 | 16,000 |" in md
     assert "| 40.0× | 1/30 |" in md  # req/s and CPU against the baseline of the same loadgen and size
     assert "| go_nginx | 1 | wrk | 16,000 | 8,000 | 0.50× |" in md  # batching on (the default), then off
