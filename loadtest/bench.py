@@ -327,9 +327,9 @@ def paired_rounds(a: Target, b: Target, settings: Settings, bodies: Path, model:
     """Two targets under single-record wrk load in alternating rounds (the
     order flips each round, so a drift in the machine's load weighs on
     both): each round's req/s and p99 of each (keyed by target name) and the
-    ratio a / b. The same 2 cores carry wrk and every server, and two runs
-    of one target minutes apart differ by ±10%: the median of the rounds'
-    ratios is what the goals are judged by."""
+    ratio a / b. The same 2 cores carry wrk and every server, so two runs
+    of one target minutes apart differ (BENCHMARKS.md): the median of the
+    rounds' ratios is what the goals are judged by."""
     rounds = []
     for i in range(settings.paired_rounds):
         order = [a, b] if i % 2 == 0 else [b, a]
